@@ -1,0 +1,182 @@
+"""Synthetic data: deterministic, shared across levels, cached once across processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainables.cache import cached_directory
+from trainables.config import SyntheticConfig, parse_study
+from trainables.data import load_synthetic, prepare_synthetic, synthetic_trial_data
+from trainables.synthetic import blend, generate_base, random_mask
+
+SMALL = {"train": 6, "val": 2, "test": 4}
+
+
+def tiny_study(**synthetic) -> object:
+    return parse_study(
+        {
+            "study": "tiny",
+            "variants": ["unet"],
+            "seeds": [0],
+            "image_size": 32,
+            "model": {"channels": [4, 8, 16], "strides": [2, 2]},
+            "datasets": {"synthetic": {"levels": [0.3, 0.9], "split": SMALL, **synthetic}},
+            "test_levels": {"harder": {"kind": "speckle", "variance": 0.1}, "in_domain": {"kind": "none"}},
+            "texture_similarity": {"lbp_method": "uniform"},
+        }
+    )
+
+
+def test_generation_is_byte_identical_and_seed_dependent() -> None:
+    config = SyntheticConfig(split=SMALL)
+    first, second = generate_base(config, 32, 0), generate_base(config, 32, 0)
+    other = generate_base(config, 32, 1)
+    for name in ("masks", "backgrounds", "foregrounds"):
+        assert getattr(first, name).tobytes() == getattr(second, name).tobytes()
+    assert not np.array_equal(first.masks, other.masks)
+    assert blend(first, 0.4).tobytes() == blend(second, 0.4).tobytes()
+
+
+def test_masks_are_single_smooth_shapes_inside_the_image() -> None:
+    from scipy.ndimage import label
+
+    for seed in range(20):
+        mask = random_mask(np.random.default_rng(seed), 64, SyntheticConfig().mask)
+        assert 0.05 < mask.mean() < 0.6
+        assert label(mask)[1] == 1
+        assert not mask[0].any() and not mask[-1].any() and not mask[:, 0].any() and not mask[:, -1].any()
+
+
+def test_only_alpha_changes_between_levels(tmp_path: Path) -> None:
+    data = load_synthetic(prepare_synthetic(tiny_study(), tmp_path))
+    assert data.images.shape == (2, 12, 32, 32)
+    outside = data.masks == 0
+    assert np.array_equal(data.images[0][outside], data.images[1][outside])  # background identical
+    assert not np.array_equal(data.images[0][~outside], data.images[1][~outside])
+    assert sorted(np.concatenate(list(data.split.values()))) == list(range(12))
+    assert [len(data.split[k]) for k in ("train", "val", "test")] == [6, 2, 4]
+
+
+def test_trial_data_has_every_alpha_and_test_level(tmp_path: Path) -> None:
+    data = synthetic_trial_data(tiny_study(), 0.3, tmp_path)
+    assert [c.name for c in data.conditions] == ["alpha_0.30", "alpha_0.90", "harder", "in_domain"]
+    assert data.train_images.shape == (6, 32, 32) and data.train_images.dtype == np.float32
+    assert data.train_images.min() >= 0.0 and data.train_images.max() <= 1.0
+    in_domain = data.conditions[3]
+    assert np.array_equal(in_domain.images, data.conditions[0].images)  # alpha 0.30 is the trained level
+    assert not np.array_equal(data.conditions[2].images, in_domain.images)
+    assert data.manifest["test"] == list(in_domain.image_ids)
+    again = synthetic_trial_data(tiny_study(), 0.9, tmp_path)
+    assert again.manifest == data.manifest  # the split does not depend on alpha
+
+
+def test_released_convention_reads_the_same_data(tmp_path: Path) -> None:
+    paper = load_synthetic(prepare_synthetic(tiny_study(), tmp_path))
+    released = load_synthetic(prepare_synthetic(tiny_study(alpha_convention="released", levels=[0.7, 0.1]), tmp_path))
+    assert released.alphas == paper.alphas
+    assert np.array_equal(released.images, paper.images)
+
+
+def _count_and_build(folder: Path, counter: str) -> None:
+    import time
+
+    with open(counter, "a") as handle:
+        handle.write("built\n")
+    time.sleep(0.5)
+    (folder / "content.txt").write_text("complete")
+
+
+def _prepare_in_process(root: str, counter: str, queue) -> None:
+    folder = cached_directory(root, "thing", {"k": 1}, lambda f: _count_and_build(f, counter))
+    queue.put(str(folder))
+
+
+def test_two_processes_build_the_cache_once(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    counter = tmp_path / "builds.txt"
+    processes = [
+        context.Process(target=_prepare_in_process, args=(str(tmp_path / "cache"), str(counter), queue))
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    folders = {queue.get(timeout=5), queue.get(timeout=5)}
+    assert len(folders) == 1
+    assert counter.read_text() == "built\n"
+    assert (Path(folders.pop()) / "content.txt").read_text() == "complete"
+    assert not list((tmp_path / "cache").glob(".thing-*"))  # no staging folder left
+
+
+def _prepare_synthetic_in_process(root: str, queue) -> None:
+    folder = prepare_synthetic(tiny_study(), root)
+    queue.put((str(folder), load_synthetic(folder).images.tobytes()))
+
+
+def test_two_processes_preparing_synthetic_data_agree(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_prepare_synthetic_in_process, args=(str(tmp_path), queue)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(30)
+        assert process.exitcode == 0
+    assert results[0] == results[1]
+    assert len(list(tmp_path.glob("synthetic-*[!k]"))) == 1
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    def explode(folder: Path) -> None:
+        (folder / "partial.npy").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        cached_directory(tmp_path, "thing", {"k": 2}, explode)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    folder = cached_directory(tmp_path, "thing", {"k": 2}, lambda f: (f / "ok").write_text("1"))
+    assert (folder / "ok").read_text() == "1"
+
+
+def test_stale_staging_folder_of_a_killed_builder_is_removed(tmp_path: Path) -> None:
+    from trainables.cache import cache_path
+
+    final = cache_path(tmp_path, "thing", {"k": 3})
+    stale = tmp_path / f".{final.name}.dead"
+    stale.mkdir(parents=True)
+    (stale / "half").write_text("x")
+    cached_directory(tmp_path, "thing", {"k": 3}, lambda f: (f / "ok").write_text("1"))
+    assert not stale.exists() and final.is_dir()
+
+
+def test_preview_command_writes_a_figure(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from trainables.data import main
+
+    study = tmp_path / "tiny.yaml"
+    study.write_text(yaml.safe_dump(tiny_study().model_dump(mode="json")))
+    out = tmp_path / "preview.png"
+    assert main(["preview", "--config", str(study), "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "0.30" in printed and "0.90" in printed
+
+
+def test_data_command_refuses_a_bad_study_with_status_2(tmp_path: Path, capsys) -> None:
+    from trainables.data import main
+
+    study = tmp_path / "bad.yaml"
+    study.write_text("study: x\nvariants: [unet]\nseeds: [-1]\ndatasets: {synthetic: {}}\n")
+    assert main(["prepare", "--config", str(study), "--cache", str(tmp_path / "cache")]) == 2
+    assert "seeds" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()

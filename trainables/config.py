@@ -1,0 +1,479 @@
+"""Study files: one YAML document parsed into frozen, typed objects.
+
+Every number of the protocol (shared/PROTOCOL.md) is a field here, with its
+description; nothing downstream reads a raw dict. A study file is refused before
+any work starts, with a message that names the file and the key.
+
+Alpha convention (stated once, here): ``alpha`` is the share of the foreground
+texture inside the mask, as the MICCAI 2023 paper writes it,
+``I(x | mask) = alpha * FG(x) + (1 - alpha) * BG(x)``, so ``alpha = 1`` is the
+easiest task (pure foreground texture) and alpha near 0 the hardest. The released
+code blends the other way round (higher value = harder); a study file written in
+that convention sets ``alpha_convention: released`` and its levels are read as
+``1 - value``. Inside the project every alpha is in the paper's convention.
+
+    python -m trainables.config conf/quick.yaml   # validate and print a study
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUILTIN_TEXTURES = ("grass", "gravel", "brick")
+MICCAI_VARIANTS = ("noskip_unet", "unet", "attention_unet")
+JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
+VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS
+TEST_LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
+
+
+class StudyConfigError(ValueError):
+    """A study file that cannot be run; the message names the file and the key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TextureSimilarityConfig(_Frozen):
+    """Texture similarity TS = KL between LBP histograms of background and foreground.
+
+    ``preset: paper`` (default) is Eq. 1 of the paper; ``preset: released``
+    reproduces the authors' released code. Keys given next to a preset override it.
+    """
+
+    preset: Literal["paper", "released"] = Field("paper", description="Starting values for the fields below.")
+    lbp_points: int = Field(8, ge=1, le=24, description="LBP sampling points P (paper 8, released 24).")
+    lbp_radius: float = Field(1.0, gt=0, description="LBP radius R in pixels (paper 1, released 3).")
+    lbp_method: Literal["default", "uniform", "nri_uniform", "ror"] = Field(
+        "default", description="skimage LBP method (paper 'default', released 'uniform')."
+    )
+    kl_direction: Literal["background_foreground", "foreground_background"] = Field(
+        "background_foreground",
+        description="KL(background || foreground) as in the paper, or KL(foreground || background) as released.",
+    )
+    log_base: float = Field(2.0, gt=1, description="Base of the logarithm in the KL divergence.")
+    resize_to: int | None = Field(
+        None, ge=8, description="Resize image and mask to this square size before LBP (released: 256); null = as is."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "released":
+            released = {
+                "lbp_points": 24,
+                "lbp_radius": 3.0,
+                "lbp_method": "uniform",
+                "kl_direction": "foreground_background",
+                "log_base": 2.0,
+                "resize_to": 256,
+            }
+            return {**released, **data}
+        return data
+
+
+class MaskConfig(_Frozen):
+    """Random smooth closed masks: a closed Bezier curve through random points, filled."""
+
+    points: int = Field(4, ge=3, le=32, description="Random control points of the closed curve (released: 4).")
+    radius: float = Field(1.0, gt=0, le=1.0, description="Length of the Bezier handles, relative (released: 1.0).")
+    edginess: float = Field(0.05, ge=0, le=1.0, description="0 = smooth tangents, 1 = corners (released: 0.05).")
+    min_extent: float = Field(0.35, gt=0, le=1.0, description="Smallest shape width as a share of the image side.")
+    max_extent: float = Field(0.75, gt=0, le=1.0, description="Largest shape width as a share of the image side.")
+
+    @model_validator(mode="after")
+    def _extent_order(self) -> MaskConfig:
+        if self.min_extent > self.max_extent:
+            raise ValueError("min_extent must not exceed max_extent")
+        return self
+
+
+class SplitConfig(_Frozen):
+    """Image counts per split; the same images form each split at every alpha level."""
+
+    train: int = Field(70, ge=1, description="Training images per level (paper 70).")
+    val: int = Field(10, ge=1, description="Validation images per level (paper 10).")
+    test: int = Field(20, ge=1, description="Test images per level (paper 20).")
+
+    @property
+    def total(self) -> int:
+        return self.train + self.val + self.test
+
+
+class SyntheticConfig(_Frozen):
+    """The synthetic texture data set: two textures blended inside random masks."""
+
+    background: str = Field("grass", description="Background texture: a scikit-image name or an image file path.")
+    foreground: str = Field("gravel", description="Foreground texture: a scikit-image name or an image file path.")
+    alpha_convention: Literal["paper", "released"] = Field(
+        "paper",
+        description="'paper': alpha = foreground share inside the mask, 1 = easiest. "
+        "'released': the authors' code, value = 1 - alpha, higher = harder.",
+    )
+    levels: tuple[float, ...] = Field(
+        (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        min_length=1,
+        description="Alpha levels in the convention above, each in (0, 1] (paper: 0.1 ... 0.9).",
+    )
+    direction: Literal["foreground", "background_bleed"] = Field(
+        "foreground",
+        description="'foreground': the foreground is blended into the mask; 'background_bleed': the foreground "
+        "texture bleeds into the background outside the mask (released code's second data set).",
+    )
+    crop_size: int | None = Field(
+        None, ge=8, description="Side of the random texture crops before resizing to image_size; null = image_size."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+
+    @field_validator("levels")
+    @classmethod
+    def _check_levels(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        for value in levels:
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"alpha level {value} is outside (0, 1]")
+        rounded = [round(v, 6) for v in levels]
+        duplicates = sorted({v for v in rounded if rounded.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate alpha levels {duplicates}")
+        return levels
+
+    @property
+    def alphas(self) -> tuple[float, ...]:
+        """Levels in the paper's convention (alpha = foreground share, 1 = easiest), sorted."""
+        if self.alpha_convention == "released":
+            return tuple(sorted(round(1.0 - v, 6) for v in self.levels))
+        return tuple(sorted(round(v, 6) for v in self.levels))
+
+
+class DatasetsConfig(_Frozen):
+    """The data sets of the study, by name. Medical data sets join in a later issue."""
+
+    synthetic: SyntheticConfig | None = Field(None, description="The synthetic texture data set.")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+
+class PerturbationConfig(_Frozen):
+    """One out-of-domain test level applied to a test set."""
+
+    kind: Literal["none", "speckle", "background_blur"] = Field(description="What is done to the test image.")
+    variance: float | None = Field(None, gt=0, description="Speckle noise variance (hardest 0.3, harder 0.1).")
+    sigma: float | None = Field(
+        None,
+        gt=0,
+        description="Gaussian blur sigma of the background (easier 3.0, easiest 7.0; papers say 'variance').",
+    )
+
+    @model_validator(mode="after")
+    def _parameters_match_kind(self) -> PerturbationConfig:
+        if self.kind == "speckle" and self.variance is None:
+            raise ValueError("speckle needs 'variance'")
+        if self.kind == "background_blur" and self.sigma is None:
+            raise ValueError("background_blur needs 'sigma'")
+        if self.kind != "speckle" and self.variance is not None:
+            raise ValueError(f"'variance' does not apply to kind '{self.kind}'")
+        if self.kind != "background_blur" and self.sigma is not None:
+            raise ValueError(f"'sigma' does not apply to kind '{self.kind}'")
+        return self
+
+
+class ModelConfig(_Frozen):
+    """Network shape shared by every variant (MONAI; random init, no dropout, no residual units)."""
+
+    channels: tuple[int, ...] = Field(
+        (16, 32, 64, 128, 256), min_length=2, description="U-Net channels per level (synthetic 5 levels, medical 6)."
+    )
+    strides: tuple[int, ...] = Field(
+        (2, 2, 2, 2), min_length=1, description="Down-sampling strides, one fewer than channels."
+    )
+    norm: Literal["batch", "instance"] = Field("batch", description="Normalisation layer.")
+    activation: Literal["relu", "prelu", "leakyrelu"] = Field("relu", description="Activation.")
+    unet_plus_plus_features: tuple[int, int, int, int, int, int] = Field(
+        (16, 32, 64, 128, 256, 16),
+        description="BasicUNetPlusPlus features: five levels plus the full-resolution decoder width "
+        "(released preset: (16, 32, 64, 128, 256, 512), 70x the FLOPs of the attention U-Net).",
+    )
+
+    @field_validator("channels", "strides", "unet_plus_plus_features")
+    @classmethod
+    def _positive(cls, values: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v < 1 for v in values):
+            raise ValueError("every value must be a positive integer")
+        return values
+
+    @model_validator(mode="after")
+    def _levels_match(self) -> ModelConfig:
+        if len(self.strides) != len(self.channels) - 1:
+            raise ValueError(
+                f"{len(self.channels)} channels need {len(self.channels) - 1} strides, got {len(self.strides)}"
+            )
+        return self
+
+
+class TrainingConfig(_Frozen):
+    """The training protocol, the same for every variant."""
+
+    epochs: int = Field(100, ge=1, description="Epochs, no early stopping (paper 100).")
+    batch_size: int = Field(8, ge=1, description="Batch size (released code 8).")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate, constant (synthetic 1e-3, medical 1e-2).")
+    val_every: int = Field(
+        2, ge=1, description="Validate every this many epochs (paper 2); the last epoch always validates."
+    )
+    rotate_prob: float = Field(
+        0.5, ge=0, le=1, description="Probability of a random 90-degree rotation (the only augmentation)."
+    )
+    dice_threshold: float = Field(0.5, gt=0, lt=1, description="Dice is computed on sigmoid(output) > threshold.")
+    test_checkpoint: Literal["best", "last"] = Field(
+        "best", description="Checkpoint evaluated on the test sets (paper: best by val Dice; released scripts: last)."
+    )
+    mixed_precision: bool = Field(False, description="bf16 autocast on CUDA; ignored on CPU.")
+
+
+class EvaluationConfig(_Frozen):
+    """What is measured on the test sets."""
+
+    surface_metrics: bool = Field(False, description="Also HD95, ASD and NSD (journal metrics).")
+    hausdorff_percentile: float = Field(95.0, gt=0, le=100, description="Percentile of the Hausdorff distance.")
+    nsd_tolerance: float = Field(1.0, ge=0, description="Normalised surface Dice tolerance, in pixels.")
+
+
+class ResourcesConfig(_Frozen):
+    """What each trial asks the cluster for."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
+    gpu: float = Field(0.25, ge=0, le=1, description="Fraction of a GPU per trial (0.25: four trials share one).")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Cap on trials running at once; null = as resources allow."
+    )
+    max_failures: int = Field(2, ge=0, description="Retries of a failed trial from its last checkpoint.")
+
+
+class TrackingConfig(_Frozen):
+    """Where runs are logged."""
+
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; null = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory.",
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; null = the study name.")
+
+
+class StorageConfig(_Frozen):
+    """Where files go."""
+
+    results: str = Field(
+        "ray_results", description="Ray Tune storage path (a shared file system or object store on a cluster)."
+    )
+    cache: str = Field(".skipsweep_cache", description="Per-node cache of prepared data sets.")
+
+
+class StudyConfig(_Frozen):
+    """One robustness study: the grid of trials and the protocol they share."""
+
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Study name; the MLflow experiment unless set.")
+    description: str = Field("", description="Free text.")
+    variants: tuple[str, ...] = Field(min_length=1, description=f"Network variants, from {', '.join(VARIANTS)}.")
+    seeds: tuple[int, ...] = Field(min_length=1, description="Training seeds, one trial each (paper: 3).")
+    data_seed: int = Field(0, ge=0, description="Seed of everything about the data: crops, masks, splits, noise.")
+    image_size: int = Field(256, ge=16, description="Square image side in pixels (paper 256).")
+    datasets: DatasetsConfig = Field(description="Data sets of the study.")
+    test_levels: dict[str, PerturbationConfig] = Field(
+        default_factory=dict,
+        description="Out-of-domain test levels (hardest, harder, in_domain, easier, easiest) applied to each test set.",
+    )
+    texture_similarity: TextureSimilarityConfig = Field(default_factory=TextureSimilarityConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, variants: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+        if len(set(variants)) != len(variants):
+            raise ValueError("a variant is listed twice")
+        return variants
+
+    @field_validator("seeds")
+    @classmethod
+    def _valid_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if any(s < 0 for s in seeds):
+            raise ValueError(f"seeds must be >= 0, got {list(seeds)}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("a seed is listed twice")
+        return seeds
+
+    @field_validator("test_levels")
+    @classmethod
+    def _known_levels(cls, levels: dict[str, PerturbationConfig]) -> dict[str, PerturbationConfig]:
+        unknown = [name for name in levels if name not in TEST_LEVEL_ORDER]
+        if unknown:
+            raise ValueError(f"unknown test level(s) {unknown}; known: {list(TEST_LEVEL_ORDER)}")
+        return levels
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudyConfig:
+        if not self.datasets.names:
+            raise ValueError("datasets: at least one data set is needed")
+        depth = 2 ** len(self.model.strides)
+        if self.image_size % depth:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {depth} for {len(self.model.strides)} strides"
+            )
+        fixed_depth = [v for v in self.variants if v in JOURNAL_VARIANTS]
+        if fixed_depth and self.image_size % 32:
+            raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.study
+
+    def config_hash(self) -> str:
+        """Hash of everything that defines a trial's result, but not the grid's extent.
+
+        Seeds, variants and alpha levels are the grid (adding a seed keeps the hash);
+        resources, tracking and storage are operational. Runs with different hashes
+        must not be compared.
+        """
+        payload = self.model_dump(
+            mode="json", exclude={"study", "description", "variants", "seeds", "resources", "tracking", "storage"}
+        )
+        for dataset in payload["datasets"].values():
+            if isinstance(dataset, dict):
+                dataset.pop("levels", None)
+        return stable_hash(payload)
+
+
+def format_alpha(alpha: float) -> str:
+    """Alpha as it appears in names and tags: two decimals unless more are needed (0.30, 0.125)."""
+    text = f"{alpha:.2f}"
+    return text if abs(float(text) - alpha) < 1e-9 else f"{alpha:.6g}"
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """A short, deterministic hash of JSON-serialisable content."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _format_location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith("function-")) or "(top level)"
+
+
+def _check_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
+    synthetic = config.datasets.synthetic
+    if synthetic is None:
+        return config
+    resolved = {}
+    for key in ("background", "foreground"):
+        value = getattr(synthetic, key)
+        if value in BUILTIN_TEXTURES:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (base / path).resolve()
+        if not path.is_file():
+            raise StudyConfigError(
+                f"{source}: datasets.synthetic.{key}: texture '{value}' is neither a built-in texture "
+                f"({', '.join(BUILTIN_TEXTURES)}) nor an existing image file (looked for {path})"
+            )
+        resolved[key] = str(path)
+    if not resolved:
+        return config
+    new_synthetic = synthetic.model_copy(update=resolved)
+    return config.model_copy(update={"datasets": config.datasets.model_copy(update={"synthetic": new_synthetic})})
+
+
+def parse_study(data: Any, source: str = "<study>", base: Path | None = None) -> StudyConfig:
+    """Validate an already-parsed YAML document.
+
+    Args:
+        data: the document (a mapping).
+        source: the name used in error messages (the file path).
+        base: folder that relative texture paths are resolved against.
+
+    Raises:
+        StudyConfigError: naming ``source`` and the offending key.
+    """
+    if not isinstance(data, dict):
+        raise StudyConfigError(f"{source}: a study file must be a mapping of keys, got {type(data).__name__}")
+    try:
+        config = StudyConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = _format_location(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key '{first['loc'][-1]}'"
+        more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
+        raise StudyConfigError(f"{source}: {location}: {message}{more}") from None
+    return _check_texture_paths(config, base or Path.cwd(), source)
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate one study file.
+
+    Raises:
+        StudyConfigError: for a missing file, a YAML syntax error (with its line) or
+            an invalid key (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyConfigError(f"{path}: study file not found")
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise StudyConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    return parse_study(data, source=str(path), base=path.resolve().parent)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate study files and print them as resolved JSON; exit status 2 on a bad file."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m trainables.config STUDY.yaml [...]", file=sys.stderr)
+        return 2
+    for name in argv:
+        try:
+            config = load_study(name)
+        except StudyConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(config.model_dump(mode="json"), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
