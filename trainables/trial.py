@@ -1,0 +1,257 @@
+"""One trial: (study, dataset, variant, train_alpha, seed) trained, evaluated and tracked.
+
+``run_trial`` is a plain function: the Ray Tune sweep, the benchmarks and a notebook
+all call it.
+
+    from trainables.config import load_study
+    from trainables.trial import TrialSpec, run_trial
+    study = load_study("conf/quick.yaml")
+    result = run_trial(TrialSpec("quick", "synthetic", "unet", 0.9, 0), study, work_dir="trial")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainables.config import StudyConfig, format_alpha, stable_hash
+from trainables.data import trial_data
+from trainables.evaluate import condition_means, evaluate_conditions
+from trainables.loop import (
+    TrainState,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    to_tensor,
+    train_epoch,
+    validation_dice,
+)
+from trainables.models import build_model
+from trainables.tracking import TrialRun, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """The key of one trial; ``train_alpha`` is None for medical data sets."""
+
+    study: str
+    dataset: str
+    variant: str
+    train_alpha: float | None
+    seed: int
+
+    @property
+    def trial_id(self) -> str:
+        """Stable id: a hash of the key, the same whatever order the study lists things in."""
+        alpha = "" if self.train_alpha is None else format_alpha(self.train_alpha)
+        return stable_hash([self.study, self.dataset, self.variant, alpha, self.seed], length=12)
+
+    @property
+    def run_name(self) -> str:
+        alpha = "" if self.train_alpha is None else f"/a{format_alpha(self.train_alpha)}"
+        return f"{self.variant}/{self.dataset}{alpha}/s{self.seed}"
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "study": self.study,
+            "dataset": self.dataset,
+            "variant": self.variant,
+            "train_alpha": "" if self.train_alpha is None else format_alpha(self.train_alpha),
+            "seed": str(self.seed),
+        }
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What the trial tells its caller after each epoch (the Ray adapter reports it)."""
+
+    epoch: int
+    train_loss: float
+    val_dice: float | None
+    best_val_dice: float
+    seconds: float
+    checkpoint_dir: Path
+
+
+@dataclass
+class TrialResult:
+    """Outcome of a trial."""
+
+    spec: TrialSpec
+    run_id: str
+    skipped: bool = False
+    best_val_dice: float = float("nan")
+    best_epoch: int = -1
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+def git_commit() -> str:
+    """The commit of the code that runs, or ``unknown`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def trial_params(config: StudyConfig) -> dict[str, str]:
+    """Every training hyper-parameter, as MLflow params."""
+    training, model = config.training, config.model
+    return {
+        "learning_rate": training.learning_rate,
+        "batch_size": training.batch_size,
+        "epochs": training.epochs,
+        "val_every": training.val_every,
+        "rotate_prob": training.rotate_prob,
+        "dice_threshold": training.dice_threshold,
+        "test_checkpoint": training.test_checkpoint,
+        "mixed_precision": training.mixed_precision,
+        "optimizer": "adam",
+        "loss": "dice_sigmoid",
+        "image_size": config.image_size,
+        "data_seed": config.data_seed,
+        "channels": list(model.channels),
+        "strides": list(model.strides),
+        "norm": model.norm,
+        "activation": model.activation,
+        "unet_plus_plus_features": list(model.unet_plus_plus_features),
+        "surface_metrics": config.evaluation.surface_metrics,
+    }
+
+
+def run_trial(
+    spec: TrialSpec,
+    config: StudyConfig,
+    *,
+    work_dir: str | Path,
+    tracking_uri: str | None = None,
+    cache_root: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    device: str | None = None,
+) -> TrialResult:
+    """Train, evaluate and track one trial; resume it if a checkpoint exists.
+
+    Args:
+        spec: the trial key.
+        config: the validated study.
+        work_dir: folder for the trial's checkpoint and result files.
+        tracking_uri: MLflow URI; default from the study, the environment or ``sqlite:///mlflow.db``.
+        cache_root: prepared-data cache; default the study's ``storage.cache``.
+        resume_from: a folder holding ``state.pt`` to continue from; default ``work_dir``'s, if any.
+        on_epoch: called after each epoch, once its state is saved in ``checkpoint_dir``.
+        device: torch device; default CUDA when visible, else CPU.
+
+    Returns:
+        The result; ``skipped`` when the trial's run had already FINISHED.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(tracking_uri or config.tracking.uri)
+    data = trial_data(config, spec.dataset, spec.train_alpha, cache_root or config.storage.cache)
+    tags = {
+        **spec.tags(),
+        "config_hash": config.config_hash(),
+        "split_hash": data.manifest["hash"],
+        "git_commit": git_commit(),
+    }
+    with TrialRun(uri, config.experiment_name, spec.trial_id, spec.run_name, tags, trial_params(config)) as run:
+        if run.already_finished:
+            log.info("%s: already finished in run %s, skipped", spec.run_name, run.run_id)
+            return TrialResult(spec, run.run_id, skipped=True)
+        return _train_and_evaluate(spec, config, data, run, work_dir, resume_from, on_epoch, pick_device(device))
+
+
+def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on_epoch, device) -> TrialResult:
+    training = config.training
+    generator = seed_everything(spec.seed)
+    model = build_model(spec.variant, config.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
+    state, best_model = TrainState(), None
+    checkpoint = Path(resume_from or work_dir) / STATE_FILE
+    if checkpoint.is_file():
+        state, best_model = load_checkpoint(checkpoint, model, optimizer, generator)
+        log.info("%s: resuming at epoch %d from %s", spec.run_name, state.next_epoch, checkpoint)
+    train_x, train_y = to_tensor(data.train_images, device), to_tensor(data.train_masks, device)
+    val_x, val_y = to_tensor(data.val_images, device), to_tensor(data.val_masks, device)
+    amp = training.mixed_precision
+    for epoch in range(state.next_epoch, training.epochs):
+        started = time.perf_counter()
+        loss = train_epoch(
+            model, optimizer, train_x, train_y, training.batch_size, training.rotate_prob, generator, amp
+        )
+        val_dice = None
+        if (epoch + 1) % training.val_every == 0 or epoch == training.epochs - 1:
+            val_dice = validation_dice(model, val_x, val_y, training.batch_size, training.dice_threshold, amp)
+            if val_dice > state.best_val_dice:
+                state.best_val_dice, state.best_epoch = val_dice, epoch
+                best_model = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        seconds = time.perf_counter() - started
+        # Log before saving: a crash in between re-runs this epoch, whose already logged steps are skipped.
+        run.log_epoch(epoch, {"train_loss": loss, "val_dice": val_dice, "epoch_seconds": seconds})
+        state.history.append({"epoch": epoch, "train_loss": loss, "val_dice": val_dice, "seconds": seconds})
+        state.next_epoch = epoch + 1
+        save_checkpoint(work_dir / STATE_FILE, model, optimizer, generator, state, best_model)
+        if on_epoch is not None:
+            on_epoch(EpochReport(epoch, loss, val_dice, state.best_val_dice, seconds, work_dir))
+    return _finish(spec, config, data, run, model, best_model, state, work_dir, device)
+
+
+def _finish(spec, config, data, run, model, best_model, state, work_dir: Path, device) -> TrialResult:
+    training = config.training
+    checkpoints = work_dir / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    last_model = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    best_model = {key: value.cpu() for key, value in (best_model or last_model).items()}
+    torch.save(best_model, checkpoints / "best.pt")
+    torch.save(last_model, checkpoints / "last.pt")
+    model.load_state_dict(best_model if training.test_checkpoint == "best" else last_model)
+    per_image = evaluate_conditions(
+        model,
+        data.conditions,
+        config.evaluation,
+        device,
+        training.batch_size,
+        training.dice_threshold,
+        training.mixed_precision,
+    )
+    per_image.to_parquet(work_dir / "per_image.parquet", index=False)
+    (work_dir / "split_manifest.json").write_text(json.dumps(data.manifest, indent=2))
+    test_metrics = condition_means(per_image)
+    epoch_seconds = [row["seconds"] for row in state.history]
+    run.log_metrics(
+        {
+            "best_val_dice": state.best_val_dice,
+            "best_epoch": state.best_epoch,
+            "mean_epoch_seconds": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
+            **test_metrics,
+        }
+    )
+    run.log_artifact(checkpoints / "best.pt", "checkpoints")
+    run.log_artifact(checkpoints / "last.pt", "checkpoints")
+    run.log_artifact(work_dir / "per_image.parquet")
+    run.log_artifact(work_dir / "split_manifest.json")
+    log.info(
+        "%s: best val Dice %.4f at epoch %d; %s",
+        spec.run_name,
+        state.best_val_dice,
+        state.best_epoch,
+        ", ".join(f"{k}={v:.3f}" for k, v in test_metrics.items() if k.startswith("test_dice")),
+    )
+    return TrialResult(spec, run.run_id, False, state.best_val_dice, state.best_epoch, test_metrics, state.history)
