@@ -215,3 +215,33 @@ class TrialRun:
         except Exception as tracking_error:  # the trial's own error is the one to raise
             log.error("could not mark run %s FAILED: %s", self.run_id, tracking_error)
         return False
+
+
+def trial_summaries(tracking_uri: str, experiment: str) -> list[dict]:
+    """One row per trial run of the experiment: run name, status, best val Dice, in-domain test Dice."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    rows, token = [], None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'trial'", max_results=1000, page_token=token
+        )
+        for run in page:
+            metrics = run.data.metrics
+            in_domain = metrics.get("test_dice.in_domain")
+            if in_domain is None and run.data.tags.get("train_alpha"):
+                in_domain = metrics.get(f"test_dice.alpha_{run.data.tags['train_alpha']}")
+            rows.append(
+                {
+                    "run_name": run.info.run_name,
+                    "status": run.info.status,
+                    "best_val_dice": metrics.get("best_val_dice"),
+                    "test_dice_in_domain": in_domain,
+                    "run_id": run.info.run_id,
+                }
+            )
+        token = page.token
+        if not token:
+            return sorted(rows, key=lambda row: row["run_name"])

@@ -1,0 +1,157 @@
+"""Run a study as a Ray Tune sweep: the product's main command.
+
+    python -m orchestrator.run                                  # conf/quick.yaml on a local Ray cluster
+    python -m orchestrator.run --config conf/miccai2023.yaml --dry-run
+    RAY_AUTH_MODE=token ray job submit --address http://HEAD:8265 --working-dir . -- \\
+        python -m orchestrator.run --config conf/miccai2023.yaml --tracking-uri http://MLFLOW:5000
+
+A bad study file is refused (exit status 2) before MLflow or Ray is touched.
+Finished trials (found by key in MLflow) are never scheduled again; unfinished ones
+resume from their last state. Exit status 1 if any trial finally failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from orchestrator.expand import expand, trial_table
+from trainables.config import StudyConfigError, load_study
+from trainables.tracking import ensure_experiment, finished_trial_ids, resolve_tracking_uri, trial_summaries
+
+DEFAULT_STUDY = "conf/quick.yaml"
+
+
+def _epoch_seconds(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    pairs = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            pairs[name.strip()] = float(value)
+        except ValueError:
+            raise StudyConfigError(f"--epoch-seconds: '{item}' is not VARIANT=SECONDS") from None
+    return pairs
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.run", description="Run a skipsweep study.")
+    parser.add_argument("--config", default=DEFAULT_STUDY, help=f"study file (default: {DEFAULT_STUDY})")
+    parser.add_argument("--dry-run", action="store_true", help="print the trial table and exit")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow URI (default: study file, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)"
+    )
+    parser.add_argument("--storage", help="Ray Tune storage path (default: the study's storage.results)")
+    parser.add_argument("--cache", help="prepared-data cache folder (default: the study's storage.cache)")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else start a local cluster)")
+    parser.add_argument("--epoch-seconds", help="for --dry-run estimates: VARIANT=SECONDS,... per epoch")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=5, help="hand Tune a checkpoint every N epochs (default 5)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="Ray Tune's own tables and the trials' logs")
+    return parser.parse_args(argv)
+
+
+def pending_trials(specs: list, tracking_uri: str, experiment: str) -> list:
+    """The trials whose run is not FINISHED in MLflow, in order: what a (re)run schedules."""
+    finished = finished_trial_ids(tracking_uri, experiment)
+    return [spec for spec in specs if spec.trial_id not in finished]
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def _connect_ray(address: str | None, verbose: bool):
+    import ray
+
+    hooks = {key: value for key, value in os.environ.items() if key.startswith("SKIPSWEEP_")}
+    ray.init(
+        address=address,
+        logging_level=logging.INFO if verbose else logging.WARNING,
+        log_to_driver=verbose,
+        runtime_env={"env_vars": hooks} if hooks else None,
+    )
+    return ray
+
+
+def _gpu_fraction(requested: float, cluster: dict) -> float:
+    """The GPU fraction to ask for: 0, with one warning, when the cluster has no GPU (else trials pend forever)."""
+    if requested > 0 and cluster.get("GPU", 0) == 0:
+        warnings.warn(
+            f"the study asks {requested:g} GPU per trial but the Ray cluster has no GPU: running on CPU instead",
+            stacklevel=2,
+        )
+        return 0.0
+    return requested
+
+
+def _print_summary(uri: str, experiment: str, study_file: str) -> None:
+    rows = trial_summaries(uri, experiment)
+    print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
+    for row in rows:
+        best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
+        test = "-" if row["test_dice_in_domain"] is None else f"{row['test_dice_in_domain']:.4f}"
+        print(f"{row['run_name']:<36} {row['status']:<9} {best:>13} {test:>22}")
+    store = f"--backend-store-uri {uri}" if uri.startswith("sqlite") else ""
+    print(f"\nMLflow UI:   mlflow ui {store}".rstrip() if store else f"\nMLflow:      {uri}")
+    print(
+        f"next:        python -m analysis export --study {experiment} --tracking-uri {uri} --out results/{experiment}"
+    )
+    print(f"             python -m analysis report results/{experiment}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate, expand, skip finished trials, run the rest on Ray, summarise."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        study = load_study(args.config)
+        seconds = _epoch_seconds(args.epoch_seconds)
+        if args.checkpoint_every < 1:
+            raise StudyConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    except StudyConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    specs = expand(study)
+    if args.dry_run:
+        print(trial_table(specs, study, seconds))
+        return 0
+
+    from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
+
+    uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
+    paths = SweepPaths(
+        uri, _absolute(args.cache or study.storage.cache), _absolute(args.storage or study.storage.results)
+    )
+    ensure_experiment(uri, study.experiment_name)  # once, here: concurrent trials racing on a new store all die
+    todo = pending_trials(specs, uri, study.experiment_name)
+    print(
+        f"[{study.study}] {len(specs)} trials; {len(specs) - len(todo)} already finished in MLflow, {len(todo)} to run"
+    )
+    outcome: dict[str, str] = {}
+    if todo:
+        ray = _connect_ray(args.address, args.verbose)
+        try:
+            gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
+            started = time.monotonic()
+            outcome = run_sweep(study, args.config, todo, paths, gpu, args.checkpoint_every, args.verbose)
+            print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
+        finally:
+            ray.shutdown()
+    _print_summary(uri, study.experiment_name, args.config)
+    failed = [trial for trial, state in outcome.items() if state != "TERMINATED"]
+    if failed:
+        print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The study as a Ray Tune run: the only module that imports Ray Tune.
+
+Each trial is a function trainable, a thin adapter over ``trainables.trial.run_trial``:
+it reports ``train_loss`` / ``val_dice`` each epoch with ``tune.report``, hands Tune
+the trial's checkpoint folder, and resumes from ``tune.get_checkpoint()`` when Tune
+retries it after a failure. Logging to MLflow happens inside the trial (see README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # before Tune reads it
+
+from ray import tune  # noqa: E402
+
+from orchestrator.progress import ProgressPrinter  # noqa: E402
+from trainables.config import StudyConfig, parse_study  # noqa: E402
+from trainables.trial import STATE_FILE, EpochReport, TrialSpec, run_trial  # noqa: E402
+
+TEST_KILL_EPOCH = "SKIPSWEEP_TEST_KILL_AT_EPOCH"  # test-only hook: SIGKILL the trial once, at this epoch
+TEST_KILL_MARKER = "SKIPSWEEP_TEST_KILL_MARKER"  # file whose creation makes the kill happen only once
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """Absolute locations every trial must agree on (trials run in folders of their own)."""
+
+    tracking_uri: str
+    cache_root: str
+    storage_path: str
+
+
+def _maybe_kill_for_test(epoch: int) -> None:
+    target = os.environ.get(TEST_KILL_EPOCH)
+    marker = os.environ.get(TEST_KILL_MARKER)
+    if target is None or marker is None or int(target) != epoch:
+        return
+    try:
+        with open(marker, "x") as handle:  # exclusive create: only the first trial to get here dies
+            handle.write(str(os.getpid()))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), 9)
+
+
+def trial_work_dir(storage_path: str, study: str, trial_id: str) -> Path:
+    """Where a trial keeps its latest state: under the storage path when that is a folder.
+
+    A driver that dies and is started again finds the state there and the trial
+    resumes; Tune's own checkpoints cover a trial moved to another node.
+    """
+    if "://" in storage_path:
+        return Path(tempfile.mkdtemp(prefix=f"skipsweep-{trial_id}-"))
+    return Path(storage_path) / study / "work" / trial_id
+
+
+def _trainable(settings: dict) -> None:
+    spec = TrialSpec(**settings["trial"])
+    study = parse_study(settings["study"], source=settings["source"])
+    paths = SweepPaths(**settings["paths"])
+    checkpoint_every = settings["checkpoint_every"]
+    work_dir = trial_work_dir(paths.storage_path, study.study, spec.trial_id)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None and not (work_dir / STATE_FILE).is_file():
+        with checkpoint.as_directory() as folder:
+            shutil.copy(Path(folder) / STATE_FILE, work_dir / STATE_FILE)
+
+    def report(epoch: EpochReport) -> None:
+        metrics = {
+            "epoch": epoch.epoch,
+            "train_loss": epoch.train_loss,
+            "best_val_dice": epoch.best_val_dice,
+            "epoch_seconds": epoch.seconds,
+            "variant": spec.variant,
+        }
+        if epoch.val_dice is not None:
+            metrics["val_dice"] = epoch.val_dice
+        last = epoch.epoch == study.training.epochs - 1
+        if (epoch.epoch + 1) % checkpoint_every == 0 or last:
+            with tempfile.TemporaryDirectory() as folder:
+                shutil.copy(epoch.checkpoint_dir / STATE_FILE, Path(folder) / STATE_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(metrics)
+        _maybe_kill_for_test(epoch.epoch)
+
+    result = run_trial(  # on failure the state stays in work_dir for the retry
+        spec,
+        study,
+        work_dir=work_dir,
+        tracking_uri=paths.tracking_uri,
+        cache_root=paths.cache_root,
+        on_epoch=report,
+    )
+    shutil.rmtree(work_dir, ignore_errors=True)  # everything of value is in MLflow now
+    tune.report(
+        {
+            "done": True,
+            "variant": spec.variant,
+            "best_val_dice": result.best_val_dice,
+            "skipped": result.skipped,
+            "run_id": result.run_id,
+        }
+    )
+
+
+def run_sweep(
+    study: StudyConfig,
+    source: str,
+    specs: list[TrialSpec],
+    paths: SweepPaths,
+    gpu_per_trial: float,
+    checkpoint_every: int = 1,
+    verbose: bool = False,
+) -> dict[str, str]:
+    """Run the trials on the connected Ray cluster; return trial id -> final state.
+
+    Args:
+        study: the validated study.
+        source: the study file's name, for messages.
+        specs: the trials to run (finished ones already left out).
+        paths: absolute tracking URI, cache root and storage path.
+        gpu_per_trial: the GPU fraction, already checked against the cluster.
+        checkpoint_every: hand Tune a checkpoint every this many epochs (and at the last).
+        verbose: Tune's own progress tables instead of the compact lines.
+
+    Returns:
+        ``{trial_id: "TERMINATED" | "ERROR"}``.
+    """
+    trainable = tune.with_resources(_trainable, {"cpu": study.resources.cpu, "gpu": gpu_per_trial})
+    param_space = {
+        "trial": tune.grid_search([asdict(spec) for spec in specs]),
+        "study": study.model_dump(mode="json"),  # resolved: absolute texture paths; trials re-validate
+        "source": source,
+        "paths": asdict(paths),
+        "checkpoint_every": checkpoint_every,
+    }
+    progress = ProgressPrinter(study.study, [spec.variant for spec in specs], started=time.monotonic())
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=study.resources.max_concurrent_trials,
+            trial_dirname_creator=lambda trial: f"{trial.config['trial']['variant']}_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=study.study,
+            storage_path=paths.storage_path,
+            failure_config=tune.FailureConfig(max_failures=study.resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[progress],
+            verbose=2 if verbose else 0,
+        ),
+    )
+    results = tuner.fit()
+    outcome = {}
+    for result in results:
+        spec = TrialSpec(**result.config["trial"])
+        outcome[spec.trial_id] = "ERROR" if result.error is not None else "TERMINATED"
+    progress.final()
+    return outcome

@@ -1,0 +1,135 @@
+"""The sweep on real Ray: a local cluster started by the orchestrator, and `ray job submit` to a head."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, ROOT, subprocess_env
+from mlflow.tracking import MlflowClient
+
+from orchestrator.expand import expand
+from orchestrator.run import pending_trials
+from trainables.config import load_study
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 4
+
+
+def write_study(folder: Path, name: str, seeds=(0,), epochs=EPOCHS) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": name,
+                "variants": ["noskip_unet", "unet"],
+                "seeds": list(seeds),
+                "image_size": 32,
+                "model": {"channels": [4, 8, 16], "strides": [2, 2]},
+                "datasets": {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 8, "val": 4, "test": 4}}},
+                "texture_similarity": {"lbp_method": "uniform"},
+                "training": {"epochs": epochs, "batch_size": 4, "val_every": 2},
+                "resources": {"cpu": 0.5, "gpu": 0.25, "max_failures": 2},  # 4 trials at once on 2 CPUs
+            }
+        )
+    )
+    return path
+
+
+def orchestrate(study: Path, folder: Path, *extra: str, env: dict | None = None, timeout: int = 480):
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator.run",
+        "--config",
+        str(study),
+        "--tracking-uri",
+        f"sqlite:///{folder}/mlflow.db",
+        "--storage",
+        str(folder / "results"),
+        "--cache",
+        str(folder / "cache"),
+        *extra,
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], filter_string="tags.`skipsweep.kind` = 'trial'")
+
+
+def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Path) -> None:
+    study = write_study(tmp_path, "local")
+    marker = tmp_path / "killed"
+    env = subprocess_env(SKIPSWEEP_TEST_KILL_AT_EPOCH="1", SKIPSWEEP_TEST_KILL_MARKER=str(marker))
+    result = orchestrate(study, tmp_path, "--checkpoint-every", "1", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert marker.exists(), "the test hook did not kill a trial"
+    assert output.count("has no GPU: running on CPU instead") == 1
+    assert "database is locked" not in output
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    runs = trial_runs(uri, "local")
+    assert len(runs) == 4
+    assert len({run.data.tags["skipsweep.trial_id"] for run in runs}) == 4
+    client = MlflowClient(uri)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert sorted(steps) == list(range(EPOCHS)), (run.info.run_name, steps)
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_dice")) == [1, 3]
+        assert "test_dice.alpha_0.50" in run.data.metrics and "test_dice.alpha_1.00" in run.data.metrics
+
+    again = orchestrate(study, tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "4 already finished in MLflow, 0 to run" in again.stdout
+    assert len(trial_runs(uri, "local")) == 4
+
+    more_seeds = load_study(write_study(tmp_path, "local", seeds=(0, 1)))
+    pending = pending_trials(expand(more_seeds), uri, "local")
+    assert sorted(spec.run_name for spec in pending) == sorted(
+        f"{v}/synthetic/a{a}/s1" for v in ("noskip_unet", "unet") for a in ("0.50", "1.00")
+    )
+
+
+def test_ray_job_submit_to_a_started_head(tmp_path: Path, ray_head: dict) -> None:
+    study = write_study(tmp_path, "submitted", epochs=2)
+    command = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        ray_head["dashboard"],
+        "--working-dir",
+        str(ROOT),
+        "--",
+        "python",
+        "-m",
+        "orchestrator.run",
+        "--config",
+        str(study),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        "--storage",
+        str(tmp_path / "results"),
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=480)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "succeeded" in output
+    runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "submitted")
+    assert sorted(run.info.run_name for run in runs) == sorted(
+        f"{v}/synthetic/a{a}/s0" for v in ("noskip_unet", "unet") for a in ("0.50", "1.00")
+    )
+    assert all(run.info.status == "FINISHED" and "best_val_dice" in run.data.metrics for run in runs)
