@@ -1,0 +1,11 @@
+"""Analysis of a study: MLflow runs -> tidy Parquet -> matrices, tables, figures and one report.
+
+    python -m analysis export --study miccai2023 --out results/miccai2023
+    python -m analysis report results/miccai2023
+
+Modules: ``export`` (MLflow -> Parquet), ``frames`` (the Parquet files and their vocabulary),
+``tables`` (synthetic relative improvement and cross-alpha matrices), ``ood`` (out-of-domain
+tables, robustness ranking), ``stats`` (Wilcoxon, bootstrap, Holm), ``formatting`` (Markdown,
+LaTeX, CSV), ``figures``, ``report`` (report.md) and ``mlflow_report`` (attach it to MLflow).
+Only ``export`` and ``mlflow_report`` import MLflow; nothing here imports torch, Ray or ``trainables``.
+"""

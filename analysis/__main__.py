@@ -1,0 +1,97 @@
+"""Command line of the analysis: export a study from MLflow, then build its report offline.
+
+    python -m analysis export --study miccai2023 [--tracking-uri URI] --out results/miccai2023
+    python -m analysis report results/miccai2023 [--baseline noskip_unet] [--log-to-mlflow --tracking-uri URI]
+
+The tracking URI is ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
+Exit status: 0 on success, 2 on bad input (unknown study, refused runs, missing export), with a
+one-line ``error: ...`` on stderr. Warnings (runs left out, NaN cells) go to stderr as ``warning: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from analysis.frames import ExcludedRunsWarning, MissingDataWarning
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="pull a study's MLflow runs into Parquet files")
+    export.add_argument("--study", required=True, help="study name (its MLflow experiment)")
+    export.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    export.add_argument("--out", required=True, help="output folder, e.g. results/miccai2023")
+    report = commands.add_parser("report", help="tables, figures and report.md from an export folder")
+    report.add_argument("export_dir", help="folder written by `export`")
+    report.add_argument("--baseline", default="noskip_unet", help="variant the others are compared with")
+    report.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per table cell")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument("--log-to-mlflow", action="store_true", help="attach the report to the study's report run")
+    report.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (with --log-to-mlflow)")
+    return parser
+
+
+def _export(args: argparse.Namespace) -> None:
+    from analysis.export import export_study
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            print(f"read {done}/{total} runs", file=sys.stderr)
+
+    result = export_study(args.study, args.out, tracking_uri=args.tracking_uri, progress=progress)
+    print(f"exported {result.n_runs} runs of {args.study} to {result.out_dir} ({len(result.excluded)} left out)")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from analysis.frames import load_export
+    from analysis.report import build_report
+
+    result = build_report(args.export_dir, baseline=args.baseline, n_resamples=args.resamples, seed=args.seed)
+    print(f"wrote {result.report} ({len(result.figures)} figure files, {len(result.tables)} table files)")
+    if args.log_to_mlflow:
+        from analysis.mlflow_report import log_report
+
+        study = load_export(args.export_dir).study
+        if not study:
+            raise ValueError(f"{args.export_dir}/export.json names no study; export it again")
+        run_id = log_report(args.export_dir, study, tracking_uri=args.tracking_uri, baseline=args.baseline)
+        print(f"logged the report to MLflow run {run_id} of {study}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the analysis command line.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 on bad input.
+    """
+    args = _parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if args.command == "export":
+                _export(args)
+            else:
+                _report(args)
+            status = 0
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
+    printed = set()
+    for warning in caught:
+        if not issubclass(warning.category, (ExcludedRunsWarning, MissingDataWarning)):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        elif str(warning.message) not in printed:
+            printed.add(str(warning.message))
+            print(f"warning: {warning.message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

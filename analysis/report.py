@@ -1,0 +1,265 @@
+"""Build every table and figure of a study from its Parquet export, and one ``report.md`` embedding them.
+
+    python -m analysis report results/miccai2023 --baseline noskip_unet
+
+Writes ``tables/`` (CSV, Markdown, LaTeX), ``figures/`` (PNG and PDF) and ``report.md`` next to
+the Parquet files. Nothing here reads MLflow: a report can be rebuilt offline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import figures
+from analysis.formatting import (
+    MATRIX_CORNER,
+    frame_markdown,
+    mean_std,
+    ood_latex,
+    ood_markdown,
+    write_matrix_csv,
+)
+from analysis.frames import (
+    JOURNAL_METRICS,
+    LOWER_IS_BETTER,
+    METRIC_NAMES,
+    ExcludedRunsWarning,
+    MissingDataWarning,
+    image_scores,
+    load_export,
+)
+from analysis.ood import ood_table, rank_groups, rank_variants, robustness_cov
+from analysis.tables import (
+    dice_matrix,
+    paired_tests,
+    relative_improvement,
+    relative_matrix,
+    require_variant,
+    seed_level_scores,
+)
+
+REPORT_FILE = "report.md"
+OWNED_SUFFIXES = (".png", ".pdf", ".csv", ".md", ".tex")
+
+METHODS = """## Methods
+
+- D(v, a, s, b): mean Dice of variant v, trained on alpha a with seed s, over the test images of alpha b
+  (or of test level b).
+- Relative difference: (D(v, a, s, b) - D(baseline, a, s, b)) / D(baseline, a, s, b), pairing the baseline
+  trained with the same seed. Matrix cells average it over seeds; the in-domain relative improvement is the
+  diagonal b = a, with the sample standard deviation (ddof=1) over seeds as its spread. A cell with a missing
+  (variant, alpha, seed) is NaN, never a mean over fewer seeds.
+- Out-of-domain tables: mean (std, ddof=1) of the per-image metric pooled over all test images and seeds.
+  Best per row in bold (highest Dice/NSD, lowest HD95/ASD, at the printed precision).
+- Significance: per cell, a two-sided Wilcoxon signed-rank test on the paired per-image differences
+  (same image, same seed, variant minus baseline), a percentile bootstrap 95% interval of the mean
+  difference (seeded), and a Holm correction across the cells of each table (matrix or metric table);
+  a dagger (tables) or an asterisk (heatmaps) marks a cell that survives it at the 5% level.
+- Robustness: CoV = std / mean of a variant's per-level mean Dice (population std, ddof=0); lower is more
+  robust. A group's CoV on a data set is the mean over its member variants present.
+"""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        report: Path of ``report.md``.
+        figures: Figure files (PNG and PDF).
+        tables: Table files (CSV, Markdown, LaTeX).
+        warnings: Messages about missing data, also listed in the report.
+    """
+
+    report: Path
+    figures: list[Path] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Writer:
+    """Collects report sections and the files they point to."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.sections, self.figures, self.tables = root, [], [], []
+        for sub in ("figures", "tables"):
+            for path in (root / sub).glob("*"):
+                if path.suffix in OWNED_SUFFIXES:
+                    path.unlink()
+
+    def figure(self, figure, stem: str, caption: str) -> None:
+        paths = figures.save_figure(figure, self.root / "figures", _safe(stem))
+        self.figures += paths
+        self.sections.append(f"![{caption}](figures/{paths[0].name})\n\n*{caption}* ([PDF](figures/{paths[1].name}))\n")
+
+    def table_file(self, name: str, write) -> str:
+        path = self.root / "tables" / _safe(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+        self.tables.append(path)
+        return f"tables/{path.name}"
+
+    def text(self, text: str) -> None:
+        self.sections.append(text)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def build_report(
+    export_dir: str | Path,
+    baseline: str = "noskip_unet",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.05,
+) -> ReportResult:
+    """Compute the tables and figures of a study from its export and write ``report.md``.
+
+    Args:
+        export_dir: Folder written by :func:`analysis.export.export_study`; the report goes there too.
+        baseline: Variant every other one is compared with.
+        n_resamples: Bootstrap resamples per table cell.
+        seed: Bootstrap seed.
+        level: Family-wise error rate of the Holm correction.
+
+    Returns:
+        A :class:`ReportResult`. Warnings about missing data are issued (and listed in the report).
+
+    Raises:
+        FileNotFoundError: The folder holds no export.
+        ValueError: The baseline is not among the study's variants.
+    """
+    root = Path(export_dir)
+    study = load_export(root)
+    if study.runs.empty:
+        raise ValueError(f"the export in {root} holds no finished runs")
+    require_variant(study.runs, baseline)
+    writer = _Writer(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = image_scores(study.runs, study.per_image)
+        _synthetic_sections(writer, images, baseline, n_resamples, seed, level)
+        _ood_sections(writer, images, baseline, n_resamples, seed, level)
+        writer.text("## Learning curves\n")
+        writer.figure(figures.plot_learning_curves(study.epochs, study.runs), "learning_curves",
+                      "Validation Dice per epoch, mean and std over runs")
+        writer.text("## Dice against texture similarity\n")
+        writer.figure(figures.plot_dice_vs_texture(images), "dice_vs_texture_similarity",
+                      "Per-image Dice against the image's texture similarity, binned means per variant")
+    ours = (MissingDataWarning, ExcludedRunsWarning)
+    messages = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ours)))
+    for warning in caught:
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + METHODS
+    report = root / REPORT_FILE
+    with tempfile.NamedTemporaryFile("w", dir=root, prefix=".report.", suffix=".md", delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, report)
+    return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
+
+
+def _header(study, baseline: str, messages: list[str]) -> str:
+    runs = study.runs
+    lines = [f"# Study report: {study.study or 'unnamed study'}\n",
+             "Built from the Parquet export in this folder; rebuild with `python -m analysis report <this folder>`.\n",
+             f"- finished trial runs: {len(runs)}",
+             f"- data sets: {', '.join(sorted(runs['dataset'].unique()))}",
+             f"- variants: {', '.join(sorted(runs['variant'].unique()))}; baseline: {baseline}",
+             f"- seeds: {', '.join(map(str, sorted(runs['seed'].unique())))}"]
+    excluded = study.manifest.get("excluded", [])
+    if excluded:
+        named = ", ".join(f"{e['run_name']} ({e['status']})" for e in excluded)
+        lines.append(f"- left out because they did not finish: {named}")
+    lines.append("")
+    if messages:
+        lines += ["## Warnings\n", *[f"- {message}" for message in messages], ""]
+    return "\n".join(lines) + "\n"
+
+
+def _synthetic_sections(writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int,
+                        level: float) -> None:
+    cross = images[images["train_alpha"].notna() & images["test_alpha"].notna()]
+    if cross.empty:
+        return
+    scores = seed_level_scores(cross)
+    relative = relative_improvement(scores, baseline)
+    writer.text("## In-domain relative improvement (synthetic)\n")
+    writer.figure(figures.plot_relative_improvement(relative, baseline), "relative_improvement",
+                  f"(Dice - Dice of {baseline}) / Dice of {baseline} on the in-domain test set; bars: std over seeds")
+    link = writer.table_file("relative_improvement.csv", lambda p: relative.to_csv(p, index=False, na_rep="NaN"))
+    shown = relative.assign(cell=[mean_std(m, s) for m, s in zip(relative["mean"], relative["std"], strict=True)])
+    for dataset, block in shown.groupby("dataset", sort=False):
+        wide = block.pivot(index="train_alpha", columns="variant", values="cell")
+        wide.index.name = "trained and tested on alpha"
+        writer.text(f"**{dataset}**: relative improvement, mean (std) over seeds ([CSV]({link}))\n\n"
+                    + frame_markdown(wide))
+    writer.text("## Cross-alpha robustness matrices (synthetic)\n")
+    for dataset in sorted(scores["dataset"].unique()):
+        in_dataset = cross[cross["dataset"] == dataset]
+        for variant in scores.loc[scores["dataset"] == dataset, "variant"].unique():
+            raw = dice_matrix(scores, dataset, variant)
+            raw_link = writer.table_file(f"dice_matrix_{dataset}_{variant}.csv",
+                                         lambda p, m=raw: write_matrix_csv(m, p))
+            writer.figure(figures.plot_matrix_heatmap(raw, f"{variant}: Dice ({dataset})", diverging=False,
+                                                      colorbar_label="Dice"),
+                          f"dice_matrix_{dataset}_{variant}", f"Dice of {variant}, mean over seeds ({dataset})")
+            writer.text(f"Dice of {variant} ([CSV]({raw_link})):\n\n" + frame_markdown(raw, corner=MATRIX_CORNER))
+            if variant == baseline:
+                continue
+            matrix = relative_matrix(scores, dataset, variant, baseline)
+            tests = paired_tests(in_dataset, ["train_alpha", "test_alpha"], [variant], baseline,
+                                 n_resamples=n_resamples, seed=seed, level=level)
+            marks = tests.pivot(index="train_alpha", columns="test_alpha", values="significant")
+            link = writer.table_file(f"relative_matrix_{dataset}_{variant}.csv",
+                                     lambda p, m=matrix: write_matrix_csv(m, p))
+            tests_link = writer.table_file(f"tests_matrix_{dataset}_{variant}.csv",
+                                           lambda p, t=tests: t.to_csv(p, index=False, na_rep="NaN"))
+            writer.figure(figures.plot_matrix_heatmap(matrix, f"{variant} vs {baseline}: relative Dice ({dataset})",
+                                                      significant=marks, colorbar_label="relative Dice difference"),
+                          f"relative_matrix_{dataset}_{variant}",
+                          f"(Dice {variant} - Dice {baseline}) / Dice {baseline}, mean over seeds ({dataset})")
+            writer.text(f"Relative difference of {variant} vs {baseline} ([CSV]({link}), "
+                        f"[paired tests]({tests_link})):\n\n" + frame_markdown(matrix, corner=MATRIX_CORNER))
+
+
+def _ood_sections(writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int,
+                  level: float) -> None:
+    metrics = ["dice", *[m for m in JOURNAL_METRICS if m in images and images[m].notna().any()]]
+    dice_table = None
+    for metric in metrics:
+        table = ood_table(images, metric, baseline=baseline, n_resamples=n_resamples, seed=seed, level=level)
+        if table.empty:
+            continue
+        if metric == "dice":
+            dice_table = table
+            writer.text("## Out-of-domain performance\n")
+        name = METRIC_NAMES[metric]
+        direction = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+        csv = writer.table_file(f"ood_{metric}.csv", lambda p, t=table: t.to_csv(p, index=False, na_rep="NaN"))
+        markdown = ood_markdown(table, metric)
+        writer.table_file(f"ood_{metric}.md", lambda p, text=markdown: p.write_text(text))
+        tex = writer.table_file(f"ood_{metric}.tex", lambda p, t=table, m=metric: p.write_text(ood_latex(t, m)))
+        writer.text(f"### {name} ({direction}); mean (std) over test images and seeds\n\n{markdown}\n"
+                    f"Bold: best per row. †: differs from {baseline} after Holm correction. "
+                    f"[CSV with p-values and intervals]({csv}), [LaTeX]({tex}).\n")
+    if dice_table is None or not (dice_table.groupby("label")["level"].nunique() >= 2).any():
+        return
+    cov = robustness_cov(dice_table)
+    cov_link = writer.table_file("robustness_cov.csv", lambda p: cov.to_csv(p, index=False, na_rep="NaN"))
+    ranking = {"variant": rank_variants(cov), "group": rank_groups(cov)}
+    writer.text(f"## Robustness across test levels\n\nCoV of the per-level mean Dice (lower = more robust); "
+                f"[per data set]({cov_link}).\n")
+    for kind, table in ranking.items():
+        link = writer.table_file(f"robustness_ranking_{kind}s.csv", lambda p, t=table: t.to_csv(p, na_rep="NaN"))
+        table = table.copy()
+        table.index.name = kind
+        writer.text(f"Ranking of {kind}s ([CSV]({link})):\n\n" + frame_markdown(table, digits=4))
+
