@@ -116,11 +116,29 @@ def image_scores(runs: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
         values = joined[metric].astype("float64")
         infinite = int(np.isinf(values).sum())
         if infinite:
-            warnings.warn(f"{infinite} per-image {metric} value(s) are infinite (empty prediction or mask); "
-                          "they are left out of means and tests", MissingDataWarning, stacklevel=2)
+            warnings.warn(
+                f"{infinite} per-image {metric} value(s) are infinite (empty prediction or mask); "
+                "they are left out of means and tests",
+                MissingDataWarning,
+                stacklevel=2,
+            )
         joined[metric] = values.where(np.isfinite(values))
     columns = ["run_id", *KEY_COLUMNS, "condition", "test_alpha", "image_id", *metrics, "ts"]
     return joined[columns].reset_index(drop=True)
+
+
+def cross_alpha_rows(images: pd.DataFrame) -> pd.DataFrame:
+    """Per-image rows of the cross-alpha conditions (``alpha_<a>``) of synthetic runs.
+
+    Perturbation levels of a synthetic run (``harder``, ...) are left out even if a
+    writer gave them a ``test_alpha``: they belong to the out-of-domain table.
+    """
+    selected = (
+        images["condition"].astype(str).str.startswith("alpha_")
+        & images["train_alpha"].notna()
+        & images["test_alpha"].notna()
+    )
+    return images[selected]
 
 
 def ordered_variants(variants) -> list[str]:

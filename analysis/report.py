@@ -32,6 +32,7 @@ from analysis.frames import (
     METRIC_NAMES,
     ExcludedRunsWarning,
     MissingDataWarning,
+    cross_alpha_rows,
     image_scores,
     load_export,
 )
@@ -149,11 +150,17 @@ def build_report(
         _synthetic_sections(writer, images, baseline, n_resamples, seed, level)
         _ood_sections(writer, images, baseline, n_resamples, seed, level)
         writer.text("## Learning curves\n")
-        writer.figure(figures.plot_learning_curves(study.epochs, study.runs), "learning_curves",
-                      "Validation Dice per epoch, mean and std over runs")
+        writer.figure(
+            figures.plot_learning_curves(study.epochs, study.runs),
+            "learning_curves",
+            "Validation Dice per epoch, mean and std over runs",
+        )
         writer.text("## Dice against texture similarity\n")
-        writer.figure(figures.plot_dice_vs_texture(images), "dice_vs_texture_similarity",
-                      "Per-image Dice against the image's texture similarity, binned means per variant")
+        writer.figure(
+            figures.plot_dice_vs_texture(images),
+            "dice_vs_texture_similarity",
+            "Per-image Dice against the image's texture similarity, binned means per variant",
+        )
     ours = (MissingDataWarning, ExcludedRunsWarning)
     messages = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ours)))
     for warning in caught:
@@ -168,12 +175,14 @@ def build_report(
 
 def _header(study, baseline: str, messages: list[str]) -> str:
     runs = study.runs
-    lines = [f"# Study report: {study.study or 'unnamed study'}\n",
-             "Built from the Parquet export in this folder; rebuild with `python -m analysis report <this folder>`.\n",
-             f"- finished trial runs: {len(runs)}",
-             f"- data sets: {', '.join(sorted(runs['dataset'].unique()))}",
-             f"- variants: {', '.join(sorted(runs['variant'].unique()))}; baseline: {baseline}",
-             f"- seeds: {', '.join(map(str, sorted(runs['seed'].unique())))}"]
+    lines = [
+        f"# Study report: {study.study or 'unnamed study'}\n",
+        "Built from the Parquet export in this folder; rebuild with `python -m analysis report <this folder>`.\n",
+        f"- finished trial runs: {len(runs)}",
+        f"- data sets: {', '.join(sorted(runs['dataset'].unique()))}",
+        f"- variants: {', '.join(sorted(runs['variant'].unique()))}; baseline: {baseline}",
+        f"- seeds: {', '.join(map(str, sorted(runs['seed'].unique())))}",
+    ]
     excluded = study.manifest.get("excluded", [])
     if excluded:
         named = ", ".join(f"{e['run_name']} ({e['status']})" for e in excluded)
@@ -184,54 +193,82 @@ def _header(study, baseline: str, messages: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _synthetic_sections(writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int,
-                        level: float) -> None:
-    cross = images[images["train_alpha"].notna() & images["test_alpha"].notna()]
+def _synthetic_sections(
+    writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int, level: float
+) -> None:
+    cross = cross_alpha_rows(images)
     if cross.empty:
         return
     scores = seed_level_scores(cross)
     relative = relative_improvement(scores, baseline)
     writer.text("## In-domain relative improvement (synthetic)\n")
-    writer.figure(figures.plot_relative_improvement(relative, baseline), "relative_improvement",
-                  f"(Dice - Dice of {baseline}) / Dice of {baseline} on the in-domain test set; bars: std over seeds")
+    writer.figure(
+        figures.plot_relative_improvement(relative, baseline),
+        "relative_improvement",
+        f"(Dice - Dice of {baseline}) / Dice of {baseline} on the in-domain test set; bars: std over seeds",
+    )
     link = writer.table_file("relative_improvement.csv", lambda p: relative.to_csv(p, index=False, na_rep="NaN"))
     shown = relative.assign(cell=[mean_std(m, s) for m, s in zip(relative["mean"], relative["std"], strict=True)])
     for dataset, block in shown.groupby("dataset", sort=False):
         wide = block.pivot(index="train_alpha", columns="variant", values="cell")
         wide.index.name = "trained and tested on alpha"
-        writer.text(f"**{dataset}**: relative improvement, mean (std) over seeds ([CSV]({link}))\n\n"
-                    + frame_markdown(wide))
+        writer.text(
+            f"**{dataset}**: relative improvement, mean (std) over seeds ([CSV]({link}))\n\n" + frame_markdown(wide)
+        )
     writer.text("## Cross-alpha robustness matrices (synthetic)\n")
     for dataset in sorted(scores["dataset"].unique()):
         in_dataset = cross[cross["dataset"] == dataset]
         for variant in scores.loc[scores["dataset"] == dataset, "variant"].unique():
             raw = dice_matrix(scores, dataset, variant)
-            raw_link = writer.table_file(f"dice_matrix_{dataset}_{variant}.csv",
-                                         lambda p, m=raw: write_matrix_csv(m, p))
-            writer.figure(figures.plot_matrix_heatmap(raw, f"{variant}: Dice ({dataset})", diverging=False,
-                                                      colorbar_label="Dice"),
-                          f"dice_matrix_{dataset}_{variant}", f"Dice of {variant}, mean over seeds ({dataset})")
+            raw_link = writer.table_file(
+                f"dice_matrix_{dataset}_{variant}.csv", lambda p, m=raw: write_matrix_csv(m, p)
+            )
+            writer.figure(
+                figures.plot_matrix_heatmap(
+                    raw, f"{variant}: Dice ({dataset})", diverging=False, colorbar_label="Dice"
+                ),
+                f"dice_matrix_{dataset}_{variant}",
+                f"Dice of {variant}, mean over seeds ({dataset})",
+            )
             writer.text(f"Dice of {variant} ([CSV]({raw_link})):\n\n" + frame_markdown(raw, corner=MATRIX_CORNER))
             if variant == baseline:
                 continue
             matrix = relative_matrix(scores, dataset, variant, baseline)
-            tests = paired_tests(in_dataset, ["train_alpha", "test_alpha"], [variant], baseline,
-                                 n_resamples=n_resamples, seed=seed, level=level)
+            tests = paired_tests(
+                in_dataset,
+                ["train_alpha", "test_alpha"],
+                [variant],
+                baseline,
+                n_resamples=n_resamples,
+                seed=seed,
+                level=level,
+            )
             marks = tests.pivot(index="train_alpha", columns="test_alpha", values="significant")
-            link = writer.table_file(f"relative_matrix_{dataset}_{variant}.csv",
-                                     lambda p, m=matrix: write_matrix_csv(m, p))
-            tests_link = writer.table_file(f"tests_matrix_{dataset}_{variant}.csv",
-                                           lambda p, t=tests: t.to_csv(p, index=False, na_rep="NaN"))
-            writer.figure(figures.plot_matrix_heatmap(matrix, f"{variant} vs {baseline}: relative Dice ({dataset})",
-                                                      significant=marks, colorbar_label="relative Dice difference"),
-                          f"relative_matrix_{dataset}_{variant}",
-                          f"(Dice {variant} - Dice {baseline}) / Dice {baseline}, mean over seeds ({dataset})")
-            writer.text(f"Relative difference of {variant} vs {baseline} ([CSV]({link}), "
-                        f"[paired tests]({tests_link})):\n\n" + frame_markdown(matrix, corner=MATRIX_CORNER))
+            link = writer.table_file(
+                f"relative_matrix_{dataset}_{variant}.csv", lambda p, m=matrix: write_matrix_csv(m, p)
+            )
+            tests_link = writer.table_file(
+                f"tests_matrix_{dataset}_{variant}.csv", lambda p, t=tests: t.to_csv(p, index=False, na_rep="NaN")
+            )
+            writer.figure(
+                figures.plot_matrix_heatmap(
+                    matrix,
+                    f"{variant} vs {baseline}: relative Dice ({dataset})",
+                    significant=marks,
+                    colorbar_label="relative Dice difference",
+                ),
+                f"relative_matrix_{dataset}_{variant}",
+                f"(Dice {variant} - Dice {baseline}) / Dice {baseline}, mean over seeds ({dataset})",
+            )
+            writer.text(
+                f"Relative difference of {variant} vs {baseline} ([CSV]({link}), "
+                f"[paired tests]({tests_link})):\n\n" + frame_markdown(matrix, corner=MATRIX_CORNER)
+            )
 
 
-def _ood_sections(writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int,
-                  level: float) -> None:
+def _ood_sections(
+    writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int, level: float
+) -> None:
     metrics = ["dice", *[m for m in JOURNAL_METRICS if m in images and images[m].notna().any()]]
     dice_table = None
     for metric in metrics:
@@ -247,19 +284,22 @@ def _ood_sections(writer: _Writer, images: pd.DataFrame, baseline: str, n_resamp
         markdown = ood_markdown(table, metric)
         writer.table_file(f"ood_{metric}.md", lambda p, text=markdown: p.write_text(text))
         tex = writer.table_file(f"ood_{metric}.tex", lambda p, t=table, m=metric: p.write_text(ood_latex(t, m)))
-        writer.text(f"### {name} ({direction}); mean (std) over test images and seeds\n\n{markdown}\n"
-                    f"Bold: best per row. †: differs from {baseline} after Holm correction. "
-                    f"[CSV with p-values and intervals]({csv}), [LaTeX]({tex}).\n")
+        writer.text(
+            f"### {name} ({direction}); mean (std) over test images and seeds\n\n{markdown}\n"
+            f"Bold: best per row. †: differs from {baseline} after Holm correction. "
+            f"[CSV with p-values and intervals]({csv}), [LaTeX]({tex}).\n"
+        )
     if dice_table is None or not (dice_table.groupby("label")["level"].nunique() >= 2).any():
         return
     cov = robustness_cov(dice_table)
     cov_link = writer.table_file("robustness_cov.csv", lambda p: cov.to_csv(p, index=False, na_rep="NaN"))
     ranking = {"variant": rank_variants(cov), "group": rank_groups(cov)}
-    writer.text(f"## Robustness across test levels\n\nCoV of the per-level mean Dice (lower = more robust); "
-                f"[per data set]({cov_link}).\n")
+    writer.text(
+        f"## Robustness across test levels\n\nCoV of the per-level mean Dice (lower = more robust); "
+        f"[per data set]({cov_link}).\n"
+    )
     for kind, table in ranking.items():
         link = writer.table_file(f"robustness_ranking_{kind}s.csv", lambda p, t=table: t.to_csv(p, na_rep="NaN"))
         table = table.copy()
         table.index.name = kind
         writer.text(f"Ranking of {kind}s ([CSV]({link})):\n\n" + frame_markdown(table, digits=4))
-

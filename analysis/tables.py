@@ -18,7 +18,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, format_alpha, ordered_variants
+from analysis.frames import (
+    TESTED_ON,
+    TRAINED_ON,
+    MissingDataWarning,
+    cross_alpha_rows,
+    format_alpha,
+    ordered_variants,
+)
 from analysis.stats import holm, paired_comparison
 
 SCORE_KEYS = ["dataset", "variant", "train_alpha", "seed", "test_alpha"]
@@ -55,14 +62,18 @@ def seed_level_scores(images: pd.DataFrame, metric: str = "dice") -> pd.DataFram
     Returns:
         Columns ``dataset, variant, train_alpha, seed, test_alpha, <metric>``.
     """
-    synthetic = images[images["train_alpha"].notna() & images["test_alpha"].notna()]
+    synthetic = cross_alpha_rows(images)
     frames = []
     for dataset, sub in synthetic.groupby("dataset", sort=True):
         means = sub.groupby(SCORE_KEYS[1:])[metric].mean()
         test_alphas = sorted(sub["test_alpha"].unique())
         grid = pd.MultiIndex.from_product(
-            [ordered_variants(sub["variant"].unique()), sorted(sub["train_alpha"].unique()),
-             sorted(sub["seed"].unique()), test_alphas],
+            [
+                ordered_variants(sub["variant"].unique()),
+                sorted(sub["train_alpha"].unique()),
+                sorted(sub["seed"].unique()),
+                test_alphas,
+            ],
             names=SCORE_KEYS[1:],
         )
         full = means.reindex(grid)

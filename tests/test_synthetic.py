@@ -67,6 +67,8 @@ def test_trial_data_has_every_alpha_and_test_level(tmp_path: Path) -> None:
     assert data.train_images.shape == (6, 32, 32) and data.train_images.dtype == np.float32
     assert data.train_images.min() >= 0.0 and data.train_images.max() <= 1.0
     in_domain = data.conditions[3]
+    assert [c.test_alpha for c in data.conditions[:2]] == [0.3, 0.9]
+    assert all(np.isnan(c.test_alpha) for c in data.conditions[2:])  # not cells of the cross-alpha matrix
     assert np.array_equal(in_domain.images, data.conditions[0].images)  # alpha 0.30 is the trained level
     assert not np.array_equal(data.conditions[2].images, in_domain.images)
     assert data.manifest["test"] == list(in_domain.image_ids)

@@ -110,7 +110,7 @@ class TestCondition:
     """One test set a trained model is evaluated on."""
 
     name: str  # "alpha_0.30" or a test level such as "harder"
-    test_alpha: float  # the alpha tested on; NaN for perturbation levels of medical data
+    test_alpha: float  # the alpha tested on; NaN for perturbation levels
     images: np.ndarray  # (n, H, W) float32 in [0, 1]
     masks: np.ndarray  # (n, H, W) uint8
     ts: np.ndarray  # (n,) texture similarity of each image as tested
@@ -173,9 +173,9 @@ def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: st
         )
         for index, alpha in enumerate(data.alphas)
     ]
-    conditions += perturbed_conditions(
-        config, as_float(data.images[level, test]), data.masks[test], train_alpha, test_ids
-    )
+    # Perturbation levels carry test_alpha NaN: they belong to the out-of-domain table, not the matrix.
+    in_domain = as_float(data.images[level, test])
+    conditions += perturbed_conditions(config, in_domain, data.masks[test], float("nan"), test_ids)
     return TrialData(
         train_images=as_float(data.images[level, train]),
         train_masks=data.masks[train],

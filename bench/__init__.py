@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): they print ratios against a baseline measured in the same run."""
