@@ -92,7 +92,7 @@ def _gpu_fraction(requested: float, cluster: dict) -> float:
     return requested
 
 
-def _print_summary(uri: str, experiment: str, study_file: str) -> None:
+def _print_summary(uri: str, experiment: str) -> None:
     rows = trial_summaries(uri, experiment)
     print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
     for row in rows:
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
         finally:
             ray.shutdown()
-    _print_summary(uri, study.experiment_name, args.config)
+    _print_summary(uri, study.experiment_name)
     failed = [trial for trial, state in outcome.items() if state != "TERMINATED"]
     if failed:
         print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {', '.join(failed)}", file=sys.stderr)
