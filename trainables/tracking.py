@@ -169,6 +169,7 @@ class TrialRun:
             self.resumed = True
             with_retries(lambda: self.client.update_run(self.run_id, status="RUNNING"), "reopen run")
             self._logged = {key: self._logged_steps(key) for key in EPOCH_METRICS}
+            self.set_tags(self.tags)  # the node and commit that continue the trial replace the first ones
         self.set_tags({STATUS_TAG: "running"})
         return self
 

@@ -145,6 +145,7 @@ def run_trial(
     resume_from: str | Path | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     device: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrialResult:
     """Train, evaluate and track one trial; resume it if a checkpoint exists.
 
@@ -157,6 +158,7 @@ def run_trial(
         resume_from: a folder holding ``state.pt`` to continue from; default ``work_dir``'s, if any.
         on_epoch: called after each epoch, once its state is saved in ``checkpoint_dir``.
         device: torch device; default CUDA when visible, else CPU.
+        extra_tags: more run tags set by the caller (the sweep records the Ray node id).
 
     Returns:
         The result; ``skipped`` when the trial's run had already FINISHED.
@@ -170,6 +172,7 @@ def run_trial(
         "config_hash": config.config_hash(),
         "split_hash": data.manifest["hash"],
         "git_commit": git_commit(),
+        **(extra_tags or {}),
     }
     with TrialRun(uri, config.experiment_name, spec.trial_id, spec.run_name, tags, trial_params(config)) as run:
         if run.already_finished:
