@@ -93,6 +93,7 @@ def test_run_follows_the_mlflow_contract(store) -> None:
     per_image = evaluate_conditions(model, data.conditions, study.evaluation, pick_device("cpu"), 4, 0.5)
     for condition, rows in per_image.groupby("condition"):
         assert rows["dice"].mean() == pytest.approx(metrics[f"test_dice.{condition}"], abs=1e-6)
+        assert rows["ts"].mean() == pytest.approx(metrics[f"test_ts.{condition}"], abs=1e-6)
     logged = pd.read_parquet(client.download_artifacts(result.run_id, "per_image.parquet", str(store["root"] / "dl")))
     assert list(logged.columns) == ["condition", "test_alpha", "image_id", "dice", "ts", "hd95", "asd", "nsd"]
     assert len(logged) == 4 * 4 and logged[["dice", "hd95", "asd", "nsd"]].notna().all().all()

@@ -55,9 +55,12 @@ def evaluate_conditions(
 
 
 def condition_means(per_image: pd.DataFrame) -> dict[str, float]:
-    """``test_dice.<condition>`` (and surface metrics) averaged over the images of each condition."""
+    """``test_dice.<condition>``, ``test_ts.<condition>`` (and surface metrics) averaged over each condition's images.
+
+    The mean TS per condition lets a user see that a "harder" level really lowers TS on their data.
+    """
     metrics = {}
-    names = ("dice",) + tuple(c for c in SURFACE_COLUMNS if c in per_image.columns)
+    names = ("dice", "ts") + tuple(c for c in SURFACE_COLUMNS if c in per_image.columns)
     for condition, rows in per_image.groupby("condition", sort=False):
         for name in names:
             metrics[f"test_{name}.{condition}"] = float(rows[name].mean())
