@@ -10,7 +10,22 @@ from pydantic import ValidationError
 
 from trainables.config import StudyConfigError, load_study, parse_study
 
+try:
+    from medical_fixtures import write_all
+except ImportError:  # tests/ imported as a package
+    from tests.medical_fixtures import write_all
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def medical_data(tmp_path_factory) -> Path:
+    """The shipped studies read medical data from $SKIPSWEEP_DATA: point it at tiny stand-ins in the real layouts."""
+    root = tmp_path_factory.mktemp("medical")
+    write_all(root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SKIPSWEEP_DATA", str(root))
+        yield root
 
 
 def minimal() -> dict:
@@ -37,6 +52,10 @@ def test_full_protocol_numbers() -> None:
     assert config.seeds == (0, 1, 2)
     assert (config.training.epochs, config.training.learning_rate, config.training.batch_size) == (100, 1e-3, 8)
     assert config.image_size == 256 and config.model.channels == (16, 32, 64, 128, 256)
+    assert config.datasets.medical == ("busi", "spleen", "heart")
+    spleen = config.for_dataset("spleen")
+    assert spleen.model.channels == (16, 32, 64, 128, 256, 512) and spleen.training.learning_rate == 1e-2
+    assert (config.datasets.spleen.slice_axis, config.datasets.heart.slice_axis) == ("axial", "sagittal")
 
 
 def test_released_convention_inverts_alpha_and_preset_fills_lbp() -> None:

@@ -52,9 +52,17 @@ def test_released_convention_gives_the_same_trials() -> None:
     assert [s.trial_id for s in expand(released)] == [s.trial_id for s in expand(study())]
 
 
-def test_full_protocols_expand_to_the_papers_grids() -> None:
-    assert len(expand(load_study(ROOT / "conf" / "miccai2023.yaml"))) == 3 * 9 * 3
-    assert len(expand(load_study(ROOT / "conf" / "journal2025.yaml"))) == 6 * 15 * 3
+def test_full_protocols_expand_to_the_papers_grids(tmp_path: Path, monkeypatch) -> None:
+    try:
+        from medical_fixtures import write_all
+    except ImportError:  # tests/ imported as a package
+        from tests.medical_fixtures import write_all
+
+    write_all(tmp_path)  # the medical data sets are read from $SKIPSWEEP_DATA: tiny stand-ins in the real layouts
+    monkeypatch.setenv("SKIPSWEEP_DATA", str(tmp_path))
+    # synthetic: variants x alpha levels x seeds; medical: data sets x variants x seeds
+    assert len(expand(load_study(ROOT / "conf" / "miccai2023.yaml"))) == 3 * 9 * 3 + 3 * 3 * 3
+    assert len(expand(load_study(ROOT / "conf" / "journal2025.yaml"))) == 6 * 15 * 3 + 4 * 6 * 3
 
 
 def test_trial_table_counts_and_estimate() -> None:

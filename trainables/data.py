@@ -1,6 +1,7 @@
-"""Prepared data: the cached synthetic data set and the arrays one trial needs.
+"""Prepared data: the cached synthetic data set and the arrays one trial needs (medical data: trainables.medical).
 
-python -m trainables.data prepare --config conf/quick.yaml
+python -m trainables.data prepare --config conf/quick.yaml                    # every data set of the study
+python -m trainables.data prepare --config conf/example_medical_tiny.yaml     # slices per split, TS per test level
 python -m trainables.data preview --config conf/quick.yaml --out preview.png
 """
 
@@ -16,7 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from trainables.cache import cached_directory
-from trainables.config import TEST_LEVEL_ORDER, StudyConfig, StudyConfigError, format_alpha, load_study, stable_hash
+from trainables.config import (
+    MEDICAL_DATASETS,
+    TEST_LEVEL_ORDER,
+    StudyConfig,
+    StudyConfigError,
+    format_alpha,
+    load_study,
+    stable_hash,
+)
 from trainables.perturb import perturb_set
 from trainables.synthetic import blend, generate_base, texture_fingerprint
 from trainables.texture import summarise, texture_similarities
@@ -129,10 +138,19 @@ class TrialData:
     manifest: dict  # dataset, train / val / test image ids, hash
 
 
-def split_manifest(dataset: str, image_ids: tuple[str, ...], split: dict[str, np.ndarray]) -> dict:
-    """Which image ids are train / val / test, with a hash of exactly that."""
+def split_manifest(
+    dataset: str,
+    image_ids: tuple[str, ...],
+    split: dict[str, np.ndarray],
+    patients: dict[str, list[str]] | None = None,
+) -> dict:
+    """Which image ids (and, for medical data, which patients) are train / val / test, with a hash of exactly that."""
     manifest = {"dataset": dataset, **{name: [image_ids[i] for i in split[name]] for name in ("train", "val", "test")}}
-    manifest["hash"] = stable_hash({k: manifest[k] for k in ("dataset", "train", "val", "test")})
+    if patients is not None:
+        manifest["patients"] = {name: list(patients[name]) for name in ("train", "val", "test")}
+    manifest["hash"] = stable_hash(
+        {k: manifest[k] for k in ("dataset", "train", "val", "test", "patients") if k in manifest}
+    )
     return manifest
 
 
@@ -192,6 +210,10 @@ def trial_data(config: StudyConfig, dataset: str, train_alpha: float | None, cac
         if train_alpha is None:
             raise ValueError("a synthetic trial needs a train_alpha")
         return synthetic_trial_data(config, train_alpha, cache_root)
+    if dataset in MEDICAL_DATASETS:
+        from trainables.medical import medical_trial_data  # medical imports this module
+
+        return medical_trial_data(config, dataset, cache_root)
     raise ValueError(f"unknown data set '{dataset}'")
 
 
@@ -213,10 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if config.datasets.synthetic is None:
+    if args.command == "preview" and config.datasets.synthetic is None:
         print(f"error: {args.config}: datasets.synthetic: this command needs the synthetic data set", file=sys.stderr)
         return 2
-    folder = prepare_synthetic(config, args.cache or config.storage.cache)
+    cache = args.cache or config.storage.cache
+    if args.command == "prepare":
+        from trainables.medical import MedicalDataError, prepare_report  # medical imports this module
+
+        for name in config.datasets.medical:
+            try:
+                print(prepare_report(config.for_dataset(name), name, cache))
+            except MedicalDataError as error:
+                print(f"error: {args.config}: datasets.{name}: {error}", file=sys.stderr)
+                return 2
+    if config.datasets.synthetic is None:
+        return 0
+    folder = prepare_synthetic(config, cache)
     data = load_synthetic(folder)
     print(f"synthetic data: {folder}")
     print("alpha   TS mean   TS std   (alpha = foreground share; 1 = easiest)")
