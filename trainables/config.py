@@ -12,6 +12,11 @@ code blends the other way round (higher value = harder); a study file written in
 that convention sets ``alpha_convention: released`` and its levels are read as
 ``1 - value``. Inside the project every alpha is in the paper's convention.
 
+Medical data sets (``busi``, ``spleen``, ``heart``, ``glas``) name the folder where the data
+already lie (``path``: ``${VAR}`` expanded, relative to the study file); their layout is
+checked at load. Each may carry partial ``model`` / ``training`` overrides (the medical
+experiments use a 6-level U-Net and lr 1e-2): :meth:`StudyConfig.for_dataset` applies them.
+
     python -m trainables.config conf/quick.yaml   # validate and print a study
 """
 
@@ -19,18 +24,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 BUILTIN_TEXTURES = ("grass", "gravel", "brick")
 MICCAI_VARIANTS = ("noskip_unet", "unet", "attention_unet")
 JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
 VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS
 TEST_LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
+MEDICAL_DATASETS = ("busi", "spleen", "heart", "glas")
+THROUGHPUT_FIELDS = ("channels_last", "compile", "cudnn_benchmark", "evaluation_batch_size")  # not hashed
 
 
 class StudyConfigError(ValueError):
@@ -153,14 +171,140 @@ class SyntheticConfig(_Frozen):
         return tuple(sorted(round(v, 6) for v in self.levels))
 
 
+class MedicalSplitConfig(_Frozen):
+    """Shares of the PATIENTS (volumes; images where a data set has no patient ids) in each split.
+
+    The papers give slice counts; the defaults are those counts as shares (BUSI 400 / 100 / 147
+    of 647 images = 0.618 / 0.155 / 0.227), applied to patients because slices per volume vary.
+    Validation and test get ``round(share x patients)`` patients, at least one each; training the rest.
+    """
+
+    train: float = Field(gt=0, lt=1, description="Share of patients for training.")
+    val: float = Field(gt=0, lt=1, description="Share of patients for validation.")
+    test: float = Field(gt=0, lt=1, description="Share of patients for testing.")
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> MedicalSplitConfig:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"train + val + test must be 1, got {total:g}")
+        return self
+
+
+def _split(train: float, val: float, test: float) -> Any:
+    return Field(
+        default_factory=lambda: MedicalSplitConfig(train=train, val=val, test=test),
+        description=f"Patient shares per split (default {train} / {val} / {test}, the paper's proportions).",
+    )
+
+
+class MedicalDatasetConfig(_Frozen):
+    """A medical data set read from the user's disk, in its original published layout (never downloaded)."""
+
+    path: str = Field(
+        description="Folder of the data set as published; relative to the study file; ${VAR} is expanded."
+    )
+    split: MedicalSplitConfig
+    percentiles: tuple[float, float] = Field(
+        (0.5, 99.5),
+        description="Intensity: these percentiles of each image (each volume for MRI) map to 0 and 1, clipped; "
+        "(0, 100) is min-max. Unused where a CT window is set.",
+    )
+    model: dict[str, Any] | None = Field(
+        None, description="Partial 'model' for this data set's trials, merged onto the study's (medical: 6 levels)."
+    )
+    training: dict[str, Any] | None = Field(
+        None, description="Partial 'training' for this data set's trials, merged onto the study's (medical: lr 1e-2)."
+    )
+
+    @field_validator("percentiles")
+    @classmethod
+    def _check_percentiles(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= value[0] < value[1] <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(value)}")
+        return value
+
+    @field_validator("model", "training")
+    @classmethod
+    def _known_override_keys(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        section = ModelConfig if info.field_name == "model" else TrainingConfig
+        unknown = sorted(set(value or {}) - set(section.model_fields))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; known: {sorted(section.model_fields)}")
+        return value
+
+
+class VolumeDatasetConfig(MedicalDatasetConfig):
+    """A Medical Segmentation Decathlon task: NIfTI volumes cut into 2D slices."""
+
+    slice_axis: Literal["axial", "sagittal", "coronal"]
+    window: tuple[float, float] | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError(f"window must be [low, high] with low < high, got {list(value)}")
+        return value
+
+
+class BusiConfig(MedicalDatasetConfig):
+    """Breast ultrasound (BUSI): ``benign/`` and ``malignant/`` PNGs with ``_mask.png``; ``normal/`` is excluded."""
+
+    split: MedicalSplitConfig = _split(0.618, 0.155, 0.227)  # 400 / 100 / 147 of 647 images
+
+
+class SpleenConfig(VolumeDatasetConfig):
+    """MSD Task09 Spleen (CT): axial slices with spleen, intensity through a CT window."""
+
+    split: MedicalSplitConfig = _split(0.669, 0.091, 0.240)  # 601 / 82 / 216 of 899 slices
+    slice_axis: Literal["axial", "sagittal", "coronal"] = Field("axial", description="Slicing plane (paper: axial).")
+    window: tuple[float, float] | None = Field(
+        (-150.0, 250.0),
+        description="CT window [low, high] in HU, clipped then scaled to [0, 1] (default: abdominal soft tissue, "
+        "level 50 width 400); null = percentiles.",
+    )
+
+
+class HeartConfig(VolumeDatasetConfig):
+    """MSD Task02 Heart, left atrium (MRI): sagittal slices with atrium, per-volume percentile scaling."""
+
+    split: MedicalSplitConfig = _split(0.679, 0.176, 0.145)  # 563 / 146 / 120 of 829 slices
+    slice_axis: Literal["axial", "sagittal", "coronal"] = Field(
+        "sagittal", description="Slicing plane (paper: sagittal)."
+    )
+    window: tuple[float, float] | None = Field(None, description="Intensity window; null = percentiles (MRI).")
+
+
+class GlasConfig(MedicalDatasetConfig):
+    """GlaS colon histology: ``NAME.bmp`` / ``NAME_anno.bmp`` pairs (PNG too), read as grayscale.
+
+    The journal used GlaS for testing only (its 80 test images); here it is split like the
+    others (default: 80 of 165 images tested), by the patient ids of ``Grade.csv`` when present.
+    """
+
+    split: MedicalSplitConfig = _split(0.412, 0.103, 0.485)
+
+
 class DatasetsConfig(_Frozen):
-    """The data sets of the study, by name. Medical data sets join in a later issue."""
+    """The data sets of the study, by name: synthetic textures and medical data from the user's disk."""
 
     synthetic: SyntheticConfig | None = Field(None, description="The synthetic texture data set.")
+    busi: BusiConfig | None = Field(None, description="Breast ultrasound (BUSI, Al-Dhabyani 2020).")
+    spleen: SpleenConfig | None = Field(None, description="Spleen CT (Medical Segmentation Decathlon Task09).")
+    heart: HeartConfig | None = Field(
+        None, description="Heart MRI, left atrium (Medical Segmentation Decathlon Task02)."
+    )
+    glas: GlasConfig | None = Field(None, description="Colon histology (GlaS); journal only.")
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    @property
+    def medical(self) -> tuple[str, ...]:
+        """Names of the medical data sets of the study."""
+        return tuple(name for name in self.names if name in MEDICAL_DATASETS)
 
 
 class PerturbationConfig(_Frozen):
@@ -236,7 +380,46 @@ class TrainingConfig(_Frozen):
     test_checkpoint: Literal["best", "last"] = Field(
         "best", description="Checkpoint evaluated on the test sets (paper: best by val Dice; released scripts: last)."
     )
-    mixed_precision: bool = Field(False, description="bf16 autocast on CUDA; ignored on CPU.")
+    mixed_precision: Literal["none", "bf16", "fp16"] = Field(
+        "none",
+        description="Autocast on CUDA: none, bf16, or fp16 (with a loss scaler); true/false mean bf16/none; "
+        "ignored on CPU. Changes the numbers slightly, so it is part of the config hash. Off by default: "
+        "measured on CPU only; GPU measurement pending.",
+    )
+    channels_last: bool = Field(
+        False,
+        description="Channels-last memory layout for model and inputs (a speed option). Off by default: "
+        "measured on CPU only (U-Net epoch at 256 px 18% faster there); GPU measurement pending.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model, falling back to eager on any compiler error (tag "
+        "skipsweep.compiled says which ran). Off by default: measured on CPU only (no faster there, 70 s to "
+        "compile at 256 px); GPU measurement pending.",
+    )
+    cudnn_benchmark: bool = Field(
+        True,
+        description="cuDNN picks the fastest convolution algorithms (fixed shapes make this pay); no-op on CPU. "
+        "GPU measurement pending.",
+    )
+    evaluation_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Images per forward pass in validation and testing, all test conditions in one stream; "
+        "null = 4 x batch_size. Does not change results.",
+    )
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _precision_from_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # study files written before fp16 existed
+            return "bf16" if value else "none"
+        return value
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Images per forward pass when predicting (validation and test)."""
+        return self.evaluation_batch_size or 4 * self.batch_size
 
 
 class EvaluationConfig(_Frozen):
@@ -298,6 +481,7 @@ class StudyConfig(_Frozen):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    _study_hash: str | None = PrivateAttr(None)  # set on a per-data-set view: it keeps the study's hash
 
     @field_validator("variants")
     @classmethod
@@ -330,15 +514,56 @@ class StudyConfig(_Frozen):
     def _consistent(self) -> StudyConfig:
         if not self.datasets.names:
             raise ValueError("datasets: at least one data set is needed")
-        depth = 2 ** len(self.model.strides)
-        if self.image_size % depth:
-            raise ValueError(
-                f"image_size {self.image_size} must be divisible by {depth} for {len(self.model.strides)} strides"
-            )
+        self._check_depth(self.model, "")
+        for name in self.datasets.medical:
+            self._check_depth(self._dataset_sections(name).get("model", self.model), f" (datasets.{name}.model)")
+        if self.datasets.medical and not self.test_levels:
+            raise ValueError(f"test_levels: medical data sets {list(self.datasets.medical)} need at least in_domain")
         fixed_depth = [v for v in self.variants if v in JOURNAL_VARIANTS]
         if fixed_depth and self.image_size % 32:
             raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
         return self
+
+    def _check_depth(self, model: ModelConfig, where: str) -> None:
+        depth = 2 ** len(model.strides)
+        if self.image_size % depth:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {depth} for {len(model.strides)} strides{where}"
+            )
+
+    def _dataset_sections(self, name: str) -> dict[str, BaseModel]:
+        """A data set's ``model`` / ``training`` overrides merged onto the study's, validated."""
+        dataset = getattr(self.datasets, name)
+        sections = {}
+        for key in ("model", "training"):
+            partial = getattr(dataset, key, None)
+            if not partial:
+                continue
+            base = getattr(self, key)
+            try:
+                sections[key] = type(base).model_validate({**base.model_dump(), **partial})
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join([f"datasets.{name}.{key}", *(str(part) for part in first["loc"])])
+                raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        return sections
+
+    def for_dataset(self, name: str) -> StudyConfig:
+        """The study as the trials of data set ``name`` see it: its ``model`` / ``training`` overrides applied.
+
+        The view keeps the study's :meth:`config_hash`, so that all runs of one study stay comparable.
+
+        Raises:
+            ValueError: when ``name`` is not a data set of the study.
+        """
+        if name not in self.datasets.names:
+            raise ValueError(f"'{name}' is not a data set of study {self.study} {list(self.datasets.names)}")
+        sections = self._dataset_sections(name)
+        if not sections:
+            return self
+        view = self.model_copy(update=sections)
+        view._study_hash = self.config_hash()
+        return view
 
     @property
     def experiment_name(self) -> str:
@@ -348,15 +573,21 @@ class StudyConfig(_Frozen):
         """Hash of everything that defines a trial's result, but not the grid's extent.
 
         Seeds, variants and alpha levels are the grid (adding a seed keeps the hash);
-        resources, tracking and storage are operational. Runs with different hashes
-        must not be compared.
+        resources, tracking and storage are operational, and so is where a medical data
+        set lies on disk (its content is pinned by the split hash). Runs with different
+        hashes must not be compared.
         """
+        if self._study_hash is not None:
+            return self._study_hash
         payload = self.model_dump(
             mode="json", exclude={"study", "description", "variants", "seeds", "resources", "tracking", "storage"}
         )
         for dataset in payload["datasets"].values():
             if isinstance(dataset, dict):
                 dataset.pop("levels", None)
+                dataset.pop("path", None)
+        for name in THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
+            payload["training"].pop(name, None)
         return stable_hash(payload)
 
 
@@ -389,6 +620,44 @@ def _format_location(loc: tuple) -> str:
     return ".".join(str(part) for part in loc if not str(part).startswith("function-")) or "(top level)"
 
 
+_ENV_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def _expand_path(value: str, base: Path, where: str) -> Path:
+    """``${VAR}`` / ``$VAR`` and ``~`` expanded; relative paths resolved against ``base``."""
+
+    def variable(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise StudyConfigError(
+                f"{where}: environment variable {name} is not set (in '{value}'); "
+                f"set it to the folder that holds the data sets, e.g. export {name}=/data"
+            )
+        return os.environ[name]
+
+    path = Path(_ENV_VARIABLE.sub(variable, value)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _check_medical_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
+    """Resolve each medical data set's folder and check its layout before any work starts."""
+    from trainables.medical import MedicalDataError, check_layout  # medical imports this module
+
+    resolved = {}
+    for name in config.datasets.medical:
+        dataset = getattr(config.datasets, name)
+        where = f"{source}: datasets.{name}.path"
+        path = _expand_path(dataset.path, base, where)
+        try:
+            check_layout(name, path)
+        except MedicalDataError as error:
+            raise StudyConfigError(f"{where}: {error}") from None
+        resolved[name] = dataset.model_copy(update={"path": str(path)})
+    if not resolved:
+        return config
+    return config.model_copy(update={"datasets": config.datasets.model_copy(update=resolved)})
+
+
 def _check_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
     synthetic = config.datasets.synthetic
     if synthetic is None:
@@ -419,7 +688,7 @@ def parse_study(data: Any, source: str = "<study>", base: Path | None = None) ->
     Args:
         data: the document (a mapping).
         source: the name used in error messages (the file path).
-        base: folder that relative texture paths are resolved against.
+        base: folder that relative texture and data set paths are resolved against.
 
     Raises:
         StudyConfigError: naming ``source`` and the offending key.
@@ -436,7 +705,8 @@ def parse_study(data: Any, source: str = "<study>", base: Path | None = None) ->
             message = f"unknown key '{first['loc'][-1]}'"
         more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
         raise StudyConfigError(f"{source}: {location}: {message}{more}") from None
-    return _check_texture_paths(config, base or Path.cwd(), source)
+    config = _check_texture_paths(config, base or Path.cwd(), source)
+    return _check_medical_paths(config, base or Path.cwd(), source)
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -9,6 +9,7 @@ one that ran straight through.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import torch
 from monai.losses import DiceLoss
 
 from trainables.metrics import dice_scores
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -44,25 +47,53 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def rotate90(images: torch.Tensor, masks: torch.Tensor, prob: float, generator: torch.Generator):
-    """Rotate each sample by 90, 180 or 270 degrees with probability ``prob`` (image and mask alike)."""
+    """Rotate each sample by 90, 180 or 270 degrees with probability ``prob`` (image and mask alike).
+
+    The draws come from ``generator`` on the CPU, two per sample whatever the device,
+    so CPU and GPU trials share one random stream. Samples are rotated in one
+    ``rot90`` per angle, not one per sample.
+    """
     count = images.shape[0]
     apply = torch.rand(count, generator=generator) < prob
     turns = torch.randint(1, 4, (count,), generator=generator)
     if not apply.any():
         return images, masks
     images, masks = images.clone(), masks.clone()
-    for index in torch.nonzero(apply).flatten().tolist():
-        k = int(turns[index])
-        images[index] = torch.rot90(images[index], k, dims=(1, 2))
-        masks[index] = torch.rot90(masks[index], k, dims=(1, 2))
+    for k in (1, 2, 3):
+        chosen = torch.nonzero(apply & (turns == k)).flatten()
+        if len(chosen) == 0:
+            continue
+        chosen = chosen.to(images.device)
+        images[chosen] = torch.rot90(images[chosen], k, dims=(2, 3))
+        masks[chosen] = torch.rot90(masks[chosen], k, dims=(2, 3))
     return images, masks
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def precision_mode(mixed_precision: str | bool) -> str:
+    """``none``, ``bf16`` or ``fp16``; ``True`` / ``False`` (older study files) mean ``bf16`` / ``none``."""
+    if isinstance(mixed_precision, bool):
+        return "bf16" if mixed_precision else "none"
+    return mixed_precision
+
+
+def autocast(device: torch.device, mixed_precision: str | bool):
+    """bf16 or fp16 autocast on CUDA when asked; a no-op elsewhere."""
+    mode = precision_mode(mixed_precision)
+    if mode != "none" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
     return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, mixed_precision: str | bool) -> torch.amp.GradScaler | None:
+    """The loss scaler fp16 training needs on CUDA; None where no scaling is needed."""
+    if precision_mode(mixed_precision) == "fp16" and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def to_memory_format(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``images`` in channels-last layout when asked (the model must be converted too)."""
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
 def train_epoch(
@@ -73,45 +104,66 @@ def train_epoch(
     batch_size: int,
     rotate_prob: float,
     generator: torch.Generator,
-    mixed_precision: bool = False,
+    mixed_precision: str | bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+    channels_last: bool = False,
 ) -> float:
-    """One pass over the training set in a random order; returns the mean batch loss."""
+    """One pass over the training set in a random order; returns the mean batch loss.
+
+    The losses stay on the device until the end of the epoch: one synchronisation per epoch, not per batch.
+    """
     model.train()
     loss_function = DiceLoss(sigmoid=True)
-    order = torch.randperm(images.shape[0], generator=generator)
+    order = torch.randperm(images.shape[0], generator=generator).to(images.device)
     losses = []
     for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size].to(images.device)
+        batch = order[start : start + batch_size]
         batch_images, batch_masks = rotate90(images[batch], masks[batch], rotate_prob, generator)
         optimizer.zero_grad(set_to_none=True)
         with autocast(images.device, mixed_precision):
-            logits = model(batch_images)
+            logits = model(to_memory_format(batch_images, channels_last))
         loss = loss_function(logits.float(), batch_masks)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        losses.append(loss.detach())
+    return float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64)))
 
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, images: torch.Tensor, batch_size: int, threshold: float, mixed_precision: bool = False
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    threshold: float,
+    mixed_precision: str | bool = False,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """Binary predictions (N, 1, H, W) of ``sigmoid(model(x)) > threshold``."""
     model.eval()
     outputs = []
     for start in range(0, images.shape[0], batch_size):
         with autocast(images.device, mixed_precision):
-            logits = model(images[start : start + batch_size])
+            logits = model(to_memory_format(images[start : start + batch_size], channels_last))
         outputs.append(torch.sigmoid(logits.float()) > threshold)
     return torch.cat(outputs)
 
 
 def validation_dice(
-    model, images: torch.Tensor, masks: torch.Tensor, batch_size: int, threshold: float, mixed_precision: bool = False
+    model,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int,
+    threshold: float,
+    mixed_precision: str | bool = False,
+    channels_last: bool = False,
 ) -> float:
     """Mean Dice over the validation set."""
-    prediction = predict(model, images, batch_size, threshold, mixed_precision)
+    prediction = predict(model, images, batch_size, threshold, mixed_precision, channels_last)
     return float(dice_scores(prediction, masks).mean())
 
 
@@ -126,7 +178,13 @@ class TrainState:
 
 
 def save_checkpoint(
-    path: Path, model, optimizer, generator: torch.Generator, state: TrainState, best_model: dict | None
+    path: Path,
+    model,
+    optimizer,
+    generator: torch.Generator,
+    state: TrainState,
+    best_model: dict | None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     """Write the full training state atomically (temp file, then rename)."""
     payload = {
@@ -139,16 +197,55 @@ def save_checkpoint(
         "best_epoch": state.best_epoch,
         "history": state.history,
     }
+    if scaler is not None:
+        payload["grad_scaler"] = scaler.state_dict()
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
     os.replace(temporary, path)
 
 
-def load_checkpoint(path: Path, model, optimizer, generator: torch.Generator) -> tuple[TrainState, dict]:
-    """Restore model, optimiser and generator in place; return the state and the best model's weights."""
+def load_checkpoint(
+    path: Path, model, optimizer, generator: torch.Generator, scaler: torch.amp.GradScaler | None = None
+) -> tuple[TrainState, dict]:
+    """Restore model, optimiser, generator (and fp16 loss scaler) in place; return the state and the best weights."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     generator.set_state(payload["generator"])
+    if scaler is not None and "grad_scaler" in payload:
+        scaler.load_state_dict(payload["grad_scaler"])
     state = TrainState(payload["next_epoch"], payload["best_val_dice"], payload["best_epoch"], payload["history"])
     return state, payload["best_model"]
+
+
+def compile_with_fallback(
+    model: torch.nn.Module, example: torch.Tensor, mixed_precision: str | bool = False
+) -> tuple[torch.nn.Module, str]:
+    """``torch.compile(model)``, tried at once on ``example``; the eager model when anything fails.
+
+    Compilation happens at the first call, so one training step (forward and backward)
+    and one evaluation pass run here; the weights, batch-norm statistics and gradients
+    are put back afterwards, so the trial's results do not depend on this warm-up.
+
+    Returns:
+        The module to call (the compiled one, or ``model`` itself) and ``"compiled"``
+        or ``"eager"``. Save and load weights through ``model``, not the compiled module.
+    """
+    saved = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    try:
+        compiled = torch.compile(model)
+        compiled.train()
+        with autocast(example.device, mixed_precision):
+            logits = compiled(example)
+        logits.float().mean().backward()
+        compiled.eval()
+        with torch.no_grad(), autocast(example.device, mixed_precision):
+            compiled(example)
+    except Exception as error:  # any compiler failure: train eagerly rather than not at all
+        log.warning("torch.compile failed, training eagerly instead: %s: %s", type(error).__name__, error)
+        compiled, mode = model, "eager"
+    else:
+        mode = "compiled"
+    model.load_state_dict(saved)
+    model.zero_grad(set_to_none=True)
+    return compiled, mode

@@ -5,7 +5,8 @@ The layout (DESIGN.md) that ``analysis`` reads:
 - run name ``variant/dataset[/a0.30]/s1``; tags for every key field (``study``,
   ``dataset``, ``variant``, ``train_alpha``, ``seed``), ``skipsweep.kind=trial``,
   ``skipsweep.trial_id``, ``config_hash``, ``split_hash``, ``git_commit``,
-  ``skipsweep.status`` and, on failure, ``error``;
+  ``skipsweep.status``, ``skipsweep.compiled`` (whether ``torch.compile`` ran, when
+  the study asks for it) and, on failure, ``error``;
 - params: every training hyper-parameter;
 - metrics: ``train_loss``, ``val_dice``, ``epoch_seconds`` at step = epoch;
   ``best_val_dice``, ``best_epoch``; ``test_dice.<condition>`` (and ``test_hd95``,
@@ -16,12 +17,22 @@ The layout (DESIGN.md) that ``analysis`` reads:
 A trial is found again by its ``skipsweep.trial_id`` tag: a rerun of a finished
 trial is skipped, an interrupted one continues in the same run, and an epoch that
 was already logged is never logged again.
+
+Epoch metrics leave the training loop through a queue: ``TrialRun.log_epoch`` returns
+at once and one writer thread per run sends each epoch in one ``log_batch`` call
+(epochs that queued up behind a slow call go out together), with retries. A write
+that fails for good is raised in the training thread at the next ``log_epoch`` (or
+at the end of the run), so the trial fails instead of training on without its
+record. Everything queued is written before summary metrics, artifacts and the
+run's final status.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +50,8 @@ KIND_TAG = "skipsweep.kind"
 STATUS_TAG = "skipsweep.status"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EPOCH_METRICS = ("train_loss", "val_dice", "epoch_seconds")
+MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch call
+_STOP = object()  # tells a MetricWriter to end
 
 T = TypeVar("T")
 
@@ -124,6 +137,79 @@ def finished_trial_ids(tracking_uri: str, experiment: str) -> set[str]:
             return finished
 
 
+class MetricWriter:
+    """One background thread that sends queued metric batches of one run, in order, with retries.
+
+    Batches that wait in the queue while a call is under way (a slow server) go out
+    together in the next call, up to ``MAX_METRICS_PER_CALL``, so the writer keeps up
+    however short the epochs. Each batch's timestamps are fixed when it is queued, so
+    a retried call whose first attempt did reach the store writes rows identical to
+    the ones already there, which the store drops as duplicates (MLflow's SQL store
+    keys a metric on run, key, step, timestamp and value).
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name=f"mlflow-writer-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def submit(self, what: str, batch: list[Metric]) -> None:
+        """Queue one batch; raise first if an earlier batch could not be written."""
+        self.check()
+        self._queue.put((what, batch))
+
+    def flush(self) -> None:
+        """Wait until every queued batch is written; raise if one could not be."""
+        self._queue.join()
+        self.check()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread (raises nothing: call ``flush`` first to see errors)."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise MetricsNotLoggedError(f"MLflow run {self.run_id}: {self.error}") from self.error
+
+    def _work(self) -> None:
+        waiting = None  # an item taken from the queue that did not fit into the last call
+        while True:
+            item, waiting = (waiting if waiting is not None else self._queue.get()), None
+            if item is _STOP:
+                self._queue.task_done()
+                return
+            names, metrics = [item[0]], list(item[1])
+            while True:
+                try:
+                    extra = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is _STOP or len(metrics) + len(extra[1]) > MAX_METRICS_PER_CALL:
+                    waiting = extra
+                    break
+                names.append(extra[0])
+                metrics += extra[1]
+            try:
+                if self.error is None:  # after a failure the rest is dropped: the trial is failing anyway
+                    self._write(names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}", metrics)
+            except BaseException as error:  # handed to the training thread, never lost in this one
+                self.error = error
+            finally:
+                for _ in names:
+                    self._queue.task_done()
+
+    def _write(self, what: str, batch: list[Metric]) -> None:
+        with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), what)
+
+
+class MetricsNotLoggedError(RuntimeError):
+    """The background writer could not log a batch of metrics, even after its retries."""
+
+
 class TrialRun:
     """The MLflow run of one trial, as a context manager that ends it FINISHED or FAILED.
 
@@ -134,10 +220,18 @@ class TrialRun:
         run_name: the readable run name.
         tags: key fields and provenance.
         params: hyper-parameters (strings).
+        background: log epochs from a writer thread (default); False writes them in the caller's thread.
     """
 
     def __init__(
-        self, tracking_uri: str, experiment: str, trial_id: str, run_name: str, tags: dict[str, str], params: dict
+        self,
+        tracking_uri: str,
+        experiment: str,
+        trial_id: str,
+        run_name: str,
+        tags: dict[str, str],
+        params: dict,
+        background: bool = True,
     ) -> None:
         self.client = MlflowClient(tracking_uri)
         self.experiment = experiment
@@ -149,6 +243,8 @@ class TrialRun:
         self.already_finished = False
         self.resumed = False
         self._logged: dict[str, set[int]] = {}
+        self._background = background
+        self._writer: MetricWriter | None = None
 
     def __enter__(self) -> TrialRun:
         experiment_id = with_retries(lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment")
@@ -171,6 +267,8 @@ class TrialRun:
             self._logged = {key: self._logged_steps(key) for key in EPOCH_METRICS}
             self.set_tags(self.tags)  # the node and commit that continue the trial replace the first ones
         self.set_tags({STATUS_TAG: "running"})
+        if self._background:
+            self._writer = MetricWriter(self.client, self.run_id)
         return self
 
     def _logged_steps(self, key: str) -> set[int]:
@@ -182,7 +280,11 @@ class TrialRun:
         with_retries(lambda: self.client.log_batch(self.run_id, tags=batch), "set tags")
 
     def log_epoch(self, epoch: int, metrics: dict[str, float | None]) -> None:
-        """Log one epoch's metrics in one call, skipping any already logged at this step."""
+        """Log one epoch's metrics in one batch, skipping any already logged at this step.
+
+        With the background writer this only queues the batch (timestamped now) and
+        returns; it raises ``MetricsNotLoggedError`` when an earlier batch failed for good.
+        """
         now = int(time.time() * 1000)
         batch = []
         for key, value in metrics.items():
@@ -190,32 +292,60 @@ class TrialRun:
                 continue
             batch.append(Metric(key, float(value), now, epoch))
             self._logged.setdefault(key, set()).add(epoch)
-        if batch:
+        if self._writer is not None:
+            if batch:
+                self._writer.submit(f"log epoch {epoch}", batch)
+            else:
+                self._writer.check()
+        elif batch:
             with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), f"log epoch {epoch}")
 
+    def flush(self) -> None:
+        """Wait until every queued epoch is in the store; raise if one could not be written."""
+        if self._writer is not None:
+            self._writer.flush()
+
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        """Summary metrics (step 0), in one call."""
+        """Summary metrics (step 0), in one call, after the queued epochs."""
+        self.flush()
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
         with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics")
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.flush()
         with_retries(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), f"artifact {path}")
 
     def __exit__(self, kind, error, traceback) -> bool:
         if self.already_finished:
             return False
         if error is None:
+            try:
+                self.flush()  # every epoch is in the store before the run says FINISHED
+            except MetricsNotLoggedError as flush_error:
+                self._close_writer()
+                self._mark_failed(MetricsNotLoggedError, flush_error)
+                raise
+            self._close_writer()
             self.set_tags({STATUS_TAG: "finished"})
             with_retries(lambda: self.client.set_terminated(self.run_id, "FINISHED"), "finish run")
             return False
+        self._close_writer()  # the epochs done so far are still worth having
+        self._mark_failed(kind, error)
+        return False
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _mark_failed(self, kind: type, error: BaseException) -> None:
         try:
             message = f"{kind.__name__}: {error}"[:5000]
             self.set_tags({STATUS_TAG: "failed", "error": message})
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception as tracking_error:  # the trial's own error is the one to raise
             log.error("could not mark run %s FAILED: %s", self.run_id, tracking_error)
-        return False
 
 
 def trial_summaries(tracking_uri: str, experiment: str) -> list[dict]:

@@ -27,10 +27,13 @@ from trainables.data import trial_data
 from trainables.evaluate import condition_means, evaluate_conditions
 from trainables.loop import (
     TrainState,
+    compile_with_fallback,
+    grad_scaler,
     load_checkpoint,
     pick_device,
     save_checkpoint,
     seed_everything,
+    to_memory_format,
     to_tensor,
     train_epoch,
     validation_dice,
@@ -122,6 +125,10 @@ def trial_params(config: StudyConfig) -> dict[str, str]:
         "dice_threshold": training.dice_threshold,
         "test_checkpoint": training.test_checkpoint,
         "mixed_precision": training.mixed_precision,
+        "channels_last": training.channels_last,
+        "compile": training.compile,
+        "cudnn_benchmark": training.cudnn_benchmark,
+        "evaluation_batch_size": training.eval_batch_size,
         "optimizer": "adam",
         "loss": "dice_sigmoid",
         "image_size": config.image_size,
@@ -163,6 +170,7 @@ def run_trial(
     Returns:
         The result; ``skipped`` when the trial's run had already FINISHED.
     """
+    config = config.for_dataset(spec.dataset)  # the data set's model / training overrides (same config hash)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(tracking_uri or config.tracking.uri)
@@ -183,40 +191,70 @@ def run_trial(
 
 def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on_epoch, device) -> TrialResult:
     training = config.training
+    amp, channels_last = training.mixed_precision, training.channels_last
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = training.cudnn_benchmark
     generator = seed_everything(spec.seed)
     model = build_model(spec.variant, config.model).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
+    scaler = grad_scaler(device, amp)
     state, best_model = TrainState(), None
     checkpoint = Path(resume_from or work_dir) / STATE_FILE
     if checkpoint.is_file():
-        state, best_model = load_checkpoint(checkpoint, model, optimizer, generator)
+        state, best_model = load_checkpoint(checkpoint, model, optimizer, generator, scaler)
         log.info("%s: resuming at epoch %d from %s", spec.run_name, state.next_epoch, checkpoint)
+        _relog_history(run, state.history)
     train_x, train_y = to_tensor(data.train_images, device), to_tensor(data.train_masks, device)
     val_x, val_y = to_tensor(data.val_images, device), to_tensor(data.val_masks, device)
-    amp = training.mixed_precision
+    network = model  # what is called; weights are saved and loaded through ``model``
+    if training.compile:
+        example = to_memory_format(train_x[: training.batch_size], channels_last)
+        network, mode = compile_with_fallback(model, example, amp)
+        run.set_tags({"skipsweep.compiled": str(mode == "compiled").lower()})
     for epoch in range(state.next_epoch, training.epochs):
         started = time.perf_counter()
         loss = train_epoch(
-            model, optimizer, train_x, train_y, training.batch_size, training.rotate_prob, generator, amp
+            network,
+            optimizer,
+            train_x,
+            train_y,
+            training.batch_size,
+            training.rotate_prob,
+            generator,
+            amp,
+            scaler,
+            channels_last,
         )
         val_dice = None
         if (epoch + 1) % training.val_every == 0 or epoch == training.epochs - 1:
-            val_dice = validation_dice(model, val_x, val_y, training.batch_size, training.dice_threshold, amp)
+            val_dice = validation_dice(
+                network, val_x, val_y, training.eval_batch_size, training.dice_threshold, amp, channels_last
+            )
             if val_dice > state.best_val_dice:
                 state.best_val_dice, state.best_epoch = val_dice, epoch
                 best_model = {key: value.detach().clone() for key, value in model.state_dict().items()}
         seconds = time.perf_counter() - started
-        # Log before saving: a crash in between re-runs this epoch, whose already logged steps are skipped.
+        # Queued, not written: the writer thread logs it while the next epoch trains. A crash before it is
+        # written leaves the epoch in the saved history, and a resumed trial logs it again (_relog_history).
         run.log_epoch(epoch, {"train_loss": loss, "val_dice": val_dice, "epoch_seconds": seconds})
         state.history.append({"epoch": epoch, "train_loss": loss, "val_dice": val_dice, "seconds": seconds})
         state.next_epoch = epoch + 1
-        save_checkpoint(work_dir / STATE_FILE, model, optimizer, generator, state, best_model)
+        save_checkpoint(work_dir / STATE_FILE, model, optimizer, generator, state, best_model, scaler)
         if on_epoch is not None:
             on_epoch(EpochReport(epoch, loss, val_dice, state.best_val_dice, seconds, work_dir))
-    return _finish(spec, config, data, run, model, best_model, state, work_dir, device)
+    return _finish(spec, config, data, run, model, network, best_model, state, work_dir, device)
 
 
-def _finish(spec, config, data, run, model, best_model, state, work_dir: Path, device) -> TrialResult:
+def _relog_history(run: TrialRun, history: list[dict]) -> None:
+    """Log the epochs of a saved history that the store lacks (their batch was still queued when the trial died)."""
+    for row in history:
+        metrics = {"train_loss": row["train_loss"], "val_dice": row["val_dice"], "epoch_seconds": row["seconds"]}
+        run.log_epoch(row["epoch"], metrics)  # steps already in the store are skipped
+
+
+def _finish(spec, config, data, run, model, network, best_model, state, work_dir: Path, device) -> TrialResult:
     training = config.training
     checkpoints = work_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
@@ -226,13 +264,14 @@ def _finish(spec, config, data, run, model, best_model, state, work_dir: Path, d
     torch.save(last_model, checkpoints / "last.pt")
     model.load_state_dict(best_model if training.test_checkpoint == "best" else last_model)
     per_image = evaluate_conditions(
-        model,
+        network,
         data.conditions,
         config.evaluation,
         device,
-        training.batch_size,
+        training.eval_batch_size,
         training.dice_threshold,
         training.mixed_precision,
+        training.channels_last,
     )
     per_image.to_parquet(work_dir / "per_image.parquet", index=False)
     (work_dir / "split_manifest.json").write_text(json.dumps(data.manifest, indent=2))

@@ -1,0 +1,59 @@
+"""The throughput bench runs end to end at a tiny size and writes the columns it promises (no timing checks)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+from conftest import ROOT, subprocess_env
+
+from bench.sweep import COLUMNS
+
+
+def test_bench_sweep_runs_reference_and_packed_trials_and_writes_its_tables(tmp_path) -> None:
+    out = tmp_path / "bench.csv"
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sweep",
+        "--config",
+        "conf/quick.yaml",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--trials-per-gpu",
+        "1",
+        "2",
+        "--baseline",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--work",
+        str(tmp_path / "work"),
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = pd.read_csv(out)
+    assert list(summary.columns) == list(COLUMNS)
+    assert list(summary["mode"]) == ["reference", "skipsweep", "skipsweep"]
+    assert list(summary["trials_per_gpu"].iloc[1:]) == [1, 2] and math.isnan(summary["trials_per_gpu"].iloc[0])
+    assert (summary["trials"] == 2).all()
+    for column in ("wall_seconds", "trials_per_hour", "speedup_vs_reference"):
+        assert (summary[column] > 0).all() and summary[column].map(math.isfinite).all(), column
+    assert summary["speedup_vs_reference"].iloc[0] == 1.0
+    assert summary["best_val_dice_mean"].between(0, 1).all()
+    assert summary[["gpu_util_mean", "peak_gpu_mem_mb_per_trial"]].isna().all().all()  # no GPU here
+    assert summary["device"].str.startswith("cpu").all()
+
+    trials = pd.read_csv(tmp_path / "bench_trials.csv")
+    assert list(trials.columns) == ["run_name", "reference", "skipsweep_n1", "skipsweep_n2"]
+    assert len(trials) == 2 and trials.drop(columns="run_name").stack().between(0, 1).all()
+    assert "best val Dice per trial" in done.stdout
