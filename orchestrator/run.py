@@ -21,10 +21,19 @@ import warnings
 from pathlib import Path
 
 from orchestrator.expand import expand, trial_table
+from orchestrator.preflight import preflight
 from trainables.config import StudyConfigError, load_study
-from trainables.tracking import ensure_experiment, finished_trial_ids, resolve_tracking_uri, trial_summaries
+from trainables.tracking import (
+    RetryPolicy,
+    ensure_experiment,
+    finished_trial_ids,
+    resolve_tracking_uri,
+    set_retry_policy,
+    trial_summaries,
+)
 
 DEFAULT_STUDY = "conf/quick.yaml"
+NODE_IP_ENV = "SKIPSWEEP_RAY_NODE_IP"  # IP a local cluster binds to (default: Ray's choice, the host's address)
 
 
 def _epoch_seconds(text: str | None) -> dict[str, float]:
@@ -71,9 +80,13 @@ def _absolute(path: str) -> str:
 def _connect_ray(address: str | None, verbose: bool):
     import ray
 
-    hooks = {key: value for key, value in os.environ.items() if key.startswith("SKIPSWEEP_")}
+    # Trials see the driver's SKIPSWEEP_* and MLFLOW_* settings on every node.
+    hooks = {key: value for key, value in os.environ.items() if key.startswith(("SKIPSWEEP_", "MLFLOW_"))}
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    node_ip = os.environ.get(NODE_IP_ENV) if local else None
     ray.init(
         address=address,
+        _node_ip_address=node_ip,
         logging_level=logging.INFO if verbose else logging.WARNING,
         log_to_driver=verbose,
         runtime_env={"env_vars": hooks} if hooks else None,
@@ -124,12 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         print(trial_table(specs, study, seconds))
         return 0
 
+    uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
+    storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
+    try:
+        preflight(study, args.config, uri, storage, cache)
+    except StudyConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    set_retry_policy(RetryPolicy(study.tracking.retries, study.tracking.retry_wait))
+
     from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
 
-    uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
-    paths = SweepPaths(
-        uri, _absolute(args.cache or study.storage.cache), _absolute(args.storage or study.storage.results)
-    )
+    paths = SweepPaths(uri, cache, storage)
     ensure_experiment(uri, study.experiment_name)  # once, here: concurrent trials racing on a new store all die
     todo = pending_trials(specs, uri, study.experiment_name)
     print(
@@ -145,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
         finally:
             ray.shutdown()
-    _print_summary(uri, study.experiment_name)
+    try:
+        _print_summary(uri, study.experiment_name)
+    except Exception as error:  # the store went away at the end: the outcome below still counts
+        print(f"[{study.study}] could not read the summary from {uri}: {error}", file=sys.stderr)
     failed = [trial for trial, state in outcome.items() if state != "TERMINATED"]
     if failed:
         print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {', '.join(failed)}", file=sys.stderr)

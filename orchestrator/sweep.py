@@ -60,6 +60,14 @@ def trial_work_dir(storage_path: str, study: str, trial_id: str) -> Path:
     return Path(storage_path) / study / "work" / trial_id
 
 
+def _node_tags() -> dict[str, str]:
+    """Where this attempt of the trial runs; a retry on another node replaces them."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return {"ray.node_id": context.get_node_id(), "ray.node_ip": ray.util.get_node_ip_address()}
+
+
 def _trainable(settings: dict) -> None:
     spec = TrialSpec(**settings["trial"])
     study = parse_study(settings["study"], source=settings["source"])
@@ -98,6 +106,7 @@ def _trainable(settings: dict) -> None:
         tracking_uri=paths.tracking_uri,
         cache_root=paths.cache_root,
         on_epoch=report,
+        extra_tags=_node_tags(),
     )
     shutil.rmtree(work_dir, ignore_errors=True)  # everything of value is in MLflow now
     tune.report(

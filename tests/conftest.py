@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,45 +47,191 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+RAY_TOKEN = secrets.token_hex(32)  # one per test session: every node, driver and client of a test shares it
+LOOPBACK_HEAD, LOOPBACK_WORKER = "127.0.0.2", "127.0.0.3"  # Ray rewrites 127.0.0.1 to the host's own address
+CLUSTER_MARKERS = (
+    "ray::",
+    "/ray/_private/",
+    "/ray/core/src/",
+    "/ray/dashboard/",
+    "ray.util.client.server",
+    "/bin/ray ",
+    "gcs_server",
+    "raylet",
+    "mlflow",
+)
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for subprocesses: token auth set explicitly (Ray 2.60 local clusters), no usage stats."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    """Environment for subprocesses: token auth set explicitly (Ray 2.60), loopback only, no usage stats."""
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": RAY_TOKEN,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONUNBUFFERED": "1",
+        "SKIPSWEEP_RAY_NODE_IP": LOOPBACK_HEAD,
+    }
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.update(extra)
     return env
 
 
-@pytest.fixture
-def ray_head():
-    """A real Ray head (`ray start --head`, 2 CPUs) on free ports; every process it started is killed after."""
-    temp_dir = tempfile.mkdtemp(prefix="ssr", dir="/tmp")  # short: Ray puts unix sockets under it
-    gcs_port, dashboard_port = free_port(), free_port()
+def cluster_pids() -> set[int]:
+    """PIDs of Ray and MLflow processes on this machine (never this test process)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "pytest" not in cmdline and any(marker in cmdline for marker in CLUSTER_MARKERS):
+            pids.add(int(entry.name))
+    return pids
+
+
+def kill_group(leader: int) -> None:
+    """SIGKILL a process group started with ``start_new_session=True`` (a cluster, a server, a driver)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes():
+    """After every test, no Ray or MLflow process it started survives, also when it failed."""
+    before = cluster_pids()
+    yield
+    deadline = time.monotonic() + 15  # a normal shutdown takes a few seconds to finish
+    while (cluster_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    leaked = cluster_pids() - before
+    kill_all(sorted(leaked))
+    time.sleep(0.5 if leaked else 0)
+    assert not (cluster_pids() - before), f"processes survived the test: {sorted(cluster_pids() - before)}"
+
+
+def start_ray_node(
+    temp_dir: str, *, num_cpus: int, head_port: int = 0, dashboard_port: int = 0, address: str = ""
+) -> int:
+    """``ray start`` in a new session; returns its PID, the process group of every process the node starts."""
     command = [
         str(BIN / "ray"),
         "start",
-        "--head",
-        f"--port={gcs_port}",
-        f"--dashboard-port={dashboard_port}",
-        "--dashboard-host=127.0.0.1",
-        "--node-ip-address=127.0.0.1",
         f"--temp-dir={temp_dir}",
-        "--num-cpus=2",
+        f"--num-cpus={num_cpus}",
         "--num-gpus=0",
         "--disable-usage-stats",
-        f"--ray-client-server-port={free_port()}",
+        "--min-worker-port=20000",
+        "--max-worker-port=29999",
     ]
+    if head_port:
+        command += [
+            "--head",
+            f"--port={head_port}",
+            f"--node-ip-address={LOOPBACK_HEAD}",
+            f"--dashboard-port={dashboard_port}",
+            "--dashboard-host=127.0.0.1",
+            f"--ray-client-server-port={free_port()}",
+        ]
+    else:
+        command += [f"--address={address}", f"--node-ip-address={LOOPBACK_WORKER}"]
+    process = subprocess.Popen(
+        command,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, output[-3000:]
+    return process.pid
+
+
+@pytest.fixture
+def ray_head():
+    """A real Ray head (`ray start --head`, 2 CPUs) on loopback; its whole process group is killed after."""
+    temp_dir = tempfile.mkdtemp(prefix="ssr", dir="/tmp")  # short: Ray puts unix sockets under it
+    gcs_port, dashboard_port = free_port(), free_port()
+    groups: list[int] = []
     try:
-        started = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=180)
-        assert started.returncode == 0, started.stdout + started.stderr
+        groups.append(start_ray_node(temp_dir, num_cpus=2, head_port=gcs_port, dashboard_port=dashboard_port))
         yield {
-            "address": f"127.0.0.1:{gcs_port}",
+            "address": f"{LOOPBACK_HEAD}:{gcs_port}",
             "dashboard": f"http://127.0.0.1:{dashboard_port}",
             "temp_dir": temp_dir,
+            "groups": groups,
         }
     finally:
-        kill_all(processes_mentioning(temp_dir))
-        deadline = time.monotonic() + 30
-        while processes_mentioning(temp_dir) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert processes_mentioning(temp_dir) == [], "Ray processes survived the test"
+        for group in groups:
+            kill_group(group)
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite back end, served artifacts) that a test stops and restarts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.group: int | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 90) -> None:
+        command = [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.root}/server.db",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        self.starts += 1
+        log = open(self.root / f"server-{self.starts}.log", "w")  # noqa: SIM115 - the server keeps writing it
+        process = subprocess.Popen(
+            command, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.group = process.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.answers():
+                return
+            assert process.poll() is None, (self.root / f"server-{self.starts}.log").read_text()[-3000:]
+            time.sleep(0.3)
+        raise AssertionError(f"mlflow server on port {self.port} did not answer in {timeout} s")
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.uri + "/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.group is not None:
+            kill_group(self.group)
+            self.group = None
+        deadline = time.monotonic() + 20
+        while self.answers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    root = tmp_path / "mlflow_server"
+    root.mkdir()
+    server = MlflowServer(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

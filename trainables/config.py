@@ -449,6 +449,14 @@ class TrackingConfig(_Frozen):
         description="MLflow tracking URI; null = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory.",
     )
     experiment: str | None = Field(None, description="MLflow experiment; null = the study name.")
+    retries: int = Field(
+        8,
+        ge=1,
+        le=50,
+        description="Attempts per tracking call before the trial fails (waits double from retry_wait, at most 30 s "
+        "each: the default rides out about a minute of a server that is down).",
+    )
+    retry_wait: float = Field(0.5, gt=0, le=60, description="First wait between attempts, in seconds.")
 
 
 class StorageConfig(_Frozen):

@@ -43,7 +43,8 @@ def load_texture(name: str) -> np.ndarray:
     try:
         image = imread(name, as_gray=True)
     except Exception as error:  # imageio raises many types for a non-image file
-        raise ValueError(f"texture '{name}' is not a readable image: {error}") from None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # imageio's run several lines
+        raise ValueError(f"texture '{name}' is not a readable image: {reason}") from None
     image = img_as_float(image) if image.dtype.kind in "ui" else np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"texture '{name}' is not a 2D image (shape {image.shape})")

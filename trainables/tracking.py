@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,22 +72,52 @@ def resolve_tracking_uri(configured: str | None = None, base: str | Path | None 
     return uri
 
 
-def with_retries(call: Callable[[], T], what: str, attempts: int = 5, first_wait: float = 0.5) -> T:
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a tracking call keeps trying: ``attempts`` tries, waits doubling from ``first_wait`` to ``max_wait``."""
+
+    attempts: int = 8
+    first_wait: float = 0.5
+    max_wait: float = 30.0
+
+    @property
+    def budget_seconds(self) -> float:
+        """Total time spent waiting before the last attempt."""
+        return sum(min(self.first_wait * 2**i, self.max_wait) for i in range(self.attempts - 1))
+
+
+_policy = RetryPolicy()
+
+
+def set_retry_policy(policy: RetryPolicy) -> None:
+    """Use ``policy`` for every tracking call of this process (a trial sets its study's).
+
+    Our back-off is the one budget in force: MLflow's own HTTP retries (up to minutes
+    against a server that is down) are turned off unless the user set
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` explicitly.
+    """
+    global _policy
+    _policy = policy
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+
+def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy | None = None) -> T:
     """Run one tracking call, retrying with exponential back-off when the store does not answer.
 
-    Raises the last error once ``attempts`` are used up, so a trial fails clearly
-    instead of training on without its record.
+    Raises the last error once the policy's attempts are used up, so a trial fails
+    clearly instead of training on without its record.
     """
-    wait = first_wait
-    for attempt in range(1, attempts + 1):
+    policy = policy or _policy
+    wait = policy.first_wait
+    for attempt in range(1, policy.attempts + 1):
         try:
             return call()
         except (MlflowException, OSError) as error:
-            if attempt == attempts:
+            if attempt == policy.attempts:
                 raise
-            log.warning("MLflow %s failed (%s); retry %d/%d in %.1f s", what, error, attempt, attempts - 1, wait)
+            log.warning("MLflow %s failed (%s); retry %d/%d in %.1f s", what, error, attempt, policy.attempts - 1, wait)
             time.sleep(wait)
-            wait *= 2
+            wait = min(wait * 2, policy.max_wait)
     raise AssertionError("unreachable")
 
 

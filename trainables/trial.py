@@ -39,7 +39,7 @@ from trainables.loop import (
     validation_dice,
 )
 from trainables.models import build_model
-from trainables.tracking import TrialRun, resolve_tracking_uri
+from trainables.tracking import RetryPolicy, TrialRun, resolve_tracking_uri, set_retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,7 @@ def run_trial(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(tracking_uri or config.tracking.uri)
+    set_retry_policy(RetryPolicy(config.tracking.retries, config.tracking.retry_wait))
     data = trial_data(config, spec.dataset, spec.train_alpha, cache_root or config.storage.cache)
     tags = {
         **spec.tags(),
