@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from trainables.config import StudyConfig, format_alpha
-from trainables.trial import TrialSpec
+from trainables.spec import TrialSpec
 
 
 def expand(study: StudyConfig) -> list[TrialSpec]:

@@ -93,10 +93,35 @@ def cluster_pids() -> set[int]:
     return pids
 
 
+def _parents() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
 def kill_group(leader: int) -> None:
-    """SIGKILL a process group started with ``start_new_session=True`` (a cluster, a server, a driver)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader, signal.SIGKILL)
+    """SIGKILL a process group started with ``start_new_session=True`` and every descendant of it.
+
+    Descendants matter: Ray starts each worker in a session of its own, so a node's
+    trials are not in the node's process group.
+    """
+    table = _parents()
+    doomed = {pid for pid, (_, group) in table.items() if group == leader} | {leader}
+    grew = True
+    while grew:
+        children = {pid for pid, (parent, _) in table.items() if parent in doomed} - doomed
+        doomed |= children
+        grew = bool(children)
+    doomed.discard(os.getpid())
+    kill_all(sorted(doomed))
 
 
 @pytest.fixture(autouse=True)

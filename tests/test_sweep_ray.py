@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import BIN, ROOT, subprocess_env
 from mlflow.tracking import MlflowClient
+from sweeps import orchestrate, trial_runs, write_study
 
 from orchestrator.expand import expand
 from orchestrator.run import pending_trials
@@ -18,52 +17,6 @@ from trainables.config import load_study
 pytestmark = pytest.mark.slow
 
 EPOCHS = 4
-
-
-def write_study(folder: Path, name: str, seeds=(0,), epochs=EPOCHS) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "study": name,
-                "variants": ["noskip_unet", "unet"],
-                "seeds": list(seeds),
-                "image_size": 32,
-                "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-                "datasets": {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 8, "val": 4, "test": 4}}},
-                "texture_similarity": {"lbp_method": "uniform"},
-                "training": {"epochs": epochs, "batch_size": 4, "val_every": 2},
-                "resources": {"cpu": 0.5, "gpu": 0.25, "max_failures": 2},  # 4 trials at once on 2 CPUs
-            }
-        )
-    )
-    return path
-
-
-def orchestrate(study: Path, folder: Path, *extra: str, env: dict | None = None, timeout: int = 480):
-    command = [
-        sys.executable,
-        "-m",
-        "orchestrator.run",
-        "--config",
-        str(study),
-        "--tracking-uri",
-        f"sqlite:///{folder}/mlflow.db",
-        "--storage",
-        str(folder / "results"),
-        "--cache",
-        str(folder / "cache"),
-        *extra,
-    ]
-    return subprocess.run(
-        command, cwd=ROOT, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout
-    )
-
-
-def trial_runs(uri: str, experiment: str) -> list:
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    return client.search_runs([found.experiment_id], filter_string="tags.`skipsweep.kind` = 'trial'")
 
 
 def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import StudyConfig, format_alpha, stable_hash
+from trainables.config import StudyConfig
 from trainables.data import trial_data
 from trainables.evaluate import condition_means, evaluate_conditions
 from trainables.loop import (
@@ -39,42 +39,13 @@ from trainables.loop import (
     validation_dice,
 )
 from trainables.models import build_model
+from trainables.spec import TrialSpec
 from trainables.tracking import RetryPolicy, TrialRun, resolve_tracking_uri, set_retry_policy
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """The key of one trial; ``train_alpha`` is None for medical data sets."""
-
-    study: str
-    dataset: str
-    variant: str
-    train_alpha: float | None
-    seed: int
-
-    @property
-    def trial_id(self) -> str:
-        """Stable id: a hash of the key, the same whatever order the study lists things in."""
-        alpha = "" if self.train_alpha is None else format_alpha(self.train_alpha)
-        return stable_hash([self.study, self.dataset, self.variant, alpha, self.seed], length=12)
-
-    @property
-    def run_name(self) -> str:
-        alpha = "" if self.train_alpha is None else f"/a{format_alpha(self.train_alpha)}"
-        return f"{self.variant}/{self.dataset}{alpha}/s{self.seed}"
-
-    def tags(self) -> dict[str, str]:
-        return {
-            "study": self.study,
-            "dataset": self.dataset,
-            "variant": self.variant,
-            "train_alpha": "" if self.train_alpha is None else format_alpha(self.train_alpha),
-            "seed": str(self.seed),
-        }
+RESUMED_TAG = "skipsweep.resumed_at_epoch"
 
 
 @dataclass(frozen=True)
@@ -207,6 +178,7 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
         state, best_model = load_checkpoint(checkpoint, model, optimizer, generator, scaler)
         log.info("%s: resuming at epoch %d from %s", spec.run_name, state.next_epoch, checkpoint)
         _relog_history(run, state.history)
+        run.set_tags({RESUMED_TAG: state.next_epoch})  # the latest resume: where the checkpoint took over
     train_x, train_y = to_tensor(data.train_images, device), to_tensor(data.train_masks, device)
     val_x, val_y = to_tensor(data.val_images, device), to_tensor(data.val_masks, device)
     network = model  # what is called; weights are saved and loaded through ``model``

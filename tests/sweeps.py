@@ -1,0 +1,95 @@
+"""Helpers of the tests that run whole studies: a tiny study file, the orchestrator as a process, run queries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from conftest import ROOT, subprocess_env
+from mlflow.tracking import MlflowClient
+
+
+def write_study(folder: Path, name: str, seeds=(0,), epochs: int = 4, **overrides) -> Path:
+    """Two variants x two alpha levels at 32 px: 4 trials of a few seconds each."""
+    study = {
+        "study": name,
+        "variants": ["noskip_unet", "unet"],
+        "seeds": list(seeds),
+        "image_size": 32,
+        "model": {"channels": [4, 8, 16], "strides": [2, 2]},
+        "datasets": {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 8, "val": 4, "test": 4}}},
+        "texture_similarity": {"lbp_method": "uniform"},
+        "training": {"epochs": epochs, "batch_size": 4, "val_every": 2},
+        "resources": {"cpu": 0.5, "gpu": 0.25, "max_failures": 2},  # 4 trials at once on 2 CPUs
+    }
+    for key, value in overrides.items():
+        study[key] = {**study[key], **value} if isinstance(study.get(key), dict) else value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def orchestrate_command(study: Path, folder: Path, *extra: str, tracking_uri: str | None = None) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "orchestrator.run",
+        "--config",
+        str(study),
+        "--tracking-uri",
+        tracking_uri or f"sqlite:///{folder}/mlflow.db",
+        "--storage",
+        str(folder / "results"),
+        "--cache",
+        str(folder / "cache"),
+        *extra,
+    ]
+
+
+def orchestrate(study: Path, folder: Path, *extra: str, env: dict | None = None, timeout: int = 480, **kwargs):
+    """Run the orchestrator to the end (in a session of its own, killed whole if it overruns)."""
+    process = subprocess.Popen(
+        orchestrate_command(study, folder, *extra, **kwargs),
+        cwd=ROOT,
+        env=env or subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        from conftest import kill_group
+
+        kill_group(process.pid)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], filter_string="tags.`skipsweep.kind` = 'trial'")
+
+
+def epochs_logged(client: MlflowClient, run_id: str, key: str = "train_loss") -> list[int]:
+    return sorted(metric.step for metric in client.get_metric_history(run_id, key))
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.5):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception:  # the store may be mid-write or down on purpose
+            value = None
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
