@@ -105,6 +105,33 @@ def _gpu_fraction(requested: float, cluster: dict) -> float:
     return requested
 
 
+def prepare_data(study, source: str, cache: str) -> None:
+    """Prepare every data set of the study into this node's cache before any trial starts.
+
+    A corrupt file or a mask that does not match its image is then one clear error
+    (exit 2) instead of every trial failing on it; on one machine the trials reuse the
+    cache. A cache folder this call created is removed again when preparation fails.
+    """
+    import shutil
+
+    from trainables.data import prepare_synthetic
+    from trainables.medical import MedicalDataError, prepare_medical
+
+    existed = Path(cache).exists()
+    try:
+        for name in study.datasets.names:
+            print(f"[{study.study}] preparing data set {name} in {cache}", flush=True)
+            if name == "synthetic":
+                prepare_synthetic(study, cache)
+            else:
+                prepare_medical(study.for_dataset(name), name, cache)
+    except (MedicalDataError, ValueError, OSError) as error:
+        if not existed:
+            shutil.rmtree(cache, ignore_errors=True)
+        where = f"datasets.{name}"
+        raise StudyConfigError(f"{source}: {where}: {str(error).strip().splitlines()[0]}") from None
+
+
 def _print_summary(uri: str, experiment: str) -> None:
     rows = trial_summaries(uri, experiment)
     print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
@@ -141,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     try:
         preflight(study, args.config, uri, storage, cache)
+    except StudyConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        prepare_data(study, args.config, cache)
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -13,10 +13,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import free_port
 from medical_fixtures import write_busi
+from PIL import Image
 
 from orchestrator.run import main
 
@@ -103,6 +105,14 @@ def _remove_first_mask(folder: Path) -> None:
     next(iter(sorted((folder / "benign").glob("*_mask.png")))).unlink()
 
 
+def _corrupt_first_image(folder: Path) -> None:
+    (folder / "benign" / "benign (1).png").write_bytes(b"\x89PNG but not really")
+
+
+def _shrink_first_mask(folder: Path) -> None:
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(folder / "benign" / "benign (1)_mask.png")
+
+
 # (case id, study maker or raw YAML text, extra command-line arguments, fragments the one-line error must name)
 CASES = [
     ("yaml-syntax", "study: [unclosed\n", [], ["study.yaml", "line", "YAML syntax error"]),
@@ -162,6 +172,8 @@ CASES = [
     ),
     ("busi-wrong-layout", busi_study(_remove_benign), [], ["datasets.busi", "benign"]),
     ("busi-mask-missing", busi_study(_remove_first_mask), [], ["datasets.busi", "_mask.png"]),
+    ("busi-corrupt-image", busi_study(_corrupt_first_image), [], ["datasets.busi", "benign (1).png"]),
+    ("busi-mask-shape", busi_study(_shrink_first_mask), [], ["datasets.busi", "benign (1)_mask.png"]),
     (
         "tracking-not-answering",
         study_with(["study"], "bad"),
