@@ -71,6 +71,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "PYTHONUNBUFFERED": "1",
         "SKIPSWEEP_RAY_NODE_IP": LOOPBACK_HEAD,
+        # `python` in a job's entrypoint is this environment's, as in an activated venv
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import trainables.tracking as tracking
 from trainables.config import parse_study
-from trainables.tracking import MetricsNotLoggedError, MetricWriter, TrialRun
+from trainables.tracking import MetricsNotLoggedError, MetricWriter, RetryPolicy, TrialRun
 from trainables.trial import TrialSpec, run_trial
 
 
@@ -27,8 +27,7 @@ def uri(tmp_path) -> str:
 @pytest.fixture
 def fast_retries(monkeypatch) -> None:
     """Retries with millisecond waits, so exhausting them takes no time."""
-    original = tracking.with_retries
-    monkeypatch.setattr(tracking, "with_retries", lambda call, what: original(call, what, attempts=3, first_wait=0.001))
+    monkeypatch.setattr(tracking, "_policy", RetryPolicy(attempts=3, first_wait=0.001, max_wait=0.001))
 
 
 def open_run(uri: str, name: str = "r") -> TrialRun:
