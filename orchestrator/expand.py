@@ -45,13 +45,18 @@ def trial_table(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: d
         lines.append("  per alpha:   " + ", ".join(f"{name} {count}" for name, count in sorted(alphas.items())))
     lines.append("  per seed:    " + ", ".join(f"{name} {count}" for name, count in sorted(seeds.items())))
     resources = study.resources
+    epochs = {name: study.for_dataset(name).training.epochs for name in by_dataset}  # per-dataset overrides
+    if len(set(epochs.values())) > 1:
+        epochs_text = ", ".join(f"{name} {count}" for name, count in sorted(epochs.items())) + " epochs"
+    else:
+        epochs_text = f"{next(iter(epochs.values()), study.training.epochs)} epochs"
     lines.append(
         f"  each trial asks {resources.cpu:g} CPU and {resources.gpu:g} GPU; "
-        f"{study.training.epochs} epochs; retries {resources.max_failures}"
+        f"{epochs_text}; retries {resources.max_failures}"
     )
     if seconds_per_epoch:
         missing = sorted({spec.variant for spec in specs} - set(seconds_per_epoch))
-        hours = sum(seconds_per_epoch.get(spec.variant, 0.0) for spec in specs) * study.training.epochs / 3600
+        hours = sum(seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec.dataset] for spec in specs) / 3600
         gpu_hours = hours * resources.gpu if resources.gpu else hours
         note = f" (no epoch time for {', '.join(missing)})" if missing else ""
         lines.append(f"  estimated: {hours:.2f} trial-hours, {gpu_hours:.2f} GPU-hours{note}")

@@ -26,19 +26,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """PIDs of processes whose command line contains ``text`` (e.g. a cluster's own temp dir)."""
-    pids = []
+def command_lines() -> dict[int, str]:
+    """pid -> command line of every other process on this machine (never this test process)."""
+    lines = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            lines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return lines
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs of processes whose command line contains ``text`` (e.g. a cluster's own temp dir)."""
+    return [pid for pid, cmdline in command_lines().items() if text in cmdline]
 
 
 def kill_all(pids: list[int]) -> None:
@@ -82,17 +85,11 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def cluster_pids() -> set[int]:
     """PIDs of Ray and MLflow processes on this machine (never this test process)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "pytest" not in cmdline and any(marker in cmdline for marker in CLUSTER_MARKERS):
-            pids.add(int(entry.name))
-    return pids
+    return {
+        pid
+        for pid, cmdline in command_lines().items()
+        if "pytest" not in cmdline and any(marker in cmdline for marker in CLUSTER_MARKERS)
+    }
 
 
 def _parents() -> dict[int, tuple[int, int]]:

@@ -75,6 +75,29 @@ def test_trial_table_counts_and_estimate() -> None:
     assert "0.33 trial-hours, 0.08 GPU-hours" in table
 
 
+def test_trial_table_uses_each_data_sets_own_epochs(tmp_path: Path) -> None:
+    try:
+        from medical_fixtures import FOLDERS, write_all
+    except ImportError:  # tests/ imported as a package
+        from tests.medical_fixtures import FOLDERS, write_all
+
+    write_all(tmp_path)
+    config = study(
+        variants=["unet"],
+        seeds=[0],
+        training={"epochs": 10},
+        test_levels={"in_domain": {"kind": "none"}},
+        datasets={
+            "synthetic": {"levels": [0.3, 0.9]},
+            "busi": {"path": str(tmp_path / FOLDERS["busi"]), "training": {"epochs": 40}},
+        },
+    )
+    table = trial_table(expand(config), config, {"unet": 9.0})
+    assert "busi 40, synthetic 10 epochs" in table
+    # 2 synthetic trials x 10 epochs + 1 busi trial x 40 epochs = 60 epochs x 9 s = 0.15 trial-hours
+    assert "0.15 trial-hours" in table
+
+
 def test_dry_run_prints_the_table_and_touches_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["--config", str(ROOT / "conf" / "quick.yaml"), "--dry-run"]) == 0
