@@ -175,8 +175,12 @@ def _search_all_runs(client: MlflowClient, experiment_id: str) -> list:
 
 def _excluded_entry(run) -> dict[str, str]:
     tags = run.data.tags
-    return {"run_id": run.info.run_id, "run_name": run.info.run_name or "", "status": run.info.status,
-            "error": tags.get("error", "")}
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name or "",
+        "status": run.info.status,
+        "error": tags.get("error", ""),
+    }
 
 
 def _run_row(run) -> dict:
@@ -201,8 +205,14 @@ def _run_row(run) -> dict:
 
 def _sort_key(row: dict) -> tuple:
     alpha = row["train_alpha"]
-    return (row["dataset"], row["variant"], np.isnan(alpha), 0.0 if np.isnan(alpha) else alpha, row["seed"],
-            row["run_id"])
+    return (
+        row["dataset"],
+        row["variant"],
+        np.isnan(alpha),
+        0.0 if np.isnan(alpha) else alpha,
+        row["seed"],
+        row["run_id"],
+    )
 
 
 def _refuse_mixed(rows: list[dict]) -> None:
@@ -232,13 +242,37 @@ def _mixed(rows: list[dict], key: str, scope: str) -> list[str]:
 
 
 def _runs_table(rows: list[dict]) -> pd.DataFrame:
-    fixed = ["run_id", "run_name", "trial_id", "study", "dataset", "variant", "train_alpha", "seed", "status",
-             "config_hash", "split_hash", "git_commit", "start_time", "end_time"]
+    fixed = [
+        "run_id",
+        "run_name",
+        "trial_id",
+        "study",
+        "dataset",
+        "variant",
+        "train_alpha",
+        "seed",
+        "status",
+        "config_hash",
+        "split_hash",
+        "git_commit",
+        "start_time",
+        "end_time",
+    ]
     params = sorted({key for row in rows for key in row if key.startswith("param.")})
     metrics = sorted({key for row in rows for key in row} - set(fixed) - set(params))
     frame = pd.DataFrame(rows, columns=fixed + params + metrics)
-    for column in ("run_id", "run_name", "trial_id", "study", "dataset", "variant", "status", "config_hash",
-                   "split_hash", "git_commit"):
+    for column in (
+        "run_id",
+        "run_name",
+        "trial_id",
+        "study",
+        "dataset",
+        "variant",
+        "status",
+        "config_hash",
+        "split_hash",
+        "git_commit",
+    ):
         frame[column] = frame[column].astype(str)
     frame["train_alpha"] = frame["train_alpha"].astype("float64")
     frame["seed"] = frame["seed"].astype("int64")
@@ -269,8 +303,13 @@ def _metric_history(client: MlflowClient, run_id: str, key: str) -> dict[int, fl
     return {int(metric.step): float(metric.value) for metric in history}  # the latest value wins per step
 
 
-_EPOCH_COLUMNS = {"run_id": str, "epoch": "int64", "train_loss": "float64", "val_dice": "float64",
-                  "epoch_seconds": "float64"}
+_EPOCH_COLUMNS = {
+    "run_id": str,
+    "epoch": "int64",
+    "train_loss": "float64",
+    "val_dice": "float64",
+    "epoch_seconds": "float64",
+}
 
 
 def _epochs_frame(client: MlflowClient, run_id: str) -> pd.DataFrame:

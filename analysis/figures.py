@@ -28,8 +28,11 @@ def variant_style(variant: str) -> dict:
     """Marker, line style and colour of a variant, the same in every figure."""
     known = list(VARIANT_ORDER)
     position = known.index(variant) if variant in known else sum(map(ord, variant))
-    return {"marker": MARKERS[position % len(MARKERS)], "linestyle": LINE_STYLES[position % len(LINE_STYLES)],
-            "color": COLOURS[position % len(COLOURS)]}
+    return {
+        "marker": MARKERS[position % len(MARKERS)],
+        "linestyle": LINE_STYLES[position % len(LINE_STYLES)],
+        "color": COLOURS[position % len(COLOURS)],
+    }
 
 
 def new_figure(n_panels: int = 1, width: float = 5.0, height: float = 4.0) -> tuple[Figure, list]:
@@ -73,8 +76,9 @@ def plot_relative_improvement(relative: pd.DataFrame, baseline: str) -> Figure:
             line = block[block["variant"] == variant].sort_values("train_alpha")
             x, mean, std = (line[c].to_numpy(dtype="float64") for c in ("train_alpha", "mean", "std"))
             style = variant_style(variant)
-            ax.errorbar(x, mean, yerr=np.nan_to_num(std), capsize=3, label=f"{variant} (mean ± std over seeds)",
-                        **style)
+            ax.errorbar(
+                x, mean, yerr=np.nan_to_num(std), capsize=3, label=f"{variant} (mean ± std over seeds)", **style
+            )
             ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.12, linewidth=0)
         alphas = sorted(block["train_alpha"].unique())
         ax.set_xticks(alphas, [format_alpha(alpha) for alpha in alphas])
@@ -129,14 +133,16 @@ def plot_matrix_heatmap(
         for column in range(values.shape[1]):
             value = values[row, column]
             text = f"{value:.{digits}f}" + ("*" if marks[row, column] else "") if np.isfinite(value) else "NaN"
-            ax.text(column, row, text, ha="center", va="center", fontsize=fontsize,
-                    color=_text_colour(cmap, norm, value))
+            ax.text(
+                column, row, text, ha="center", va="center", fontsize=fontsize, color=_text_colour(cmap, norm, value)
+            )
     ax.set_xticks(range(values.shape[1]), [format_alpha(a) for a in matrix.columns])
     ax.set_yticks(range(values.shape[0]), [format_alpha(a) for a in matrix.index])
     ax.set_xlabel(TESTED_ON)
     ax.set_ylabel(TRAINED_ON)
-    ax.set_title(title + ("\n* differs from the baseline after Holm correction" if significant is not None else ""),
-                 fontsize=10)
+    ax.set_title(
+        title + ("\n* differs from the baseline after Holm correction" if significant is not None else ""), fontsize=10
+    )
     figure.colorbar(image, ax=ax, label=colorbar_label)
     return figure
 
@@ -196,8 +202,9 @@ def plot_dice_vs_texture(images: pd.DataFrame, n_bins: int = 8) -> Figure:
         for variant in ordered_variants(block["variant"].unique()):
             mine = block[block["variant"] == variant]
             style = variant_style(variant)
-            ax.scatter(mine["ts"], mine["dice"], s=10, alpha=0.35, marker=style["marker"], color=style["color"],
-                       linewidths=0)
+            ax.scatter(
+                mine["ts"], mine["dice"], s=10, alpha=0.35, marker=style["marker"], color=style["color"], linewidths=0
+            )
             if len(edges) > 1:
                 bins = pd.cut(mine["ts"], edges, include_lowest=True)
                 means = mine.groupby(bins, observed=True)[["ts", "dice"]].mean()

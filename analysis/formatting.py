@@ -61,8 +61,10 @@ def frame_markdown(frame: pd.DataFrame, digits: int = 3, corner: str | None = No
         The Markdown table.
     """
     header = [corner or str(frame.index.name or "")] + [_label(column) for column in frame.columns]
-    rows = [[_label(index)] + [_cell(value, digits) for value in values] for index, values in
-            zip(frame.index, frame.to_numpy().tolist(), strict=True)]
+    rows = [
+        [_label(index)] + [_cell(value, digits) for value in values]
+        for index, values in zip(frame.index, frame.to_numpy().tolist(), strict=True)
+    ]
     return markdown_table(header, rows)
 
 
@@ -139,11 +141,19 @@ def ood_latex(table: pd.DataFrame, metric: str = "dice", caption: str | None = N
     """
     variants, rows = _ood_rows(table, metric, DAGGER_TEX, lambda text: rf"\textbf{{{text}}}")
     name = METRIC_NAMES.get(metric, metric)
-    caption = caption or (f"{name}, mean (std) over test images and seeds; best per row in bold; "
-                          rf"{DAGGER_TEX}: differs from the baseline after Holm correction.")
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
-             rf"\begin{{tabular}}{{ll{'c' * len(variants)}}}", r"\toprule",
-             " & ".join(["data set", "test level", *map(latex_escape, variants)]) + r" \\", r"\midrule"]
+    caption = caption or (
+        f"{name}, mean (std) over test images and seeds; best per row in bold; "
+        rf"{DAGGER_TEX}: differs from the baseline after Holm correction."
+    )
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\begin{{tabular}}{{ll{'c' * len(variants)}}}",
+        r"\toprule",
+        " & ".join(["data set", "test level", *map(latex_escape, variants)]) + r" \\",
+        r"\midrule",
+    ]
     for position, row in enumerate(rows):
         if position and row[0]:
             lines.append(r"\midrule")

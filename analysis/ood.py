@@ -75,15 +75,25 @@ def ood_table(
     table["n"] = table["n"].fillna(0).astype("int64")
     missing = table[table["n"] == 0]
     if not missing.empty:
-        named = "; ".join(f"({dataset_label(r.dataset, r.train_alpha)}, {r.level}, {r.variant})"
-                          for r in missing.itertuples())
-        warnings.warn(f"no {metric} for (data set, level, variant) {named}; those cells are NaN",
-                      MissingDataWarning, stacklevel=2)
+        named = "; ".join(
+            f"({dataset_label(r.dataset, r.train_alpha)}, {r.level}, {r.variant})" for r in missing.itertuples()
+        )
+        warnings.warn(
+            f"no {metric} for (data set, level, variant) {named}; those cells are NaN", MissingDataWarning, stacklevel=2
+        )
     table.insert(0, "label", [dataset_label(d, a) for d, a in zip(table["dataset"], table["train_alpha"], strict=True)])
     table["best"] = _best_per_row(table, metric)
     if baseline is not None:
-        tests = paired_tests(rows, CELL_KEYS, ordered_variants(rows["variant"].unique()), baseline, metric,
-                             n_resamples=n_resamples, seed=seed, level=level)
+        tests = paired_tests(
+            rows,
+            CELL_KEYS,
+            ordered_variants(rows["variant"].unique()),
+            baseline,
+            metric,
+            n_resamples=n_resamples,
+            seed=seed,
+            level=level,
+        )
         table = table.merge(tests, on=[*CELL_KEYS, "variant"], how="left")
     return table
 
@@ -114,10 +124,21 @@ def robustness_cov(dice_table: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
         complete = means.size >= 2 and np.isfinite(means).all()
         mean = float(means.mean()) if complete else float("nan")
         cov = float(means.std(ddof=ddof) / mean) if complete else float("nan")
-        rows.append({"label": label, "dataset": dataset, "train_alpha": alpha, "variant": variant,
-                     "group": variant_group(variant), "n_levels": int(means.size), "mean_dice": mean, "cov": cov})
-    table = pd.DataFrame(rows, columns=["label", "dataset", "train_alpha", "variant", "group", "n_levels",
-                                        "mean_dice", "cov"])
+        rows.append(
+            {
+                "label": label,
+                "dataset": dataset,
+                "train_alpha": alpha,
+                "variant": variant,
+                "group": variant_group(variant),
+                "n_levels": int(means.size),
+                "mean_dice": mean,
+                "cov": cov,
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["label", "dataset", "train_alpha", "variant", "group", "n_levels", "mean_dice", "cov"]
+    )
     table["rank"] = table.groupby("label", sort=False)["cov"].rank(method="min")
     return table
 

@@ -72,10 +72,12 @@ def bootstrap_ci(
     if x.size == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = np.concatenate([
-        x[rng.integers(0, x.size, size=(min(chunk, n_resamples - start), x.size))].mean(axis=1)
-        for start in range(0, n_resamples, chunk)
-    ])
+    means = np.concatenate(
+        [
+            x[rng.integers(0, x.size, size=(min(chunk, n_resamples - start), x.size))].mean(axis=1)
+            for start in range(0, n_resamples, chunk)
+        ]
+    )
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(low), float(high)
@@ -128,5 +130,6 @@ def paired_comparison(
     diff = diff[np.isfinite(diff)]
     low, high = bootstrap_ci(diff, n_resamples=n_resamples, confidence=confidence, seed=seed)
     mean = float(diff.mean()) if diff.size else float("nan")
-    return PairedComparison(n_pairs=int(diff.size), mean_diff=mean, ci_low=low, ci_high=high,
-                            p_value=wilcoxon_signed_rank(diff))
+    return PairedComparison(
+        n_pairs=int(diff.size), mean_diff=mean, ci_low=low, ci_high=high, p_value=wilcoxon_signed_rank(diff)
+    )

@@ -26,12 +26,18 @@ STUDY = "toy_study"
 CONFIG_HASH = "cfg0001"
 DELTA = {(0.3, 0.3): 0.09, (0.3, 0.7): -0.045, (0.7, 0.7): 0.11, (0.7, 0.3): 0.0}
 BUSI_DICE = {  # (variant, level, seed) -> dice of images b0, b1
-    ("noskip_unet", "harder", 0): (0.50, 0.60), ("noskip_unet", "harder", 1): (0.55, 0.65),
-    ("noskip_unet", "in_domain", 0): (0.60, 0.80), ("noskip_unet", "in_domain", 1): (0.70, 0.90),
-    ("noskip_unet", "easier", 0): (0.70, 0.80), ("noskip_unet", "easier", 1): (0.75, 0.85),
-    ("unet", "harder", 0): (0.40, 0.50), ("unet", "harder", 1): (0.45, 0.55),
-    ("unet", "in_domain", 0): (0.80, 0.90), ("unet", "in_domain", 1): (0.85, 0.95),
-    ("unet", "easier", 0): (0.85, 0.90), ("unet", "easier", 1): (0.90, 0.95),
+    ("noskip_unet", "harder", 0): (0.50, 0.60),
+    ("noskip_unet", "harder", 1): (0.55, 0.65),
+    ("noskip_unet", "in_domain", 0): (0.60, 0.80),
+    ("noskip_unet", "in_domain", 1): (0.70, 0.90),
+    ("noskip_unet", "easier", 0): (0.70, 0.80),
+    ("noskip_unet", "easier", 1): (0.75, 0.85),
+    ("unet", "harder", 0): (0.40, 0.50),
+    ("unet", "harder", 1): (0.45, 0.55),
+    ("unet", "in_domain", 0): (0.80, 0.90),
+    ("unet", "in_domain", 1): (0.85, 0.95),
+    ("unet", "easier", 0): (0.85, 0.90),
+    ("unet", "easier", 1): (0.90, 0.95),
 }
 BUSI_HD95 = {"noskip_unet": (10.0, 12.0), "unet": (8.0, 9.0)}  # per image, every level and seed
 TRAIN_LOSS = [1.0, 0.8, 0.6, 0.5]
@@ -63,13 +69,27 @@ def log_trial(
     name = f"{variant}/{dataset}/a{alpha}/s{seed}" if alpha else f"{variant}/{dataset}/s{seed}"
     split_hash = split_hash or f"split-{dataset}"
     tags = {
-        "skipsweep.kind": "trial", "skipsweep.trial_id": name.replace("/", "-"), "study": study, "dataset": dataset,
-        "variant": variant, "train_alpha": alpha, "seed": str(seed), "config_hash": config_hash,
-        "split_hash": split_hash, "git_commit": "abc123", "skipsweep.status": "running",
+        "skipsweep.kind": "trial",
+        "skipsweep.trial_id": name.replace("/", "-"),
+        "study": study,
+        "dataset": dataset,
+        "variant": variant,
+        "train_alpha": alpha,
+        "seed": str(seed),
+        "config_hash": config_hash,
+        "split_hash": split_hash,
+        "git_commit": "abc123",
+        "skipsweep.status": "running",
     }
     run_id = client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
-    params = {"learning_rate": "0.001", "batch_size": "8", "epochs": str(len(TRAIN_LOSS)), "val_every": "2",
-              "image_size": "64", "channels": "(16, 32)"}
+    params = {
+        "learning_rate": "0.001",
+        "batch_size": "8",
+        "epochs": str(len(TRAIN_LOSS)),
+        "val_every": "2",
+        "image_size": "64",
+        "channels": "(16, 32)",
+    }
     metrics = [Metric("train_loss", loss, 1000 + epoch, epoch) for epoch, loss in enumerate(TRAIN_LOSS)]
     metrics += [Metric("epoch_seconds", 2.0, 1000 + epoch, epoch) for epoch in range(len(TRAIN_LOSS))]
     metrics += [Metric("val_dice", dice, 1000 + epoch, epoch) for epoch, dice in VAL_DICE.items()]
@@ -88,8 +108,9 @@ def log_trial(
             per_image.to_parquet(table, index=False)
             manifest = Path(scratch) / "split_manifest.json"
             ids = sorted(per_image["image_id"].unique())
-            manifest.write_text(json.dumps({"dataset": dataset, "train": [], "val": [], "test": ids,
-                                            "hash": split_hash}))
+            manifest.write_text(
+                json.dumps({"dataset": dataset, "train": [], "val": [], "test": ids, "hash": split_hash})
+            )
             client.log_artifact(run_id, str(table))
             client.log_artifact(run_id, str(manifest))
     client.set_tag(run_id, "skipsweep.status", status.lower())
@@ -107,8 +128,15 @@ def synthetic_images(variant: str, train_alpha: float, seed: int) -> pd.DataFram
             dice = 0.40 + 0.10 * image + 0.10 * seed
             if variant != "noskip_unet":
                 dice += DELTA[(train_alpha, test_alpha)] + (0.01 if image else -0.01)
-            rows.append({"condition": f"alpha_{test_alpha:.2f}", "test_alpha": test_alpha, "image_id": f"img{image}",
-                         "dice": dice, "ts": 2.0 * test_alpha + 0.1 * image})
+            rows.append(
+                {
+                    "condition": f"alpha_{test_alpha:.2f}",
+                    "test_alpha": test_alpha,
+                    "image_id": f"img{image}",
+                    "dice": dice,
+                    "ts": 2.0 * test_alpha + 0.1 * image,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -117,8 +145,16 @@ def busi_images(variant: str, seed: int) -> pd.DataFrame:
     rows = []
     for level in ("harder", "in_domain", "easier"):
         for image, dice in enumerate(BUSI_DICE[(variant, level, seed)]):
-            rows.append({"condition": level, "test_alpha": float("nan"), "image_id": f"b{image}", "dice": dice,
-                         "ts": 0.5 + image, "hd95": BUSI_HD95[variant][image]})
+            rows.append(
+                {
+                    "condition": level,
+                    "test_alpha": float("nan"),
+                    "image_id": f"b{image}",
+                    "dice": dice,
+                    "ts": 0.5 + image,
+                    "hd95": BUSI_HD95[variant][image],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -136,17 +172,51 @@ def build_toy_store(root: Path) -> str:
         for alpha in (0.3, 0.7):
             for seed in (0, 1):
                 status = "FAILED" if (variant, alpha, seed) == ("unet", 0.7, 1) else "FINISHED"
-                log_trial(client, experiment, study=STUDY, dataset="synthetic", variant=variant, seed=seed,
-                          train_alpha=alpha, per_image=synthetic_images(variant, alpha, seed), status=status)
+                log_trial(
+                    client,
+                    experiment,
+                    study=STUDY,
+                    dataset="synthetic",
+                    variant=variant,
+                    seed=seed,
+                    train_alpha=alpha,
+                    per_image=synthetic_images(variant, alpha, seed),
+                    status=status,
+                )
         for seed in (0, 1):
-            log_trial(client, experiment, study=STUDY, dataset="busi", variant=variant, seed=seed,
-                      per_image=busi_images(variant, seed))
-    log_trial(client, experiment, study=STUDY, dataset="synthetic", variant="attention_unet", seed=0,
-              train_alpha=0.3, per_image=synthetic_images("unet", 0.3, 0), status="RUNNING")
+            log_trial(
+                client,
+                experiment,
+                study=STUDY,
+                dataset="busi",
+                variant=variant,
+                seed=seed,
+                per_image=busi_images(variant, seed),
+            )
+    log_trial(
+        client,
+        experiment,
+        study=STUDY,
+        dataset="synthetic",
+        variant="attention_unet",
+        seed=0,
+        train_alpha=0.3,
+        per_image=synthetic_images("unet", 0.3, 0),
+        status="RUNNING",
+    )
     for study, changes in (("mixed_config", {"config_hash": "cfg0002"}), ("mixed_split", {"split_hash": "other"})):
         experiment = create_study(client, root, study)
-        log_trial(client, experiment, study=study, dataset="busi", variant="unet", seed=0,
-                  per_image=busi_images("unet", 0))
-        log_trial(client, experiment, study=study, dataset="busi", variant="unet", seed=1,
-                  per_image=busi_images("unet", 1), **changes)
+        log_trial(
+            client, experiment, study=study, dataset="busi", variant="unet", seed=0, per_image=busi_images("unet", 0)
+        )
+        log_trial(
+            client,
+            experiment,
+            study=study,
+            dataset="busi",
+            variant="unet",
+            seed=1,
+            per_image=busi_images("unet", 1),
+            **changes,
+        )
     return uri

@@ -38,11 +38,16 @@ def test_heatmap_of_raw_dice_and_all_nan_do_not_crash(tmp_path):
 
 
 def test_relative_improvement_curves_with_nan_and_grayscale_styles(tmp_path):
-    relative = pd.DataFrame({
-        "dataset": ["synthetic"] * 4, "variant": ["unet", "unet", "attention_unet", "attention_unet"],
-        "train_alpha": [0.3, 0.7, 0.3, 0.7], "mean": [0.2, np.nan, 0.1, 0.05], "std": [0.02, np.nan, np.nan, 0.01],
-        "n_seeds": [3, 2, 3, 3],
-    })
+    relative = pd.DataFrame(
+        {
+            "dataset": ["synthetic"] * 4,
+            "variant": ["unet", "unet", "attention_unet", "attention_unet"],
+            "train_alpha": [0.3, 0.7, 0.3, 0.7],
+            "mean": [0.2, np.nan, 0.1, 0.05],
+            "std": [0.02, np.nan, np.nan, 0.01],
+            "n_seeds": [3, 2, 3, 3],
+        }
+    )
     figure = figures.plot_relative_improvement(relative, "noskip_unet")
     lines = [container.lines[0] for container in figure.axes[0].containers]  # the data line of each errorbar
     assert len({line.get_marker() for line in lines}) == len(lines) == 2  # told apart without colour
@@ -53,13 +58,24 @@ def test_relative_improvement_curves_with_nan_and_grayscale_styles(tmp_path):
 
 def test_learning_curves_and_dice_vs_texture(tmp_path):
     runs = pd.DataFrame({"run_id": ["a", "b"], "dataset": ["busi", "busi"], "variant": ["unet", "noskip_unet"]})
-    epochs = pd.DataFrame({"run_id": ["a"] * 4 + ["b"] * 4, "epoch": [0, 1, 2, 3] * 2,
-                           "val_dice": [np.nan, 0.4, np.nan, 0.7, np.nan, 0.3, np.nan, 0.5]})
+    epochs = pd.DataFrame(
+        {
+            "run_id": ["a"] * 4 + ["b"] * 4,
+            "epoch": [0, 1, 2, 3] * 2,
+            "val_dice": [np.nan, 0.4, np.nan, 0.7, np.nan, 0.3, np.nan, 0.5],
+        }
+    )
     curves = figures.plot_learning_curves(epochs, runs)
     plotted = {line.get_label(): list(line.get_ydata()) for line in curves.axes[0].get_lines()}
     assert plotted["unet"] == [0.4, 0.7] and plotted["noskip_unet"] == [0.3, 0.5]
-    images = pd.DataFrame({"dataset": "busi", "variant": ["unet"] * 3 + ["noskip_unet"] * 3,
-                           "ts": [0.1, 0.5, 0.9] * 2, "dice": [0.5, 0.7, np.nan, 0.4, 0.6, 0.8]})
+    images = pd.DataFrame(
+        {
+            "dataset": "busi",
+            "variant": ["unet"] * 3 + ["noskip_unet"] * 3,
+            "ts": [0.1, 0.5, 0.9] * 2,
+            "dice": [0.5, 0.7, np.nan, 0.4, 0.6, 0.8],
+        }
+    )
     scatter = figures.plot_dice_vs_texture(images, n_bins=2)
     assert scatter.axes[0].get_xlabel().startswith("texture similarity")
     for figure, stem in ((curves, "curves"), (scatter, "scatter")):

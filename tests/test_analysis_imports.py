@@ -7,8 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODULES = ["analysis", "analysis.export", "analysis.frames", "analysis.tables", "analysis.ood", "analysis.stats",
-           "analysis.formatting", "analysis.figures", "analysis.report", "analysis.mlflow_report", "analysis.__main__"]
+MODULES = [
+    "analysis",
+    "analysis.export",
+    "analysis.frames",
+    "analysis.tables",
+    "analysis.ood",
+    "analysis.stats",
+    "analysis.formatting",
+    "analysis.figures",
+    "analysis.report",
+    "analysis.mlflow_report",
+    "analysis.__main__",
+]
 
 
 def test_analysis_imports_no_training_stack():

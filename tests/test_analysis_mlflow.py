@@ -60,8 +60,20 @@ def test_runs_table_is_typed_and_holds_finished_trials_only(exported):
     out, result, _ = exported
     runs = pd.read_parquet(out / RUNS_FILE)
     assert result.n_runs == len(runs) == 11  # 4 + 3 synthetic, 4 busi
-    assert list(runs.columns[:12]) == ["run_id", "run_name", "trial_id", "study", "dataset", "variant", "train_alpha",
-                                       "seed", "status", "config_hash", "split_hash", "git_commit"]
+    assert list(runs.columns[:12]) == [
+        "run_id",
+        "run_name",
+        "trial_id",
+        "study",
+        "dataset",
+        "variant",
+        "train_alpha",
+        "seed",
+        "status",
+        "config_hash",
+        "split_hash",
+        "git_commit",
+    ]
     assert set(runs["status"]) == {"FINISHED"}
     assert runs["train_alpha"].dtype == "float64" and runs["seed"].dtype == "int64"
     assert runs.loc[runs["dataset"] == "busi", "train_alpha"].isna().all()
@@ -100,7 +112,9 @@ def test_no_absolute_paths_in_the_tables(exported):
 def test_unfinished_runs_are_left_out_and_named(exported):
     out, result, messages = exported
     assert {(e["run_name"], e["status"]) for e in result.excluded} == {
-        ("unet/synthetic/a0.70/s1", "FAILED"), ("attention_unet/synthetic/a0.30/s0", "RUNNING")}
+        ("unet/synthetic/a0.70/s1", "FAILED"),
+        ("attention_unet/synthetic/a0.30/s0", "RUNNING"),
+    }
     assert len(messages) == 1
     assert "unet/synthetic/a0.70/s1 (FAILED: CUDA out of memory)" in messages[0]
     assert "attention_unet/synthetic/a0.30/s0 (RUNNING)" in messages[0]
@@ -154,16 +168,22 @@ def test_tracking_uri_from_environment(store, tmp_path, monkeypatch):
 def test_offline_report_embeds_figures_and_tables(offline_report):
     report = (offline_report / "report.md").read_text()
     figures = sorted((offline_report / "figures").glob("*.png"))
-    assert {path.stem for path in figures} >= {"relative_improvement", "relative_matrix_synthetic_unet",
-                                               "dice_matrix_synthetic_unet", "learning_curves",
-                                               "dice_vs_texture_similarity"}
+    assert {path.stem for path in figures} >= {
+        "relative_improvement",
+        "relative_matrix_synthetic_unet",
+        "dice_matrix_synthetic_unet",
+        "learning_curves",
+        "dice_vs_texture_similarity",
+    }
     for png in figures:
         assert png.stat().st_size > 1000 and png.with_suffix(".pdf").stat().st_size > 1000
         assert f"](figures/{png.name})" in report
     assert "(unet, alpha 0.70, seed 1)" in report and "unet/synthetic/a0.70/s1 (FAILED)" in report
     assert "|  | in_domain | 0.750 (0.129) | **0.875 (0.065)** |" in report
-    assert r" & in\_domain & 0.750 (0.129) & \textbf{0.875 (0.065)} \\" in (
-        offline_report / "tables" / "ood_dice.tex").read_text()
+    assert (
+        r" & in\_domain & 0.750 (0.129) & \textbf{0.875 (0.065)} \\"
+        in (offline_report / "tables" / "ood_dice.tex").read_text()
+    )
     matrix = pd.read_csv(offline_report / "tables" / "relative_matrix_synthetic_unet.csv", index_col=0)
     assert matrix.index.name == "trained on alpha (rows) / tested on alpha (columns)"
     assert_allclose(matrix.loc[0.3, "0.70"], (-0.045 / 0.45 - 0.045 / 0.55) / 2, rtol=1e-5)

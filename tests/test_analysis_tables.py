@@ -25,22 +25,41 @@ def synthetic_frame(dice: dict[tuple[str, float, int, float], tuple[float, float
     rows = []
     for (variant, alpha, seed, tested), values in dice.items():
         for image, value in enumerate(values):
-            rows.append({"run_id": f"{variant}-{alpha}-{seed}", "dataset": "synthetic", "variant": variant,
-                         "train_alpha": alpha, "seed": seed, "condition": f"alpha_{tested:.2f}",
-                         "test_alpha": tested, "image_id": f"i{image}", "dice": value, "ts": tested})
+            rows.append(
+                {
+                    "run_id": f"{variant}-{alpha}-{seed}",
+                    "dataset": "synthetic",
+                    "variant": variant,
+                    "train_alpha": alpha,
+                    "seed": seed,
+                    "condition": f"alpha_{tested:.2f}",
+                    "test_alpha": tested,
+                    "image_id": f"i{image}",
+                    "dice": value,
+                    "ts": tested,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # noskip_unet mean per (alpha, seed, tested) is 0.5 (seed 0) and 0.4 (seed 1); unet is chosen per cell.
 HAND = {
-    ("noskip_unet", 0.3, 0, 0.3): (0.4, 0.6), ("noskip_unet", 0.3, 0, 0.7): (0.4, 0.6),
-    ("noskip_unet", 0.3, 1, 0.3): (0.3, 0.5), ("noskip_unet", 0.3, 1, 0.7): (0.3, 0.5),
-    ("noskip_unet", 0.7, 0, 0.3): (0.4, 0.6), ("noskip_unet", 0.7, 0, 0.7): (0.4, 0.6),
-    ("noskip_unet", 0.7, 1, 0.3): (0.3, 0.5), ("noskip_unet", 0.7, 1, 0.7): (0.3, 0.5),
-    ("unet", 0.3, 0, 0.3): (0.5, 0.7), ("unet", 0.3, 0, 0.7): (0.2, 0.4),  # means 0.6 and 0.3
-    ("unet", 0.3, 1, 0.3): (0.5, 0.7), ("unet", 0.3, 1, 0.7): (0.1, 0.3),  # means 0.6 and 0.2
-    ("unet", 0.7, 0, 0.3): (0.5, 0.5), ("unet", 0.7, 0, 0.7): (0.7, 0.9),  # means 0.5 and 0.8
-    ("unet", 0.7, 1, 0.3): (0.4, 0.4), ("unet", 0.7, 1, 0.7): (0.5, 0.7),  # means 0.4 and 0.6
+    ("noskip_unet", 0.3, 0, 0.3): (0.4, 0.6),
+    ("noskip_unet", 0.3, 0, 0.7): (0.4, 0.6),
+    ("noskip_unet", 0.3, 1, 0.3): (0.3, 0.5),
+    ("noskip_unet", 0.3, 1, 0.7): (0.3, 0.5),
+    ("noskip_unet", 0.7, 0, 0.3): (0.4, 0.6),
+    ("noskip_unet", 0.7, 0, 0.7): (0.4, 0.6),
+    ("noskip_unet", 0.7, 1, 0.3): (0.3, 0.5),
+    ("noskip_unet", 0.7, 1, 0.7): (0.3, 0.5),
+    ("unet", 0.3, 0, 0.3): (0.5, 0.7),
+    ("unet", 0.3, 0, 0.7): (0.2, 0.4),  # means 0.6 and 0.3
+    ("unet", 0.3, 1, 0.3): (0.5, 0.7),
+    ("unet", 0.3, 1, 0.7): (0.1, 0.3),  # means 0.6 and 0.2
+    ("unet", 0.7, 0, 0.3): (0.5, 0.5),
+    ("unet", 0.7, 0, 0.7): (0.7, 0.9),  # means 0.5 and 0.8
+    ("unet", 0.7, 1, 0.3): (0.4, 0.4),
+    ("unet", 0.7, 1, 0.7): (0.5, 0.7),  # means 0.4 and 0.6
 }
 
 
@@ -98,8 +117,13 @@ def test_missing_tested_alpha_is_named_with_it():
 
 
 def busi_table(metric: str = "dice", baseline: str | None = None) -> pd.DataFrame:
-    images = pd.concat([busi_images(v, s).assign(run_id=f"{v}{s}", dataset="busi", variant=v, train_alpha=np.nan,
-                                                 seed=s) for v in ("noskip_unet", "unet") for s in (0, 1)])
+    images = pd.concat(
+        [
+            busi_images(v, s).assign(run_id=f"{v}{s}", dataset="busi", variant=v, train_alpha=np.nan, seed=s)
+            for v in ("noskip_unet", "unet")
+            for s in (0, 1)
+        ]
+    )
     return ood_table(images, metric, baseline=baseline, n_resamples=200)
 
 
@@ -144,13 +168,27 @@ def test_significance_marks_survive_holm_only():
 
 def hand_dice_table() -> pd.DataFrame:
     level_means = {
-        ("busi", "noskip_unet"): [0.6, 0.8, 1.0], ("busi", "unet"): [0.7, 0.8, 0.9],
-        ("busi", "attention_unet"): [0.8, 0.8, 0.8], ("busi", "vnet"): [0.5, 0.8, 0.8],
-        ("spleen", "noskip_unet"): [0.5, 0.5], ("spleen", "unet"): [0.4, 0.6],
-        ("spleen", "attention_unet"): [0.3, 0.5], ("spleen", "vnet"): [0.6, 0.6],
+        ("busi", "noskip_unet"): [0.6, 0.8, 1.0],
+        ("busi", "unet"): [0.7, 0.8, 0.9],
+        ("busi", "attention_unet"): [0.8, 0.8, 0.8],
+        ("busi", "vnet"): [0.5, 0.8, 0.8],
+        ("spleen", "noskip_unet"): [0.5, 0.5],
+        ("spleen", "unet"): [0.4, 0.6],
+        ("spleen", "attention_unet"): [0.3, 0.5],
+        ("spleen", "vnet"): [0.6, 0.6],
     }
-    rows = [{"label": dataset, "dataset": dataset, "train_alpha": np.nan, "level": f"l{i}", "variant": variant,
-             "mean": mean} for (dataset, variant), means in level_means.items() for i, mean in enumerate(means)]
+    rows = [
+        {
+            "label": dataset,
+            "dataset": dataset,
+            "train_alpha": np.nan,
+            "level": f"l{i}",
+            "variant": variant,
+            "mean": mean,
+        }
+        for (dataset, variant), means in level_means.items()
+        for i, mean in enumerate(means)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -174,14 +212,41 @@ def test_cov_ranking_by_hand():
 
 
 def test_image_scores_matches_alphas_up_to_float_noise():
-    runs = pd.DataFrame({"run_id": ["r1", "r2"], "dataset": "synthetic", "variant": ["noskip_unet", "unet"],
-                         "train_alpha": [0.3, 0.3], "seed": [0, 0]})
-    per_image = pd.DataFrame({"run_id": ["r1", "r2"], "condition": "alpha_0.30", "test_alpha": [0.3, 0.1 * 3],
-                              "image_id": "i0", "dice": [0.5, 0.6], "ts": 1.0, "hd95": [3.0, np.inf]})
+    runs = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2"],
+            "dataset": "synthetic",
+            "variant": ["noskip_unet", "unet"],
+            "train_alpha": [0.3, 0.3],
+            "seed": [0, 0],
+        }
+    )
+    per_image = pd.DataFrame(
+        {
+            "run_id": ["r1", "r2"],
+            "condition": "alpha_0.30",
+            "test_alpha": [0.3, 0.1 * 3],
+            "image_id": "i0",
+            "dice": [0.5, 0.6],
+            "ts": 1.0,
+            "hd95": [3.0, np.inf],
+        }
+    )
     with pytest.warns(MissingDataWarning, match="1 per-image hd95 value"):
         images = image_scores(runs, per_image)
-    assert list(images.columns) == ["run_id", "dataset", "variant", "train_alpha", "seed", "condition", "test_alpha",
-                                    "image_id", "dice", "hd95", "ts"]
+    assert list(images.columns) == [
+        "run_id",
+        "dataset",
+        "variant",
+        "train_alpha",
+        "seed",
+        "condition",
+        "test_alpha",
+        "image_id",
+        "dice",
+        "hd95",
+        "ts",
+    ]
     assert math.isnan(images.loc[1, "hd95"])  # an infinite distance is missing, not averaged in
     improvement = relative_improvement(seed_level_scores(images))  # 0.30000000000000004 counts as in-domain
     assert_allclose(improvement["mean"], [0.2])
