@@ -261,19 +261,9 @@ def _runs_table(rows: list[dict]) -> pd.DataFrame:
     params = sorted({key for row in rows for key in row if key.startswith("param.")})
     metrics = sorted({key for row in rows for key in row} - set(fixed) - set(params))
     frame = pd.DataFrame(rows, columns=fixed + params + metrics)
-    for column in (
-        "run_id",
-        "run_name",
-        "trial_id",
-        "study",
-        "dataset",
-        "variant",
-        "status",
-        "config_hash",
-        "split_hash",
-        "git_commit",
-    ):
-        frame[column] = frame[column].astype(str)
+    for column in fixed:
+        if column not in ("train_alpha", "seed", "start_time", "end_time"):  # typed below
+            frame[column] = frame[column].astype(str)
     frame["train_alpha"] = frame["train_alpha"].astype("float64")
     frame["seed"] = frame["seed"].astype("int64")
     for column in ("start_time", "end_time"):

@@ -168,10 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     try:
         preflight(study, args.config, uri, storage, cache)
-    except StudyConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
         prepare_data(study, args.config, cache)
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)

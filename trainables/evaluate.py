@@ -22,7 +22,7 @@ def evaluate_conditions(
     device: torch.device,
     batch_size: int,
     threshold: float,
-    mixed_precision: str | bool = False,
+    mixed_precision: str = "none",
     channels_last: bool = False,
 ) -> pd.DataFrame:
     """One row per (condition, image): Dice, TS and, when asked, HD95, ASD and NSD.
@@ -73,7 +73,7 @@ def predict_images(
     device: torch.device,
     batch_size: int,
     threshold: float,
-    mixed_precision: str | bool = False,
+    mixed_precision: str = "none",
     channels_last: bool = False,
 ) -> list[torch.Tensor]:
     """Binary predictions of several (n_i, H, W) image sets, in batches that run across set borders.

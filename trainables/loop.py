@@ -69,24 +69,16 @@ def rotate90(images: torch.Tensor, masks: torch.Tensor, prob: float, generator: 
     return images, masks
 
 
-def precision_mode(mixed_precision: str | bool) -> str:
-    """``none``, ``bf16`` or ``fp16``; ``True`` / ``False`` (older study files) mean ``bf16`` / ``none``."""
-    if isinstance(mixed_precision, bool):
-        return "bf16" if mixed_precision else "none"
-    return mixed_precision
-
-
-def autocast(device: torch.device, mixed_precision: str | bool):
-    """bf16 or fp16 autocast on CUDA when asked; a no-op elsewhere."""
-    mode = precision_mode(mixed_precision)
-    if mode != "none" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
+def autocast(device: torch.device, mixed_precision: str):
+    """bf16 or fp16 autocast on CUDA when ``mixed_precision`` (none, bf16, fp16) asks for it; else a no-op."""
+    if mixed_precision != "none" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if mixed_precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 
 
-def grad_scaler(device: torch.device, mixed_precision: str | bool) -> torch.amp.GradScaler | None:
+def grad_scaler(device: torch.device, mixed_precision: str) -> torch.amp.GradScaler | None:
     """The loss scaler fp16 training needs on CUDA; None where no scaling is needed."""
-    if precision_mode(mixed_precision) == "fp16" and device.type == "cuda":
+    if mixed_precision == "fp16" and device.type == "cuda":
         return torch.amp.GradScaler("cuda")
     return None
 
@@ -104,7 +96,7 @@ def train_epoch(
     batch_size: int,
     rotate_prob: float,
     generator: torch.Generator,
-    mixed_precision: str | bool = False,
+    mixed_precision: str = "none",
     scaler: torch.amp.GradScaler | None = None,
     channels_last: bool = False,
 ) -> float:
@@ -140,7 +132,7 @@ def predict(
     images: torch.Tensor,
     batch_size: int,
     threshold: float,
-    mixed_precision: str | bool = False,
+    mixed_precision: str = "none",
     channels_last: bool = False,
 ) -> torch.Tensor:
     """Binary predictions (N, 1, H, W) of ``sigmoid(model(x)) > threshold``."""
@@ -159,7 +151,7 @@ def validation_dice(
     masks: torch.Tensor,
     batch_size: int,
     threshold: float,
-    mixed_precision: str | bool = False,
+    mixed_precision: str = "none",
     channels_last: bool = False,
 ) -> float:
     """Mean Dice over the validation set."""
@@ -219,7 +211,7 @@ def load_checkpoint(
 
 
 def compile_with_fallback(
-    model: torch.nn.Module, example: torch.Tensor, mixed_precision: str | bool = False
+    model: torch.nn.Module, example: torch.Tensor, mixed_precision: str = "none"
 ) -> tuple[torch.nn.Module, str]:
     """``torch.compile(model)``, tried at once on ``example``; the eager model when anything fails.
 

@@ -209,10 +209,10 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
                 state.best_val_dice, state.best_epoch = val_dice, epoch
                 best_model = {key: value.detach().clone() for key, value in model.state_dict().items()}
         seconds = time.perf_counter() - started
+        state.history.append({"epoch": epoch, "train_loss": loss, "val_dice": val_dice, "seconds": seconds})
         # Queued, not written: the writer thread logs it while the next epoch trains. A crash before it is
         # written leaves the epoch in the saved history, and a resumed trial logs it again (_relog_history).
-        run.log_epoch(epoch, {"train_loss": loss, "val_dice": val_dice, "epoch_seconds": seconds})
-        state.history.append({"epoch": epoch, "train_loss": loss, "val_dice": val_dice, "seconds": seconds})
+        _log_epoch(run, state.history[-1])
         state.next_epoch = epoch + 1
         save_checkpoint(work_dir / STATE_FILE, model, optimizer, generator, state, best_model, scaler)
         if on_epoch is not None:
@@ -220,11 +220,16 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
     return _finish(spec, config, data, run, model, network, best_model, state, work_dir, device)
 
 
+def _log_epoch(run: TrialRun, row: dict) -> None:
+    """Log one row of the training history as the run's epoch metrics; steps already in the store are skipped."""
+    metrics = {"train_loss": row["train_loss"], "val_dice": row["val_dice"], "epoch_seconds": row["seconds"]}
+    run.log_epoch(row["epoch"], metrics)
+
+
 def _relog_history(run: TrialRun, history: list[dict]) -> None:
     """Log the epochs of a saved history that the store lacks (their batch was still queued when the trial died)."""
     for row in history:
-        metrics = {"train_loss": row["train_loss"], "val_dice": row["val_dice"], "epoch_seconds": row["seconds"]}
-        run.log_epoch(row["epoch"], metrics)  # steps already in the store are skipped
+        _log_epoch(run, row)
 
 
 def _finish(spec, config, data, run, model, network, best_model, state, work_dir: Path, device) -> TrialResult:
