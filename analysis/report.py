@@ -15,9 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
-from analysis import figures
+from analysis import figures, report_notes
+from analysis.evidence import Evidence
 from analysis.formatting import (
     MATRIX_CORNER,
     frame_markdown,
@@ -36,15 +35,8 @@ from analysis.frames import (
     image_scores,
     load_export,
 )
-from analysis.ood import ood_table, rank_groups, rank_variants, robustness_cov
-from analysis.tables import (
-    dice_matrix,
-    paired_tests,
-    relative_improvement,
-    relative_matrix,
-    require_variant,
-    seed_level_scores,
-)
+from analysis.ood import rank_groups, rank_variants, robustness_cov
+from analysis.tables import dice_matrix, relative_improvement, relative_matrix, require_variant
 
 REPORT_FILE = "report.md"
 OWNED_SUFFIXES = (".png", ".pdf", ".csv", ".md", ".tex")
@@ -63,6 +55,7 @@ METHODS = """## Methods
   (same image, same seed, variant minus baseline), a percentile bootstrap 95% interval of the mean
   difference (seeded), and a Holm correction across the cells of each table (matrix or metric table);
   a dagger (tables) or an asterisk (heatmaps) marks a cell that survives it at the 5% level.
+- Claims: each verdict's rule and thresholds are printed under the claims table (`analysis/claims.py`).
 - Robustness: CoV = std / mean of a variant's per-level mean Dice (population std, ddof=0); lower is more
   robust. A group's CoV on a data set is the mean over its member variants present.
 """
@@ -147,8 +140,12 @@ def build_report(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         images = image_scores(study.runs, study.per_image)
-        _synthetic_sections(writer, images, baseline, n_resamples, seed, level)
-        _ood_sections(writer, images, baseline, n_resamples, seed, level)
+        evidence = Evidence(images, n_resamples=n_resamples, seed=seed, level=level)
+        _synthetic_sections(writer, evidence, baseline)
+        _ood_sections(writer, evidence, baseline)
+        levels = report_notes.levels_section(writer, images)
+        if levels:
+            writer.text(levels)
         writer.text("## Learning curves\n")
         writer.figure(
             figures.plot_learning_curves(study.epochs, study.runs),
@@ -161,16 +158,29 @@ def build_report(
             "dice_vs_texture_similarity",
             "Per-image Dice against the image's texture similarity, binned means per variant",
         )
+        writer.sections.insert(0, report_notes.claims_section(writer, evidence))
     ours = (MissingDataWarning, ExcludedRunsWarning)
-    messages = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ours)))
+    found = [str(w.message) for w in caught if issubclass(w.category, ours)]
+    messages = list(dict.fromkeys(report_notes.mixed_settings(study.runs) + found))
     for warning in caught:
         warnings.warn(warning.message, warning.category, stacklevel=2)
     text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + METHODS
     report = root / REPORT_FILE
-    with tempfile.NamedTemporaryFile("w", dir=root, prefix=".report.", suffix=".md", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, report)
+    _write_atomic(report, text)
     return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder: readers see the old file or the new one, never half."""
+    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
 
 
 def _header(study, baseline: str, messages: list[str]) -> str:
@@ -193,13 +203,10 @@ def _header(study, baseline: str, messages: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _synthetic_sections(
-    writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int, level: float
-) -> None:
-    cross = cross_alpha_rows(images)
-    if cross.empty:
+def _synthetic_sections(writer: _Writer, evidence: Evidence, baseline: str) -> None:
+    if cross_alpha_rows(evidence.images).empty:
         return
-    scores = seed_level_scores(cross)
+    scores = evidence.scores("dice")
     relative = relative_improvement(scores, baseline)
     writer.text("## In-domain relative improvement (synthetic)\n")
     writer.figure(
@@ -215,9 +222,8 @@ def _synthetic_sections(
         writer.text(
             f"**{dataset}**: relative improvement, mean (std) over seeds ([CSV]({link}))\n\n" + frame_markdown(wide)
         )
-    writer.text("## Cross-alpha robustness matrices (synthetic)\n")
+    writer.text("## Cross-alpha robustness matrices (synthetic)\n\n" + report_notes.CROSS_ALPHA_NOTE)
     for dataset in sorted(scores["dataset"].unique()):
-        in_dataset = cross[cross["dataset"] == dataset]
         for variant in scores.loc[scores["dataset"] == dataset, "variant"].unique():
             raw = dice_matrix(scores, dataset, variant)
             raw_link = writer.table_file(
@@ -234,15 +240,7 @@ def _synthetic_sections(
             if variant == baseline:
                 continue
             matrix = relative_matrix(scores, dataset, variant, baseline)
-            tests = paired_tests(
-                in_dataset,
-                ["train_alpha", "test_alpha"],
-                [variant],
-                baseline,
-                n_resamples=n_resamples,
-                seed=seed,
-                level=level,
-            )
+            tests = evidence.matrix(dataset, variant, baseline, "dice")
             marks = tests.pivot(index="train_alpha", columns="test_alpha", values="significant")
             link = writer.table_file(
                 f"relative_matrix_{dataset}_{variant}.csv", lambda p, m=matrix: write_matrix_csv(m, p)
@@ -266,13 +264,12 @@ def _synthetic_sections(
             )
 
 
-def _ood_sections(
-    writer: _Writer, images: pd.DataFrame, baseline: str, n_resamples: int, seed: int, level: float
-) -> None:
+def _ood_sections(writer: _Writer, evidence: Evidence, baseline: str) -> None:
+    images = evidence.images
     metrics = ["dice", *[m for m in JOURNAL_METRICS if m in images and images[m].notna().any()]]
     dice_table = None
     for metric in metrics:
-        table = ood_table(images, metric, baseline=baseline, n_resamples=n_resamples, seed=seed, level=level)
+        table = evidence.ood(baseline, metric)
         if table.empty:
             continue
         if metric == "dice":

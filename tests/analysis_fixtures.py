@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
@@ -220,3 +222,96 @@ def build_toy_store(root: Path) -> str:
             **changes,
         )
     return uri
+
+
+CLAIM_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
+SEED_SIGNS = (1.0, -1.0, 0.5, -0.5)
+
+
+@dataclass(frozen=True)
+class ClaimScenario:
+    """A synthetic study written straight to Parquet, built so each claim of the paper is true or false at will.
+
+    Per-image Dice of variant v trained on alpha a with seed s, image i (Dice of noskip_unet in-domain:
+    0.5 + 0.4 a, the same image offsets for every variant so that paired differences are exact):
+
+        in-domain   D = 0.5 + 0.4 a + gains[v][a] + seed_noise[v] * SEED_SIGNS[s] + 0.01 (i - 4.5) / 4.5
+        tested on b D * (1 - ood_loss[v] |a - b|); on a test level: D * (1 - ood_loss[v] * LEVEL_LOSS[level])
+
+    TS of an image: 0.1 + 0.5 a + 0.01 i, times ``level_ts[level]`` on a test level.
+    """
+
+    gains: dict = field(default_factory=lambda: {"attention_unet": {0.1: 0.20, 0.3: 0.08}, "unet": {0.1: 0.05}})
+    seed_noise: dict = field(default_factory=lambda: {"noskip_unet": 0.005, "unet": 0.03, "attention_unet": 0.0})
+    ood_loss: dict = field(default_factory=lambda: {"noskip_unet": 0.1, "unet": 0.5, "attention_unet": 0.5})
+    level_ts: dict = field(default_factory=lambda: {"harder": 0.5, "in_domain": 1.0, "easier": 1.5})
+    variants: tuple = ("noskip_unet", "unet", "attention_unet")
+    alphas: tuple = CLAIM_ALPHAS
+    seeds: tuple = (0, 1)
+    n_images: int = 10
+    medical: bool = False
+    params: dict = field(default_factory=dict)  # extra run params, e.g. {"precision": ["bf16", "none"]} per run
+
+
+LEVEL_LOSS = {"harder": 0.5, "in_domain": 0.0, "easier": 0.25}
+
+
+def scenario_frames(scenario: ClaimScenario) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``runs.parquet`` and ``per_image.parquet`` frames of a :class:`ClaimScenario`."""
+    runs, images = [], []
+    keys = [("synthetic", alpha) for alpha in scenario.alphas] + ([("busi", None)] if scenario.medical else [])
+    for dataset, alpha in keys:
+        for variant in scenario.variants:
+            for seed in scenario.seeds:
+                run_id = f"{variant}-{dataset}-{alpha}-{seed}"
+                row = {"run_id": run_id, "run_name": run_id, "dataset": dataset, "variant": variant}
+                row |= {"train_alpha": float("nan") if alpha is None else alpha, "seed": seed, "status": "FINISHED"}
+                for name, values in scenario.params.items():
+                    row[f"param.{name}"] = values[len(runs) % len(values)]
+                runs.append(row)
+                images += _scenario_images(scenario, run_id, variant, 0.7 if alpha is None else alpha, seed, alpha)
+    return pd.DataFrame(runs), pd.DataFrame(images)
+
+
+def _scenario_images(scenario, run_id, variant, alpha, seed, train_alpha) -> list[dict]:
+    base = 0.5 + 0.4 * alpha + scenario.gains.get(variant, {}).get(alpha, 0.0)
+    base += scenario.seed_noise.get(variant, 0.0) * SEED_SIGNS[seed]
+    loss = scenario.ood_loss.get(variant, 0.0)
+    conditions = (
+        [] if train_alpha is None else [(f"alpha_{b:.2f}", b, 1 - loss * abs(alpha - b), 1.0) for b in scenario.alphas]
+    )
+    conditions += [(level, float("nan"), 1 - loss * LEVEL_LOSS[level], ts) for level, ts in scenario.level_ts.items()]
+    rows = []
+    for condition, tested, factor, ts_factor in conditions:
+        test_alpha = alpha if np.isnan(tested) else tested
+        for image in range(scenario.n_images):
+            dice = (base + 0.01 * (image - 4.5) / 4.5) * factor
+            ts = (0.1 + 0.5 * test_alpha + 0.01 * image) * ts_factor
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "condition": condition,
+                    "test_alpha": tested,
+                    "image_id": f"i{image}",
+                    "dice": dice,
+                    "ts": ts,
+                }
+            )
+    return rows
+
+
+def write_export(folder: Path, runs: pd.DataFrame, per_image: pd.DataFrame, study: str = "claims_study") -> Path:
+    """Write an export folder (the three Parquet files and ``export.json``) as ``analysis export`` would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = pd.DataFrame(
+        [
+            {"run_id": r, "epoch": e, "train_loss": 1.0 - 0.2 * e, "val_dice": 0.5 + 0.1 * e}
+            for r in runs["run_id"]
+            for e in range(2)
+        ]
+    )
+    runs.to_parquet(folder / "runs.parquet", index=False)
+    epochs.to_parquet(folder / "epochs.parquet", index=False)
+    per_image.to_parquet(folder / "per_image.parquet", index=False)
+    (folder / "export.json").write_text(json.dumps({"study": study, "n_runs": len(runs), "excluded": []}))
+    return folder

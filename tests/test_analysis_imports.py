@@ -17,6 +17,11 @@ MODULES = [
     "analysis.formatting",
     "analysis.figures",
     "analysis.report",
+    "analysis.claims",
+    "analysis.claim_checks",
+    "analysis.evidence",
+    "analysis.levels",
+    "analysis.report_notes",
     "analysis.mlflow_report",
     "analysis.__main__",
 ]

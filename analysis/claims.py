@@ -1,0 +1,105 @@
+"""The claims of Kamath et al. (MICCAI 2023), and whether a study's data supports them.
+
+    python -m analysis report results/miccai2023_cpu      # report.md opens with the verdict table
+
+Each claim is one :class:`~analysis.claim_checks.Claim` in :data:`CLAIMS`: its statement, the variants it is
+about and the baseline, the metric, a threshold, and the kind of check (an evaluator in
+:data:`analysis.claim_checks.EVALUATORS`). To check a claim of your own, add an entry here that reuses a kind,
+for example that V-Net's in-domain results match the no-skip V-Net's at the easy levels::
+
+    Claim(name="vnet_parity", statement="V-Net and its no-skip version agree at easy levels",
+          kind="parity_above", variants=("vnet",), baseline="noskip_vnet", threshold=0.02),
+
+A new kind is a function ``(claim, evidence) -> list[Verdict]`` added to ``EVALUATORS``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.claim_checks import EVALUATORS, Claim, Evidence, Verdict
+
+PAPER = "Kamath et al., MICCAI 2023"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        name="in_domain_parity",
+        statement="Above some alpha, the variants' in-domain Dice does not differ significantly (paper: alpha > 0.3)",
+        kind="parity_above",
+        variants=("unet", "attention_unet"),
+        threshold=0.02,
+        min_levels=2,
+        source="Sec. 3.1, Fig. 4 left",
+    ),
+    Claim(
+        name="attention_gain_grows",
+        statement="Below that alpha attention_unet gains over noskip_unet, and the gain grows as alpha falls "
+        "(non-linear)",
+        kind="gain_grows_as_alpha_falls",
+        variants=("attention_unet",),
+        threshold=0.02,
+        source="Sec. 3.1, Fig. 4 left",
+    ),
+    Claim(
+        name="unet_noisier",
+        statement="The standard U-Net is noisier than noskip_unet (std of in-domain Dice across seeds)",
+        kind="noisier_across_seeds",
+        variants=("unet",),
+        threshold=0.5,
+        source="Sec. 3.1",
+    ),
+    Claim(
+        name="ood_cross_alpha",
+        statement="Tested on other alphas than trained on, skip variants lose more Dice than noskip_unet",
+        kind="loses_more_cross_alpha",
+        variants=("unet", "attention_unet"),
+        threshold=0.02,
+        source="Sec. 3.1, Fig. 4 right",
+    ),
+    Claim(
+        name="ood_test_levels",
+        statement="On the harder/easier test levels, skip variants lose more Dice than noskip_unet",
+        kind="loses_more_on_test_levels",
+        variants=("unet", "attention_unet"),
+        threshold=0.02,
+        source="Sec. 3.2, Table 1",
+    ),
+)
+
+VERDICT_COLUMNS = ["claim", "statement", "source", "dataset", "variant", "verdict", "value", "measured", "rule"]
+
+
+def evaluate_claims(
+    images: pd.DataFrame,
+    claims: tuple[Claim, ...] | list[Claim] = CLAIMS,
+    evidence: Evidence | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.05,
+) -> pd.DataFrame:
+    """Check each claim against a study's per-image results.
+
+    Args:
+        images: Output of :func:`analysis.frames.image_scores`.
+        claims: Claims to check (default: the paper's).
+        evidence: Tables already computed (the report passes the paired tests of its tables); built from
+            ``images`` when None.
+        n_resamples: Bootstrap resamples of tests not already computed.
+        seed: Bootstrap seed.
+        level: Family-wise error rate of the Holm correction.
+
+    Returns:
+        One row per (claim, data set, variant): :data:`VERDICT_COLUMNS`, ``verdict`` one of SUPPORTS,
+        CONTRADICTS, INCONCLUSIVE.
+    """
+    evidence = evidence or Evidence(images, n_resamples=n_resamples, seed=seed, level=level)
+    rows = []
+    for claim in claims:
+        verdicts: list[Verdict] = EVALUATORS[claim.kind](claim, evidence)
+        order = {name: position for position, name in enumerate(claim.variants)}
+        verdicts.sort(key=lambda v: (v.dataset, order.get(v.variant, -1)))
+        rows += [
+            {"statement": claim.statement, "source": f"{PAPER}, {claim.source}" if claim.source else "", **v.__dict__}
+            for v in verdicts
+        ]
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)

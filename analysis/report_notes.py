@@ -1,0 +1,107 @@
+"""Report sections that check the study: the paper's claims, the test levels' TS, mixed run settings, axis notes.
+
+Each function renders Markdown for ``report.md`` (and writes its CSV through the report's writer); the
+numbers come from :mod:`analysis.claims` and :mod:`analysis.levels`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.claim_checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.claims import CLAIMS, PAPER, evaluate_claims
+from analysis.evidence import Evidence
+from analysis.formatting import format_number, markdown_table
+from analysis.levels import level_check_line, level_summary
+
+CROSS_ALPHA_NOTE = (
+    "Axes: rows are the alpha a model was **trained** on, columns the alpha it was **tested** on; the diagonal "
+    "is the in-domain result. The paper's Fig. 4 (right) text calls its rows the trained alpha, but the authors' "
+    "released CSV behind it has rows = tested alpha and columns = trained alpha, so the text reads as if its "
+    "heatmap were transposed: transpose the paper's matrix before comparing its cells with these.\n"
+)
+MIXED_SETTINGS = {  # runs.parquet column -> what differs, and what that changes
+    "param.precision": ("precisions", "epoch times are not comparable and low precision can move Dice"),
+    "param.torch_threads": ("torch thread counts", "epoch times are not comparable"),
+}
+MARKS = {SUPPORTS: "SUPPORTS", CONTRADICTS: "**CONTRADICTS**", INCONCLUSIVE: "INCONCLUSIVE"}
+
+
+def claims_section(writer, evidence: Evidence, claims=CLAIMS) -> str:
+    """The verdict of each claim on this study's data, as Markdown; writes ``tables/claims.csv``.
+
+    Args:
+        writer: The report's writer (``table_file(name, write) -> link``).
+        evidence: The tables the report computed (paired tests per matrix and OOD table).
+        claims: Claims to check.
+
+    Returns:
+        The section's Markdown.
+    """
+    verdicts = evaluate_claims(evidence.images, claims, evidence=evidence)
+    link = writer.table_file("claims.csv", lambda path: verdicts.to_csv(path, index=False, na_rep="NaN"))
+    counts = verdicts["verdict"].value_counts()
+    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTS, CONTRADICTS, INCONCLUSIVE))
+    rows = [
+        [r.claim, r.dataset, r.variant, MARKS[r.verdict], r.measured.replace("|", "/")] for r in verdicts.itertuples()
+    ]
+    rules = "\n".join(
+        f"- **{claim.name}** ({PAPER}, {claim.source}): {claim.statement}. Rule: {rule}."
+        for claim in claims
+        for rule in verdicts.loc[verdicts["claim"] == claim.name, "rule"].head(1)
+    )
+    return (
+        f"## Claims of {PAPER}\n\n"
+        f"Each claim checked on this study's data ({tally}; [CSV]({link})). A claim the study cannot test "
+        "(a missing variant, one seed, no test levels) is INCONCLUSIVE, with the reason. The claims and their "
+        "thresholds live in `analysis/claims.py`.\n\n"
+        + markdown_table(["claim", "data set", "variant", "verdict", "measured"], rows, align="lllll")
+        + f"\n{rules}\n"
+    )
+
+
+def levels_section(writer, images: pd.DataFrame) -> str:
+    """Mean TS and Dice per test level with the check that harder lowers TS and easier raises it ('' if none).
+
+    Args:
+        writer: The report's writer (``table_file(name, write) -> link``).
+        images: Output of :func:`analysis.frames.image_scores`.
+
+    Returns:
+        The section's Markdown; writes ``tables/test_levels.csv``.
+    """
+    summary = level_summary(images)
+    if summary.empty:
+        return ""
+    link = writer.table_file("test_levels.csv", lambda path: summary.to_csv(path, index=False, na_rep="NaN"))
+    columns = list(summary.columns)
+    variants = columns[columns.index("mean_dice") + 1 : columns.index("ts_change")]
+    header = ["data set", "test level", "per-image rows", "mean TS", "TS vs in_domain", "mean Dice", *variants]
+    rows, previous = [], None
+    for row in summary.itertuples(index=False):
+        values = row._asdict()
+        expected = {True: " (as named)", False: " (**not as named**)"}.get(values["as_expected"], "")
+        change = "" if values["level"] == "in_domain" else f"{values['ts_change']:+.3f}{expected}"
+        cells = [row.label if row.label != previous else "", row.level, str(row.n), format_number(row.mean_ts)]
+        rows.append(cells + [change, format_number(row.mean_dice)] + [format_number(values[v]) for v in variants])
+        previous = row.label
+    return (
+        "## Test levels: texture similarity and Dice\n\n"
+        "Mean TS (higher = foreground and background textures differ more = easier) and mean Dice per test level, "
+        f"over test images, seeds and (for mean Dice) variants ([CSV]({link})).\n\n"
+        f"{level_check_line(summary)}\n\n" + markdown_table(header, rows, align="ll" + "r" * (len(header) - 2))
+    )
+
+
+def mixed_settings(runs: pd.DataFrame) -> list[str]:
+    """Warnings for runs that mix precisions or torch thread counts (nothing when the params are not recorded)."""
+    messages = []
+    for column, (what, consequence) in MIXED_SETTINGS.items():
+        if column not in runs:
+            continue
+        values = runs[column].dropna().astype(str)
+        counts = values[~values.isin(["nan", "None", ""])].value_counts()
+        if len(counts) > 1:
+            listed = ", ".join(f"{value} ({count} runs)" for value, count in sorted(counts.items()))
+            messages.append(f"runs mix {what}: {listed}; {consequence}")
+    return messages
