@@ -11,9 +11,11 @@ one-line ``error: ...`` on stderr. Warnings (runs left out, NaN cells) go to std
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from analysis.frames import ExcludedRunsWarning, MissingDataWarning
 
@@ -46,10 +48,29 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {result.n_runs} runs of {args.study} to {result.out_dir} ({len(result.excluded)} left out)")
 
 
+def _check_report_args(args: argparse.Namespace) -> None:
+    """Refuse what would fail halfway through the report: too few resamples, a bad seed, a broken ``export.json``."""
+    from analysis.frames import MANIFEST_FILE
+
+    if args.resamples < 1:
+        raise ValueError(f"--resamples: must be at least 1, got {args.resamples}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: must be >= 0, got {args.seed}")
+    manifest = Path(args.export_dir) / MANIFEST_FILE
+    if manifest.is_file():
+        try:
+            content = json.loads(manifest.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise ValueError(f"{manifest}: not readable JSON ({error}); export the study again") from None
+        if not isinstance(content, dict):
+            raise ValueError(f"{manifest}: expected a JSON object, got {type(content).__name__}; export it again")
+
+
 def _report(args: argparse.Namespace) -> None:
     from analysis.frames import load_export
     from analysis.report import build_report
 
+    _check_report_args(args)
     result = build_report(args.export_dir, baseline=args.baseline, n_resamples=args.resamples, seed=args.seed)
     print(f"wrote {result.report} ({len(result.figures)} figure files, {len(result.tables)} table files)")
     if args.log_to_mlflow:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 HISTORY_METRICS = ("train_loss", "val_dice", "epoch_seconds")
 KEY_TAGS = ("study", "dataset", "variant", "train_alpha", "seed", "config_hash", "split_hash", "git_commit")
 PER_IMAGE_COLUMNS = {"condition": str, "test_alpha": "float64", "image_id": str, "dice": "float64", "ts": "float64"}
+HEALTH_PROBE_SECONDS = 10.0  # a tracking server that does not answer /health in this time is reported, not waited on
 
 
 class ExportError(ValueError):
@@ -72,6 +75,18 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def _check_server_answers(uri: str, timeout: float = HEALTH_PROBE_SECONDS) -> None:
+    """An ``http(s)://`` tracking server answers ``/health`` within ``timeout`` (MLflow alone retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310 - http(s) only
+            return
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise StudyNotFoundError(f"tracking URI {uri} does not answer ({reason}); is `mlflow server` up?") from None
+
+
 def open_study_experiment(study: str, tracking_uri: str | None = None) -> tuple[MlflowClient, str]:
     """Find the MLflow experiment of a study without creating anything.
 
@@ -91,10 +106,12 @@ def open_study_experiment(study: str, tracking_uri: str | None = None) -> tuple[
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise StudyNotFoundError(f"no MLflow store at {uri} (give --tracking-uri or set MLFLOW_TRACKING_URI)")
+    _check_server_answers(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
-        tagged = client.search_experiments(filter_string=f"tags.`skipsweep.study` = '{study}'")
+        tag_filter = study_tag_filter(study)
+        tagged = client.search_experiments(filter_string=tag_filter) if tag_filter else []
         if len(tagged) != 1:
             known = sorted(e.name for e in client.search_experiments())
             raise StudyNotFoundError(f"no MLflow experiment for study {study!r} at {uri}; experiments there: {known}")
@@ -102,6 +119,33 @@ def open_study_experiment(study: str, tracking_uri: str | None = None) -> tuple[
     if experiment.lifecycle_stage != "active":
         raise StudyNotFoundError(f"the MLflow experiment of study {study!r} at {uri} is deleted")
     return client, experiment.experiment_id
+
+
+def study_tag_filter(study: str) -> str | None:
+    """MLflow's filter for experiments tagged with ``study``; None when no quoting can hold it.
+
+    MLflow's filter strings have no escape character: a value is quoted with the quote it
+    does not contain (``"it's"``), and a name holding both quotes cannot be searched for
+    (no study name can: they are letters, digits, ``_``, ``.`` and ``-``).
+    """
+    quote = next((mark for mark in ("'", '"') if mark not in study), None)
+    return None if quote is None else f"tags.`skipsweep.study` = {quote}{study}{quote}"
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` is, or can be created as, a folder; nothing is created.
+
+    Raises:
+        ExportError: naming ``out_dir`` when it, or a folder above it, is a file.
+    """
+    out = Path(out_dir)
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"cannot be created: {folder} is a file"
+                raise ExportError(f"--out {out} {where}, not a folder")
+            return out
+    return out
 
 
 def export_study(
@@ -125,6 +169,7 @@ def export_study(
         StudyNotFoundError: Unknown study.
         ExportError: Mixed config or split hashes, duplicate trial keys, malformed tags or artifacts.
     """
+    check_out_dir(out_dir)
     client, experiment_id = open_study_experiment(study, tracking_uri)
     trials = [run for run in _search_all_runs(client, experiment_id) if run.data.tags.get("skipsweep.kind") == "trial"]
     finished = [run for run in trials if run.info.status == "FINISHED"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from trainables.config import StudyConfig, format_alpha
+from trainables.config import SYNTHETIC_DATASETS, StudyConfig, format_alpha
 from trainables.spec import TrialSpec
 
 
@@ -17,8 +17,8 @@ def expand(study: StudyConfig) -> list[TrialSpec]:
     specs = []
     for dataset in sorted(study.datasets.names):
         alphas: tuple[float | None, ...] = (None,)
-        if dataset == "synthetic":
-            alphas = study.datasets.synthetic.alphas
+        if dataset in SYNTHETIC_DATASETS:
+            alphas = getattr(study.datasets, dataset).alphas
         for variant in sorted(study.variants):
             for alpha in alphas:
                 for seed in sorted(study.seeds):

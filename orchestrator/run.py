@@ -5,35 +5,39 @@
     RAY_AUTH_MODE=token ray job submit --address http://HEAD:8265 --working-dir . -- \\
         python -m orchestrator.run --config conf/miccai2023.yaml --tracking-uri http://MLFLOW:5000
 
-A bad study file is refused (exit status 2) before MLflow or Ray is touched.
-Finished trials (found by key in MLflow) are never scheduled again; unfinished ones
-resume from their last state. Exit status 1 if any trial finally failed.
+A bad study file, an address nothing answers at or trials larger than every node are
+refused (exit status 2) with one line. Finished trials (found by key in MLflow) are never
+scheduled again; unfinished ones resume from their last state. Exit status 1 if any trial
+finally failed; 130 / 143 after Ctrl-C / SIGTERM (runs marked KILLED, the same command resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from orchestrator import interrupts
+from orchestrator.cluster import check_ray_address, check_trial_fits, connect_ray
 from orchestrator.expand import expand, trial_table
+from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
-from trainables.config import StudyConfigError, load_study
+from trainables.config import VARIANTS, StudyConfigError, load_study
 from trainables.tracking import (
     RetryPolicy,
     ensure_experiment,
     finished_trial_ids,
+    mark_interrupted,
     resolve_tracking_uri,
     set_retry_policy,
     trial_summaries,
+    with_retries,
 )
 
 DEFAULT_STUDY = "conf/quick.yaml"
-NODE_IP_ENV = "SKIPSWEEP_RAY_NODE_IP"  # IP a local cluster binds to (default: Ray's choice, the host's address)
 
 
 def _epoch_seconds(text: str | None) -> dict[str, float]:
@@ -43,9 +47,14 @@ def _epoch_seconds(text: str | None) -> dict[str, float]:
     for item in text.split(","):
         name, _, value = item.partition("=")
         try:
-            pairs[name.strip()] = float(value)
+            seconds = float(value)
         except ValueError:
             raise StudyConfigError(f"--epoch-seconds: '{item}' is not VARIANT=SECONDS") from None
+        if name.strip() not in VARIANTS:
+            raise StudyConfigError(f"--epoch-seconds: '{name.strip()}' is not a variant; known: {', '.join(VARIANTS)}")
+        if not 0 < seconds < float("inf"):  # also refuses nan
+            raise StudyConfigError(f"--epoch-seconds: {name.strip()}: {value} is not a positive, finite number")
+        pairs[name.strip()] = seconds
     return pairs
 
 
@@ -69,29 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def pending_trials(specs: list, tracking_uri: str, experiment: str) -> list:
     """The trials whose run is not FINISHED in MLflow, in order: what a (re)run schedules."""
-    finished = finished_trial_ids(tracking_uri, experiment)
+    finished = with_retries(lambda: finished_trial_ids(tracking_uri, experiment), "finished runs")
     return [spec for spec in specs if spec.trial_id not in finished]
 
 
 def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
-def _connect_ray(address: str | None, verbose: bool):
-    import ray
-
-    # Trials see the driver's SKIPSWEEP_* and MLFLOW_* settings on every node.
-    hooks = {key: value for key, value in os.environ.items() if key.startswith(("SKIPSWEEP_", "MLFLOW_"))}
-    local = address is None and not os.environ.get("RAY_ADDRESS")
-    node_ip = os.environ.get(NODE_IP_ENV) if local else None
-    ray.init(
-        address=address,
-        _node_ip_address=node_ip,
-        logging_level=logging.INFO if verbose else logging.WARNING,
-        log_to_driver=verbose,
-        runtime_env={"env_vars": hooks} if hooks else None,
-    )
-    return ray
 
 
 def _gpu_fraction(requested: float, cluster: dict) -> float:
@@ -121,8 +113,8 @@ def prepare_data(study, source: str, cache: str) -> None:
     try:
         for name in study.datasets.names:
             print(f"[{study.study}] preparing data set {name} in {cache}", flush=True)
-            if name == "synthetic":
-                prepare_synthetic(study, cache)
+            if name in ("synthetic", "synthetic_background"):
+                prepare_synthetic(study.for_dataset(name), cache)
             else:
                 prepare_medical(study.for_dataset(name), name, cache)
     except (MedicalDataError, ValueError, OSError) as error:
@@ -133,7 +125,7 @@ def prepare_data(study, source: str, cache: str) -> None:
 
 
 def _print_summary(uri: str, experiment: str) -> None:
-    rows = trial_summaries(uri, experiment)
+    rows = with_retries(lambda: trial_summaries(uri, experiment), "summary")
     print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
     for row in rows:
         best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
@@ -165,27 +157,43 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
-    storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
+    previous_handlers = interrupts.arm()
+    started_ms = int(time.time() * 1000)
     try:
-        preflight(study, args.config, uri, storage, cache)
-        prepare_data(study, args.config, cache)
+        return _run(args, study, specs, uri)
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    set_retry_policy(RetryPolicy(study.tracking.retries, study.tracking.retry_wait))
+    except interrupts.Interrupted as stop:
+        return _stopped(stop, study, uri, started_ms, argv)
+    finally:
+        interrupts.restore(previous_handlers)
+
+
+def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
+    """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
+    storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
+    check_ray_address(args.address)
+    set_retry_policy(RetryPolicy(study.tracking.retries, study.tracking.retry_wait))  # the driver's calls too
+    preflight(study, args.config, uri, storage, cache)
+    prepare_data(study, args.config, cache)
+    claim_study(study.study, storage, uri, study.experiment_name)  # one driver per study, held until exit
 
     from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
 
     paths = SweepPaths(uri, cache, storage)
-    ensure_experiment(uri, study.experiment_name)  # once, here: concurrent trials racing on a new store all die
+    # once, here: concurrent trials racing on a new store all die
+    with_retries(lambda: ensure_experiment(uri, study.experiment_name), "experiment")
     todo = pending_trials(specs, uri, study.experiment_name)
     print(
         f"[{study.study}] {len(specs)} trials; {len(specs) - len(todo)} already finished in MLflow, {len(todo)} to run"
     )
     outcome: dict[str, str] = {}
     if todo:
-        ray = _connect_ray(args.address, args.verbose)
+        ray = connect_ray(args.address, args.verbose)
         try:
+            interrupts.arm()  # ray.init installed a SIGTERM handler of its own
+            check_trial_fits(study.resources.cpu, ray.nodes(), args.config)
             gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
             started = time.monotonic()
             outcome = run_sweep(study, args.config, todo, paths, gpu, args.checkpoint_every, args.verbose)
@@ -201,6 +209,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stopped(stop: interrupts.Interrupted, study, uri: str, started_ms: int, argv: list[str] | None) -> int:
+    """After SIGINT/SIGTERM (Ray already shut down): mark the unfinished runs KILLED, say how to resume."""
+    killed: list[str] = []
+    store_exists = not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+    if store_exists:  # a sqlite store is not created just to record that nothing ran
+        try:
+            reason = f"driver stopped by {stop.name}"
+            killed = mark_interrupted(uri, study.experiment_name, reason, started_ms)
+        except Exception as error:  # the resume line below matters more
+            print(f"[{study.study}] could not mark the interrupted runs in {uri}: {error}", file=sys.stderr)
+    print(
+        f"[{study.study}] stopped by {stop.name}; {len(killed)} run(s) marked KILLED, finished trials kept;"
+        f" resume with: {interrupts.resume_command(argv)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return stop.exit_status
 
 
 if __name__ == "__main__":

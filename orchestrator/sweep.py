@@ -21,7 +21,8 @@ from ray import tune  # noqa: E402
 
 from orchestrator.progress import ProgressPrinter  # noqa: E402
 from trainables.config import StudyConfig, parse_study  # noqa: E402
-from trainables.trial import STATE_FILE, EpochReport, TrialSpec, run_trial  # noqa: E402
+from trainables.guard import set_aside_corrupt_state  # noqa: E402
+from trainables.spec import TrialSpec  # noqa: E402
 
 TEST_KILL_EPOCH = "SKIPSWEEP_TEST_KILL_AT_EPOCH"  # test-only hook: SIGKILL the trial once, at this epoch
 TEST_KILL_MARKER = "SKIPSWEEP_TEST_KILL_MARKER"  # file whose creation makes the kill happen only once
@@ -69,12 +70,16 @@ def _node_tags() -> dict[str, str]:
 
 
 def _trainable(settings: dict) -> None:
+    from trainables.trial import STATE_FILE, EpochReport, run_trial  # torch + MONAI: only in the worker, once
+
     spec = TrialSpec(**settings["trial"])
     study = parse_study(settings["study"], source=settings["source"])
     paths = SweepPaths(**settings["paths"])
     checkpoint_every = settings["checkpoint_every"]
     work_dir = trial_work_dir(paths.storage_path, study.study, spec.trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
+    # an unreadable state.pt is kept beside the work folder; the trial resumes from Tune's checkpoint, else epoch 0
+    recovered = set_aside_corrupt_state(work_dir / STATE_FILE, keep_in=work_dir.parent)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None and not (work_dir / STATE_FILE).is_file():
         with checkpoint.as_directory() as folder:
@@ -106,7 +111,8 @@ def _trainable(settings: dict) -> None:
         tracking_uri=paths.tracking_uri,
         cache_root=paths.cache_root,
         on_epoch=report,
-        extra_tags=_node_tags(),
+        extra_tags={**_node_tags(), **recovered},
+        threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
     )
     shutil.rmtree(work_dir, ignore_errors=True)  # everything of value is in MLflow now
     tune.report(
@@ -141,7 +147,7 @@ def run_sweep(
         verbose: Tune's own progress tables instead of the compact lines.
 
     Returns:
-        ``{trial_id: "TERMINATED" | "ERROR"}``.
+        ``{trial_id: "TERMINATED" | "ERROR" | "NOT_RUN"}``.
     """
     trainable = tune.with_resources(_trainable, {"cpu": study.resources.cpu, "gpu": gpu_per_trial})
     param_space = {
@@ -152,11 +158,13 @@ def run_sweep(
         "checkpoint_every": checkpoint_every,
     }
     progress = ProgressPrinter(study.study, [spec.variant for spec in specs], started=time.monotonic())
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C stops the driver (orchestrator.interrupts), not Tune
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=study.resources.max_concurrent_trials,
+            reuse_actors=True,  # a worker runs trial after trial: torch, MONAI and MLflow are imported once
             trial_dirname_creator=lambda trial: f"{trial.config['trial']['variant']}_{trial.trial_id}",
         ),
         run_config=tune.RunConfig(
@@ -169,9 +177,10 @@ def run_sweep(
         ),
     )
     results = tuner.fit()
-    outcome = {}
+    outcome = {spec.trial_id: "NOT_RUN" for spec in specs}  # a trial Tune never started has no config
     for result in results:
-        spec = TrialSpec(**result.config["trial"])
-        outcome[spec.trial_id] = "ERROR" if result.error is not None else "TERMINATED"
+        if result.config:
+            spec = TrialSpec(**result.config["trial"])
+            outcome[spec.trial_id] = "ERROR" if result.error is not None else "TERMINATED"
     progress.final()
     return outcome

@@ -191,3 +191,31 @@ def test_unet_plus_plus_returns_the_final_map() -> None:
     assert len(maps) == 4
     assert torch.equal(out, maps[-1])
     assert not torch.equal(out, maps[0])
+
+
+# --- bias ----------------------------------------------------------------------------------------
+
+
+def _conv_biases(net: nn.Module) -> list[bool]:
+    return [module.bias is not None for module in net.modules() if isinstance(module, nn.Conv2d | nn.ConvTranspose2d)]
+
+
+@pytest.mark.parametrize("variant", ["noskip_unet", "unet"])
+def test_bias_false_removes_every_convolution_bias_of_the_unets(variant: str) -> None:
+    assert all(_conv_biases(build_model(variant, SMALL)))  # default: MONAI's bias=True
+    assert not any(_conv_biases(build_model(variant, SMALL.model_copy(update={"bias": False}))))
+
+
+def test_bias_false_reaches_the_3x3_convolutions_of_unet_plus_plus() -> None:
+    def biases_3x3(config: ModelConfig) -> list[bool]:
+        net = build_model("unet_plus_plus", config)
+        return [m.bias is not None for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    assert all(biases_3x3(SMALL))
+    assert not any(biases_3x3(SMALL.model_copy(update={"bias": False})))  # MONAI keeps its upsampling and 1x1 biases
+
+
+@pytest.mark.parametrize("variant", ["vnet", "noskip_vnet", "attention_unet"])
+def test_bias_does_not_reach_the_fixed_variants(variant: str) -> None:
+    default = _conv_biases(build_model(variant, SMALL))
+    assert _conv_biases(build_model(variant, SMALL.model_copy(update={"bias": False}))) == default

@@ -62,7 +62,7 @@ def test_full_protocols_expand_to_the_papers_grids(tmp_path: Path, monkeypatch) 
     monkeypatch.setenv("SKIPSWEEP_DATA", str(tmp_path))
     # synthetic: variants x alpha levels x seeds; medical: data sets x variants x seeds
     assert len(expand(load_study(ROOT / "conf" / "miccai2023.yaml"))) == 3 * 9 * 3 + 3 * 3 * 3
-    assert len(expand(load_study(ROOT / "conf" / "journal2025.yaml"))) == 6 * 15 * 3 + 4 * 6 * 3
+    assert len(expand(load_study(ROOT / "conf" / "journal2025.yaml"))) == 2 * 6 * 15 * 3 + 4 * 6 * 3  # two directions
 
 
 def test_trial_table_counts_and_estimate() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -64,14 +65,14 @@ def test_ray_job_submit_to_a_started_head(tmp_path: Path, ray_head: dict) -> Non
         ray_head["dashboard"],
         "--working-dir",
         str(ROOT),
+        "--runtime-env-json",  # settings through the job's runtime env: the driver must not send them again
+        json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}}),
         "--",
         "python",
         "-m",
         "orchestrator.run",
         "--config",
         str(study),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path}/mlflow.db",
         "--storage",
         str(tmp_path / "results"),
         "--cache",

@@ -182,3 +182,127 @@ def test_data_command_refuses_a_bad_study_with_status_2(tmp_path: Path, capsys) 
     assert main(["prepare", "--config", str(study), "--cache", str(tmp_path / "cache")]) == 2
     assert "seeds" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
+
+
+# --- released masks ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mask_areas() -> dict[str, np.ndarray]:
+    """Foreground share of 600 masks at 64 px per construction, from fixed seeds (standard error ~0.003)."""
+    areas = {}
+    for construction in ("sectors", "released"):
+        config = SyntheticConfig(mask={"construction": construction}).mask
+        rngs = (np.random.default_rng(np.random.SeedSequence([11, i])) for i in range(600))
+        areas[construction] = np.array([random_mask(rng, 64, config).mean() for rng in rngs])
+    return areas
+
+
+def test_released_masks_are_as_small_as_the_authors(mask_areas) -> None:
+    # The authors' 100 released masks: mean foreground 0.151 (standard error ~0.007); ours 0.198.
+    assert abs(mask_areas["released"].mean() - 0.151) < 0.02
+    assert abs(mask_areas["sectors"].mean() - 0.198) < 0.02
+    assert mask_areas["sectors"].mean() - mask_areas["released"].mean() > 0.02
+
+
+def test_released_masks_are_filled_single_shapes_around_the_centre() -> None:
+    from scipy.ndimage import binary_fill_holes, center_of_mass, label
+
+    config = SyntheticConfig(mask={"construction": "released"}).mask
+    centres = []
+    for seed in range(20):
+        mask = random_mask(np.random.default_rng(seed), 64, config)
+        assert mask.dtype == np.uint8 and mask.shape == (64, 64)
+        assert label(mask)[1] == 1
+        assert np.array_equal(binary_fill_holes(mask), mask.astype(bool))
+        centres.append(center_of_mass(mask))
+    assert np.all(np.abs(np.array(centres) - 31.5) < 0.25 * 64)  # control points lie in [0.25, 0.75]^2
+
+
+def test_mask_construction_is_part_of_the_cache_key() -> None:
+    from trainables.data import synthetic_cache_key
+
+    assert synthetic_cache_key(tiny_study()) != synthetic_cache_key(tiny_study(mask={"construction": "released"}))
+
+
+# --- input scaling -------------------------------------------------------------------------------
+
+
+def test_input_images_by_hand() -> None:
+    from trainables.data import input_images
+
+    images = np.array([[[0, 51], [102, 255]], [[51, 51], [102, 102]], [[7, 7], [7, 7]]], np.uint8)
+    divided = input_images(images)
+    assert divided.dtype == np.float32
+    np.testing.assert_allclose(divided[0], [[0, 0.2], [0.4, 1.0]], atol=1e-6)
+    scaled = input_images(images, "min_max")
+    np.testing.assert_allclose(scaled[0], [[0, 0.2], [0.4, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(scaled[1], [[0, 0], [1, 1]])
+    np.testing.assert_array_equal(scaled[2], 0.0)  # a flat image becomes 0, as MONAI's ScaleIntensity does
+
+
+def test_min_max_scaling_reaches_every_image_a_trial_sees(tmp_path: Path) -> None:
+    from trainables.data import input_images
+
+    plain = synthetic_trial_data(tiny_study(), 0.3, tmp_path)
+    study = tiny_study().model_copy(
+        update={"training": tiny_study().training.model_copy(update={"input_scaling": "min_max"})}
+    )
+    scaled = synthetic_trial_data(study, 0.3, tmp_path)
+    for images in [scaled.train_images, scaled.val_images, *(c.images for c in scaled.conditions)]:
+        np.testing.assert_allclose(images.min(axis=(1, 2)), 0.0, atol=1e-6)
+        np.testing.assert_allclose(images.max(axis=(1, 2)), 1.0, atol=1e-6)
+    assert plain.train_images.max(axis=(1, 2)).min() < 0.99  # divide_255 leaves the textures' own range
+    harder = [c for c in scaled.conditions if c.name == "harder"][0]
+    plain_harder = [c for c in plain.conditions if c.name == "harder"][0]
+    # The noise is drawn on the image / 255 and scaled afterwards; TS is measured before the scaling.
+    np.testing.assert_allclose(harder.images, input_images(plain_harder.images, "min_max"), atol=1e-6)
+    np.testing.assert_array_equal(harder.ts, plain_harder.ts)
+
+
+# --- the background direction as a second synthetic data set -----------------------------------
+
+
+def test_background_direction_is_its_own_data_set(tmp_path: Path) -> None:
+    from orchestrator.expand import expand
+    from trainables.data import trial_data
+
+    bleed = {"levels": [0.3, 0.9], "split": SMALL, "foreground": "brick", "direction": "background_bleed"}
+    base = tiny_study()
+    study = parse_study(
+        base.model_dump(mode="json")
+        | {"datasets": {"synthetic": base.datasets.synthetic.model_dump(mode="json"), "synthetic_background": bleed}}
+    )
+    specs = expand(study)
+    assert sorted({(s.dataset, s.train_alpha) for s in specs}) == [
+        ("synthetic", 0.3),
+        ("synthetic", 0.9),
+        ("synthetic_background", 0.3),
+        ("synthetic_background", 0.9),
+    ]
+    view = study.for_dataset("synthetic_background")
+    assert view.datasets.synthetic.direction == "background_bleed" and view.config_hash() == study.config_hash()
+    hard, easy = (trial_data(view, "synthetic_background", alpha, tmp_path) for alpha in (0.3, 0.9))
+    foreground = hard.train_masks.astype(bool)
+    np.testing.assert_array_equal(hard.train_images[foreground], easy.train_images[foreground])  # pure FG inside
+    assert not np.array_equal(hard.train_images[~foreground], easy.train_images[~foreground])  # the bleed outside
+    plain = trial_data(study, "synthetic", 0.3, tmp_path)
+    np.testing.assert_array_equal(plain.train_masks, hard.train_masks)  # same masks and split, other data
+    assert not np.array_equal(plain.train_images, hard.train_images)
+
+
+def test_journal_study_ships_the_journal_metrics_and_both_directions(tmp_path: Path, monkeypatch) -> None:
+    try:
+        from medical_fixtures import write_all
+    except ImportError:  # tests/ imported as a package
+        from tests.medical_fixtures import write_all
+    from trainables.config import load_study
+
+    write_all(tmp_path)
+    monkeypatch.setenv("SKIPSWEEP_DATA", str(tmp_path))
+    study = load_study(Path(__file__).resolve().parent.parent / "conf" / "journal2025.yaml")
+    assert (study.evaluation.hausdorff_percentile, study.evaluation.nsd_tolerance) == (100.0, 5.0)
+    foreground, background = study.datasets.synthetic, study.datasets.synthetic_background
+    assert (foreground.direction, background.direction) == ("foreground", "background_bleed")
+    assert background.alphas == foreground.alphas and len(background.alphas) == 15
+    assert (background.background, background.foreground) != (foreground.background, foreground.foreground)

@@ -9,7 +9,14 @@ from numpy.testing import assert_allclose
 from trainables.config import PerturbationConfig, SyntheticConfig, TextureSimilarityConfig
 from trainables.perturb import background_blur, perturb_set, speckle
 from trainables.synthetic import blend, generate_base
-from trainables.texture import kl_divergence, lbp_bin_count, lbp_histograms, texture_similarities, texture_similarity
+from trainables.texture import (
+    kl_divergence,
+    lbp_bin_count,
+    lbp_histograms,
+    resize_for_lbp,
+    texture_similarities,
+    texture_similarity,
+)
 
 UNIFORM = TextureSimilarityConfig(lbp_method="uniform")
 
@@ -109,3 +116,49 @@ def test_background_blur_leaves_the_foreground_untouched() -> None:
     blurred = background_blur(image, mask, sigma=3.0)
     assert_allclose(blurred[mask == 1], image[mask == 1])
     assert blurred[mask == 0].std() < image[mask == 0].std() / 2
+
+
+def test_released_preset_follows_the_released_rule_and_paper_keeps_ours() -> None:
+    released, paper = TextureSimilarityConfig(preset="released"), TextureSimilarityConfig()
+    assert (released.mask_resize, released.lbp_input, released.resize_to) == ("bilinear_nonzero", "float", 256)
+    assert (paper.mask_resize, paper.lbp_input, paper.resize_to) == ("nearest", "uint8", None)
+
+
+@pytest.mark.parametrize(("rule", "side"), [("nearest", 64), ("bilinear_nonzero", 68)])
+def test_mask_resize_rule_by_hand(rule: str, side: int) -> None:
+    """A 16x16 square at 64 px, x4: nearest keeps 64x64 pixels; bilinear > 0 adds a 2-pixel ring (68x68)."""
+    mask = np.zeros((64, 64), np.uint8)
+    mask[24:40, 24:40] = 1
+    config = TextureSimilarityConfig(resize_to=256, mask_resize=rule)
+    image, resized = resize_for_lbp(np.zeros((64, 64)), mask, config)
+    assert image.shape == resized.shape == (256, 256)
+    assert resized.sum() == side * side
+    rows = np.flatnonzero(resized.any(axis=1))
+    assert (rows[0], rows[-1]) == (128 - side // 2, 127 + side // 2)
+
+
+def test_float_lbp_sees_what_8_bits_round_away() -> None:
+    image = 0.5 + 1e-4 * np.random.default_rng(0).random((32, 32))  # one 8-bit level: flat when quantised
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 1
+    _, quantised = lbp_histograms(image, mask, UNIFORM)  # the foreground, away from the image border
+    _, floating = lbp_histograms(image, mask, UNIFORM.model_copy(update={"lbp_input": "float"}))
+    assert np.count_nonzero(quantised) == 1
+    assert np.count_nonzero(floating) > 5
+
+
+def test_speckle_works_in_the_released_intensity_range() -> None:
+    """The released code adds speckle to its 8-bit PNGs through random_noise, which first maps them to [0, 1]."""
+    from skimage.util import random_noise
+
+    image = np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8)
+    released = random_noise(image, mode="speckle", var=0.1, rng=9)  # img_as_float inside, clipped to [0, 1]
+    assert_allclose(speckle(image / 255.0, 0.1, seed=9), released, atol=1e-12)
+
+
+def test_speckle_statistics_by_hand() -> None:
+    """x (1 + n), n ~ N(0, 0.1) on a flat 0.4: mean 0.4, std 0.4 * sqrt(0.1) = 0.126, inside [0, 1]."""
+    noisy = speckle(np.full((256, 256), 0.4), 0.1, seed=3)
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0
+    assert_allclose(noisy.mean(), 0.4, atol=0.002)
+    assert_allclose(noisy.std(), 0.4 * np.sqrt(0.1), rtol=0.02)

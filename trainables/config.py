@@ -48,7 +48,10 @@ JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
 VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS
 TEST_LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
 MEDICAL_DATASETS = ("busi", "spleen", "heart", "glas")
+SYNTHETIC_DATASETS = ("synthetic", "synthetic_background")  # trained per alpha level
 THROUGHPUT_FIELDS = ("channels_last", "compile", "cudnn_benchmark", "evaluation_batch_size")  # not hashed
+MAX_SEED = 2**63 - 1  # seeds are int64 in runs.parquet; torch takes up to 2**64 - 1, numpy's legacy seed 2**32 - 1
+MAX_STUDY_NAME = 100  # one path component under storage and cache, with room for Ray's own suffixes
 
 
 class StudyConfigError(ValueError):
@@ -80,6 +83,16 @@ class TextureSimilarityConfig(_Frozen):
     resize_to: int | None = Field(
         None, ge=8, description="Resize image and mask to this square size before LBP (released: 256); null = as is."
     )
+    mask_resize: Literal["nearest", "bilinear_nonzero"] = Field(
+        "nearest",
+        description="How resize_to resizes the mask: 'nearest' (foreground = value > 0.5), or 'bilinear_nonzero' "
+        "as released (bilinear, foreground = any value > 0: the boundary ring joins the foreground).",
+    )
+    lbp_input: Literal["uint8", "float"] = Field(
+        "uint8",
+        description="What LBP compares: the image quantised to 8 bits ('uint8'), or the float image in [0, 1] "
+        "as released ('float': interpolation after resizing creates no ties).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -92,6 +105,8 @@ class TextureSimilarityConfig(_Frozen):
                 "kl_direction": "foreground_background",
                 "log_base": 2.0,
                 "resize_to": 256,
+                "mask_resize": "bilinear_nonzero",
+                "lbp_input": "float",
             }
             return {**released, **data}
         return data
@@ -100,16 +115,37 @@ class TextureSimilarityConfig(_Frozen):
 class MaskConfig(_Frozen):
     """Random smooth closed masks: a closed Bezier curve through random points, filled."""
 
+    construction: Literal["sectors", "released"] = Field(
+        "sectors",
+        description="'sectors': one control point per sector around the centre, the shape scaled to a random "
+        "extent (mean foreground area ~0.20); 'released': the authors' masks, control points uniform in box^2, "
+        "the outline dilated by a dilation x dilation square and filled (smaller, more centred: mean area ~0.15).",
+    )
     points: int = Field(4, ge=3, le=32, description="Random control points of the closed curve (released: 4).")
     radius: float = Field(1.0, gt=0, le=1.0, description="Length of the Bezier handles, relative (released: 1.0).")
     edginess: float = Field(0.05, ge=0, le=1.0, description="0 = smooth tangents, 1 = corners (released: 0.05).")
-    min_extent: float = Field(0.35, gt=0, le=1.0, description="Smallest shape width as a share of the image side.")
-    max_extent: float = Field(0.75, gt=0, le=1.0, description="Largest shape width as a share of the image side.")
+    min_extent: float = Field(
+        0.35, gt=0, le=1.0, description="'sectors': smallest shape width as a share of the image side."
+    )
+    max_extent: float = Field(
+        0.75, gt=0, le=1.0, description="'sectors': largest shape width as a share of the image side."
+    )
+    box: tuple[float, float] = Field(
+        (0.25, 0.75), description="'released': control points are uniform in [box[0], box[1]]^2 of the image."
+    )
+    dilation: int = Field(
+        9, ge=1, description="'released': side of the square that dilates the drawn outline, in pixels at drawn_at."
+    )
+    drawn_at: int = Field(
+        256, ge=16, description="'released': side the mask is drawn at (released: 256) before resizing to image_size."
+    )
 
     @model_validator(mode="after")
     def _extent_order(self) -> MaskConfig:
         if self.min_extent > self.max_extent:
             raise ValueError("min_extent must not exceed max_extent")
+        if not 0.0 <= self.box[0] < self.box[1] <= 1.0:
+            raise ValueError(f"box {list(self.box)} must satisfy 0 <= box[0] < box[1] <= 1")
         return self
 
 
@@ -138,7 +174,7 @@ class SyntheticConfig(_Frozen):
     levels: tuple[float, ...] = Field(
         (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
         min_length=1,
-        description="Alpha levels in the convention above, each in (0, 1] (paper: 0.1 ... 0.9).",
+        description="Alpha levels in the convention above (paper: 0.1 ... 0.9); each alpha in (0, 1] to 6 decimals.",
     )
     direction: Literal["foreground", "background_bleed"] = Field(
         "foreground",
@@ -153,10 +189,15 @@ class SyntheticConfig(_Frozen):
 
     @field_validator("levels")
     @classmethod
-    def _check_levels(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+    def _check_levels(cls, levels: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        released = info.data.get("alpha_convention") == "released"
         for value in levels:
-            if not 0.0 < value <= 1.0:
+            if not 0.0 <= value <= 1.0:
                 raise ValueError(f"alpha level {value} is outside (0, 1]")
+            alpha = round(1.0 - value if released else value, 6)  # alphas are kept to 6 decimals
+            if alpha <= 0.0:
+                how = f" (released level: 1 - {value})" if released else ""
+                raise ValueError(f"level {value} is alpha {alpha:g}{how}; alphas must be in (0, 1], at least 0.000001")
         rounded = [round(v, 6) for v in levels]
         duplicates = sorted({v for v in rounded if rounded.count(v) > 1})
         if duplicates:
@@ -290,6 +331,11 @@ class DatasetsConfig(_Frozen):
     """The data sets of the study, by name: synthetic textures and medical data from the user's disk."""
 
     synthetic: SyntheticConfig | None = Field(None, description="The synthetic texture data set.")
+    synthetic_background: SyntheticConfig | None = Field(
+        None,
+        description="A second synthetic data set, trained and reported as its own data set: the journal's other "
+        "blending direction (direction: background_bleed, with its own texture pair in the released code).",
+    )
     busi: BusiConfig | None = Field(None, description="Breast ultrasound (BUSI, Al-Dhabyani 2020).")
     spleen: SpleenConfig | None = Field(None, description="Spleen CT (Medical Segmentation Decathlon Task09).")
     heart: HeartConfig | None = Field(
@@ -342,6 +388,11 @@ class ModelConfig(_Frozen):
     )
     norm: Literal["batch", "instance"] = Field("batch", description="Normalisation layer.")
     activation: Literal["relu", "prelu", "leakyrelu"] = Field("relu", description="Activation.")
+    bias: bool = Field(
+        True,
+        description="Bias in the convolutions of noskip_unet, unet and unet_plus_plus (released medical "
+        "networks: false); the V-Nets keep MONAI's no bias, the attention U-Net its bias.",
+    )
     unet_plus_plus_features: tuple[int, int, int, int, int, int] = Field(
         (16, 32, 64, 128, 256, 16),
         description="BasicUNetPlusPlus features: five levels plus the full-resolution decoder width "
@@ -377,19 +428,25 @@ class TrainingConfig(_Frozen):
         0.5, ge=0, le=1, description="Probability of a random 90-degree rotation (the only augmentation)."
     )
     dice_threshold: float = Field(0.5, gt=0, lt=1, description="Dice is computed on sigmoid(output) > threshold.")
+    input_scaling: Literal["divide_255", "min_max"] = Field(
+        "divide_255",
+        description="What the network sees: the 8-bit image / 255 (every shipped study), or each image min-max "
+        "scaled to [0, 1] as the released pipeline does (train, validation and test, after any perturbation).",
+    )
     test_checkpoint: Literal["best", "last"] = Field(
         "best", description="Checkpoint evaluated on the test sets (paper: best by val Dice; released scripts: last)."
     )
-    mixed_precision: Literal["none", "bf16", "fp16"] = Field(
+    mixed_precision: Literal["none", "bf16", "fp16", "auto"] = Field(
         "none",
-        description="Autocast on CUDA: none, bf16, or fp16 (with a loss scaler); true/false mean bf16/none; "
-        "ignored on CPU. Changes the numbers slightly, so it is part of the config hash. Off by default: "
-        "measured on CPU only; GPU measurement pending.",
+        description="Training autocast: none (fp32), bf16 (CUDA or CPU), fp16 (CUDA only, with a loss scaler; "
+        "refused on CPU), or auto (bf16 where the GPU or CPU has native bf16, else fp32); true/false mean "
+        "bf16/none. Validation and testing stay fp32. The precision used is the run param `precision`. "
+        "Changes the numbers slightly, so it is part of the config hash.",
     )
-    channels_last: bool = Field(
+    channels_last: bool | Literal["auto"] = Field(
         False,
-        description="Channels-last memory layout for model and inputs (a speed option). Off by default: "
-        "measured on CPU only (U-Net epoch at 256 px 18% faster there); GPU measurement pending.",
+        description="Channels-last memory layout for model and inputs (a speed option); auto: on CPUs, and on "
+        "CUDA with bf16/fp16 (measured faster on CPU in fp32 and bf16; GPU measurement pending).",
     )
     compile: bool = Field(
         False,
@@ -457,6 +514,12 @@ class TrackingConfig(_Frozen):
         "each: the default rides out about a minute of a server that is down).",
     )
     retry_wait: float = Field(0.5, gt=0, le=60, description="First wait between attempts, in seconds.")
+    system_metrics_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="Sampling interval of MLflow's system metrics (system/cpu_utilization_percentage, memory, GPU "
+        "with nvidia-ml-py) in each trial run; 0 = off.",
+    )
 
 
 class StorageConfig(_Frozen):
@@ -471,11 +534,17 @@ class StorageConfig(_Frozen):
 class StudyConfig(_Frozen):
     """One robustness study: the grid of trials and the protocol they share."""
 
-    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Study name; the MLflow experiment unless set.")
+    study: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=MAX_STUDY_NAME,
+        description="Study name (a folder name: letters, digits, _ . -); the MLflow experiment unless set.",
+    )
     description: str = Field("", description="Free text.")
     variants: tuple[str, ...] = Field(min_length=1, description=f"Network variants, from {', '.join(VARIANTS)}.")
     seeds: tuple[int, ...] = Field(min_length=1, description="Training seeds, one trial each (paper: 3).")
-    data_seed: int = Field(0, ge=0, description="Seed of everything about the data: crops, masks, splits, noise.")
+    data_seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seed of everything about the data: crops, masks, splits, noise."
+    )
     image_size: int = Field(256, ge=16, description="Square image side in pixels (paper 256).")
     datasets: DatasetsConfig = Field(description="Data sets of the study.")
     test_levels: dict[str, PerturbationConfig] = Field(
@@ -506,16 +575,31 @@ class StudyConfig(_Frozen):
     def _valid_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
         if any(s < 0 for s in seeds):
             raise ValueError(f"seeds must be >= 0, got {list(seeds)}")
+        if any(s > MAX_SEED for s in seeds):
+            raise ValueError(f"seeds must be <= 2**63 - 1 (a 64-bit signed integer), got {list(seeds)}")
         if len(set(seeds)) != len(seeds):
             raise ValueError("a seed is listed twice")
         return seeds
 
+    @field_validator("study")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"'{name}' is not a study name: it names a folder under storage and cache")
+        return name
+
     @field_validator("test_levels")
     @classmethod
-    def _known_levels(cls, levels: dict[str, PerturbationConfig]) -> dict[str, PerturbationConfig]:
+    def _known_levels(
+        cls, levels: dict[str, PerturbationConfig], info: ValidationInfo
+    ) -> dict[str, PerturbationConfig]:
         unknown = [name for name in levels if name not in TEST_LEVEL_ORDER]
         if unknown:
             raise ValueError(f"unknown test level(s) {unknown}; known: {list(TEST_LEVEL_ORDER)}")
+        size = info.data.get("image_size")
+        for name, level in levels.items():  # a wider blur is the image's mean, and its kernel fills memory
+            if size is not None and level.sigma is not None and level.sigma > size:
+                raise ValueError(f"{name}.sigma {level.sigma:g} exceeds image_size {size} px")
         return levels
 
     @model_validator(mode="after")
@@ -566,7 +650,9 @@ class StudyConfig(_Frozen):
         """
         if name not in self.datasets.names:
             raise ValueError(f"'{name}' is not a data set of study {self.study} {list(self.datasets.names)}")
-        sections = self._dataset_sections(name)
+        sections: dict[str, BaseModel] = self._dataset_sections(name)
+        if name == "synthetic_background":  # its trials read it where every synthetic trial reads its data set
+            sections["datasets"] = self.datasets.model_copy(update={"synthetic": self.datasets.synthetic_background})
         if not sections:
             return self
         view = self.model_copy(update=sections)
@@ -667,27 +753,29 @@ def _check_medical_paths(config: StudyConfig, base: Path, source: str) -> StudyC
 
 
 def _check_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
-    synthetic = config.datasets.synthetic
-    if synthetic is None:
-        return config
-    resolved = {}
-    for key in ("background", "foreground"):
-        value = getattr(synthetic, key)
-        if value in BUILTIN_TEXTURES:
+    """Texture files of each synthetic data set: ``${VAR}`` and ``~`` expanded, resolved against ``base``, present."""
+    updates = {}
+    for name in SYNTHETIC_DATASETS:
+        synthetic = getattr(config.datasets, name)
+        if synthetic is None:
             continue
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = (base / path).resolve()
-        if not path.is_file():
-            raise StudyConfigError(
-                f"{source}: datasets.synthetic.{key}: texture '{value}' is neither a built-in texture "
-                f"({', '.join(BUILTIN_TEXTURES)}) nor an existing image file (looked for {path})"
-            )
-        resolved[key] = str(path)
-    if not resolved:
+        resolved = {}
+        for key in ("background", "foreground"):
+            value = getattr(synthetic, key)
+            if value in BUILTIN_TEXTURES:
+                continue
+            path = _expand_path(value, base, f"{source}: datasets.{name}.{key}")
+            if not path.is_file():
+                raise StudyConfigError(
+                    f"{source}: datasets.{name}.{key}: texture '{value}' is neither a built-in texture "
+                    f"({', '.join(BUILTIN_TEXTURES)}) nor an existing image file (looked for {path})"
+                )
+            resolved[key] = str(path)
+        if resolved:
+            updates[name] = synthetic.model_copy(update=resolved)
+    if not updates:
         return config
-    new_synthetic = synthetic.model_copy(update=resolved)
-    return config.model_copy(update={"datasets": config.datasets.model_copy(update={"synthetic": new_synthetic})})
+    return config.model_copy(update={"datasets": config.datasets.model_copy(update=updates)})
 
 
 def parse_study(data: Any, source: str = "<study>", base: Path | None = None) -> StudyConfig:
@@ -727,13 +815,22 @@ def load_study(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise StudyConfigError(f"{path}: study file not found")
+    raw = path.read_bytes()
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+        found = "UTF-16 text" if utf16 else f"not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start})"
+        raise StudyConfigError(f"{path}: study files are UTF-8 text, this one is {found}; save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise StudyConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    except RecursionError:
+        raise StudyConfigError(f"{path}: YAML nested too deeply to read (a study file is a few levels deep)") from None
     return parse_study(data, source=str(path), base=path.resolve().parent)
 
 

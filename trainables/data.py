@@ -19,6 +19,7 @@ import numpy as np
 from trainables.cache import cached_directory
 from trainables.config import (
     MEDICAL_DATASETS,
+    SYNTHETIC_DATASETS,
     TEST_LEVEL_ORDER,
     StudyConfig,
     StudyConfigError,
@@ -154,6 +155,24 @@ def split_manifest(
     return manifest
 
 
+def input_images(images: np.ndarray, scaling: str = "divide_255") -> np.ndarray:
+    """What the network sees, float32 in [0, 1] (N, H, W).
+
+    Args:
+        images: uint8 images (divided by 255 first) or float images in [0, 1].
+        scaling: ``divide_255`` keeps that; ``min_max`` maps each image's own minimum to 0 and
+            maximum to 1, like the released pipeline's ``ScaleIntensityd`` (a flat image becomes 0).
+    """
+    images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    if scaling == "divide_255":
+        return images
+    if scaling != "min_max":
+        raise ValueError(f"unknown input scaling '{scaling}'")
+    low = images.min(axis=(-2, -1), keepdims=True)
+    span = images.max(axis=(-2, -1), keepdims=True) - low
+    return np.where(span > 0, (images - low) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+
+
 def level_seed(data_seed: int, level: str) -> int:
     """Noise seed of a test level: a function of the data seed only, never of variant or seed."""
     return int(np.random.SeedSequence([data_seed, 7, TEST_LEVEL_ORDER.index(level)]).generate_state(1)[0])
@@ -162,14 +181,19 @@ def level_seed(data_seed: int, level: str) -> int:
 def perturbed_conditions(
     config: StudyConfig, images: np.ndarray, masks: np.ndarray, test_alpha: float, image_ids: tuple[str, ...]
 ) -> list[TestCondition]:
-    """The study's out-of-domain test levels applied to one in-domain test set (float images)."""
+    """The study's out-of-domain test levels applied to one in-domain test set (float images in [0, 1]).
+
+    The perturbation works on the image / 255, as the released code's does on its 8-bit files; the
+    study's ``training.input_scaling`` is applied afterwards (TS is measured before it).
+    """
     conditions = []
     for level in TEST_LEVEL_ORDER:
         if level not in config.test_levels:
             continue
         perturbed = perturb_set(images, masks, config.test_levels[level], level_seed(config.data_seed, level))
         ts = texture_similarities(perturbed, masks, config.texture_similarity)
-        conditions.append(TestCondition(level, test_alpha, perturbed, masks, ts, image_ids))
+        shown = input_images(perturbed, config.training.input_scaling)
+        conditions.append(TestCondition(level, test_alpha, shown, masks, ts, image_ids))
     return conditions
 
 
@@ -177,14 +201,14 @@ def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: st
     """Training at ``train_alpha``; tests at every alpha level and every test level."""
     data = load_synthetic(prepare_synthetic(config, cache_root))
     level = data.level_index(train_alpha)
-    as_float = lambda array: array.astype(np.float32) / 255.0  # noqa: E731
+    scaling = config.training.input_scaling
     train, val, test = (data.split[name] for name in ("train", "val", "test"))
     test_ids = tuple(data.image_ids[i] for i in test)
     conditions = [
         TestCondition(
             f"alpha_{format_alpha(alpha)}",
             alpha,
-            as_float(data.images[index, test]),
+            input_images(data.images[index, test], scaling),
             data.masks[test],
             data.ts[index, test],
             test_ids,
@@ -192,12 +216,12 @@ def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: st
         for index, alpha in enumerate(data.alphas)
     ]
     # Perturbation levels carry test_alpha NaN: they belong to the out-of-domain table, not the matrix.
-    in_domain = as_float(data.images[level, test])
+    in_domain = input_images(data.images[level, test])
     conditions += perturbed_conditions(config, in_domain, data.masks[test], float("nan"), test_ids)
     return TrialData(
-        train_images=as_float(data.images[level, train]),
+        train_images=input_images(data.images[level, train], scaling),
         train_masks=data.masks[train],
-        val_images=as_float(data.images[level, val]),
+        val_images=input_images(data.images[level, val], scaling),
         val_masks=data.masks[val],
         conditions=tuple(conditions),
         manifest=split_manifest("synthetic", data.image_ids, data.split),
@@ -205,11 +229,11 @@ def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: st
 
 
 def trial_data(config: StudyConfig, dataset: str, train_alpha: float | None, cache_root: str | Path) -> TrialData:
-    """The arrays of one trial of ``dataset``."""
-    if dataset == "synthetic":
+    """The arrays of one trial of ``dataset`` (``config`` as :meth:`StudyConfig.for_dataset` gives it)."""
+    if dataset in SYNTHETIC_DATASETS:
         if train_alpha is None:
             raise ValueError("a synthetic trial needs a train_alpha")
-        return synthetic_trial_data(config, train_alpha, cache_root)
+        return synthetic_trial_data(config.for_dataset(dataset), train_alpha, cache_root)
     if dataset in MEDICAL_DATASETS:
         from trainables.medical import medical_trial_data  # medical imports this module
 

@@ -69,16 +69,22 @@ def rotate90(images: torch.Tensor, masks: torch.Tensor, prob: float, generator: 
     return images, masks
 
 
-def autocast(device: torch.device, mixed_precision: str):
-    """bf16 or fp16 autocast on CUDA when ``mixed_precision`` (none, bf16, fp16) asks for it; else a no-op."""
-    if mixed_precision != "none" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if mixed_precision == "bf16" else torch.float16)
-    return contextlib.nullcontext()
+def autocast(device: torch.device, precision: str):
+    """Autocast for ``precision``: bf16 on CUDA or CPU, fp16 on CUDA; a no-op for fp32 (or ``none``).
+
+    Raises:
+        ValueError: fp16 on a CPU (``trainables.precision`` refuses it before a trial starts).
+    """
+    if precision in ("none", "fp32"):
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"fp16 autocast needs a CUDA device, not {device.type}")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def grad_scaler(device: torch.device, mixed_precision: str) -> torch.amp.GradScaler | None:
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """The loss scaler fp16 training needs on CUDA; None where no scaling is needed."""
-    if mixed_precision == "fp16" and device.type == "cuda":
+    if precision == "fp16" and device.type == "cuda":
         return torch.amp.GradScaler("cuda")
     return None
 
@@ -86,6 +92,19 @@ def grad_scaler(device: torch.device, mixed_precision: str) -> torch.amp.GradSca
 def to_memory_format(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """``images`` in channels-last layout when asked (the model must be converted too)."""
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+def batch_bounds(count: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each training batch; a last batch of one image joins the batch before it.
+
+    BatchNorm cannot train on one image ("Expected more than 1 value per channel"):
+    17 images in batches of 8 train as 8 and 9, not 8, 8 and 1. Every other layout
+    (and ``batch_size`` 1) is left as it is.
+    """
+    bounds = [(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+    if batch_size > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], count)]
+    return bounds
 
 
 def train_epoch(
@@ -102,14 +121,17 @@ def train_epoch(
 ) -> float:
     """One pass over the training set in a random order; returns the mean batch loss.
 
+    ``mixed_precision`` is a resolved precision (``fp32``/``none``, ``bf16``, ``fp16``) for the forward pass;
+    the loss and the weights stay in fp32.
+
     The losses stay on the device until the end of the epoch: one synchronisation per epoch, not per batch.
     """
     model.train()
     loss_function = DiceLoss(sigmoid=True)
     order = torch.randperm(images.shape[0], generator=generator).to(images.device)
     losses = []
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    for start, stop in batch_bounds(len(order), batch_size):
+        batch = order[start:stop]
         batch_images, batch_masks = rotate90(images[batch], masks[batch], rotate_prob, generator)
         optimizer.zero_grad(set_to_none=True)
         with autocast(images.device, mixed_precision):
@@ -135,7 +157,11 @@ def predict(
     mixed_precision: str = "none",
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Binary predictions (N, 1, H, W) of ``sigmoid(model(x)) > threshold``."""
+    """Binary predictions (N, 1, H, W) of ``sigmoid(model(x)) > threshold``.
+
+    Trials predict in fp32 (the default) even when they train in bf16: bf16 inference
+    moves out-of-domain Dice, the quantity a study measures.
+    """
     model.eval()
     outputs = []
     for start in range(0, images.shape[0], batch_size):
@@ -215,9 +241,10 @@ def compile_with_fallback(
 ) -> tuple[torch.nn.Module, str]:
     """``torch.compile(model)``, tried at once on ``example``; the eager model when anything fails.
 
-    Compilation happens at the first call, so one training step (forward and backward)
-    and one evaluation pass run here; the weights, batch-norm statistics and gradients
-    are put back afterwards, so the trial's results do not depend on this warm-up.
+    Compilation happens at the first call, so one training step (forward and backward,
+    in ``mixed_precision``) and one fp32 evaluation pass run here; the weights,
+    batch-norm statistics and gradients are put back afterwards, so the trial's results
+    do not depend on this warm-up.
 
     Returns:
         The module to call (the compiled one, or ``model`` itself) and ``"compiled"``
@@ -231,7 +258,7 @@ def compile_with_fallback(
             logits = compiled(example)
         logits.float().mean().backward()
         compiled.eval()
-        with torch.no_grad(), autocast(example.device, mixed_precision):
+        with torch.no_grad():  # trials validate and test in fp32, whatever they train in
             compiled(example)
     except Exception as error:  # any compiler failure: train eagerly rather than not at all
         log.warning("torch.compile failed, training eagerly instead: %s: %s", type(error).__name__, error)

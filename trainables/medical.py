@@ -61,7 +61,7 @@ from skimage.transform import resize
 
 from trainables.cache import cached_directory
 from trainables.config import MedicalDatasetConfig, MedicalSplitConfig, StudyConfig, VolumeDatasetConfig, stable_hash
-from trainables.data import TrialData, perturbed_conditions, split_manifest
+from trainables.data import TrialData, input_images, perturbed_conditions, split_manifest
 from trainables.texture import summarise
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def _read_picture(path: Path, labels: bool = False) -> np.ndarray:
             if picture.mode == "P" and not labels:
                 picture = picture.convert("RGB")
             return np.asarray(picture)
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise MedicalDataError(f"{path}: cannot read the image ({_one_line(error)})") from None
 
 
@@ -417,21 +417,18 @@ def load_medical(folder: str | Path) -> MedicalData:
     )
 
 
-def _as_float(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) / 255.0
-
-
 def medical_trial_data(config: StudyConfig, dataset: str, cache_root: str | Path) -> TrialData:
     """Training and validation splits, and the in-domain test split under every test level of the study."""
     data = load_medical(prepare_medical(config, dataset, cache_root))
     index = {part: data.indices(part) for part in SPLITS}
     test = index["test"]
     test_ids = tuple(data.slice_ids[i] for i in test)
-    conditions = perturbed_conditions(config, _as_float(data.images[test]), data.masks[test], float("nan"), test_ids)
+    conditions = perturbed_conditions(config, input_images(data.images[test]), data.masks[test], float("nan"), test_ids)
+    scaling = config.training.input_scaling
     return TrialData(
-        train_images=_as_float(data.images[index["train"]]),
+        train_images=input_images(data.images[index["train"]], scaling),
         train_masks=data.masks[index["train"]],
-        val_images=_as_float(data.images[index["val"]]),
+        val_images=input_images(data.images[index["val"]], scaling),
         val_masks=data.masks[index["val"]],
         conditions=tuple(conditions),
         manifest=split_manifest(dataset, data.slice_ids, index, patients=data.split),

@@ -3,14 +3,17 @@
 Every variant is 2D, takes one input channel and returns one channel of logits, a tensor of
 shape (B, 1, H, W); the loss applies the sigmoid. What a ``ModelConfig`` field reaches:
 
-| variant          | ``channels``/``strides``        | ``norm``          | ``activation`` |
-| ---------------- | ------------------------------- | ----------------- | -------------- |
-| `noskip_unet`    | yes                             | yes               | yes            |
-| `unet`           | yes                             | yes               | yes            |
-| `attention_unet` | yes                             | fixed: batch norm | fixed: ReLU    |
-| `vnet`           | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            |
-| `noskip_vnet`    | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            |
-| `unet_plus_plus` | no: ``unet_plus_plus_features`` | yes               | yes            |
+| variant          | ``channels``/``strides``        | ``norm``          | ``activation`` | ``bias``               |
+| ---------------- | ------------------------------- | ----------------- | -------------- | ---------------------- |
+| `noskip_unet`    | yes                             | yes               | yes            | yes                    |
+| `unet`           | yes                             | yes               | yes            | yes                    |
+| `attention_unet` | yes                             | fixed: batch norm | fixed: ReLU    | fixed: with bias       |
+| `vnet`           | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            | fixed: no bias (MONAI) |
+| `noskip_vnet`    | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            | fixed: no bias (MONAI) |
+| `unet_plus_plus` | no: ``unet_plus_plus_features`` | yes               | yes            | yes                    |
+
+The released medical scripts build the U-Nets and UNet++ with ``bias=False`` (``model.bias:
+false``) and leave the V-Nets and the attention U-Net at MONAI's defaults, as here.
 
 A field that does not reach a variant is ignored for that variant (a study shares one
 ``ModelConfig`` across its variants). H and W must be divisible by 16 for the V-Nets and
@@ -175,6 +178,7 @@ def _unet_kwargs(model: ModelConfig) -> dict:
         "act": model.activation,
         "norm": model.norm,
         "dropout": 0.0,
+        "bias": model.bias,
     }
 
 
@@ -224,6 +228,7 @@ def _build_unet_plus_plus(model: ModelConfig) -> nn.Module:
         deep_supervision=False,
         act=model.activation,
         norm=model.norm,
+        bias=model.bias,
         dropout=0.0,
     )
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
-from scipy.ndimage import binary_fill_holes
+from scipy.ndimage import binary_dilation, binary_fill_holes
 from skimage.draw import polygon
-from skimage.io import imread
 from skimage.transform import resize
 from skimage.util import img_as_float
 
 from trainables.config import BUILTIN_TEXTURES, MaskConfig, SyntheticConfig
+from trainables.texture_file import read_texture_file
 
 _SPLIT_STREAM = 1_000_003  # a SeedSequence word that separates the split from the per-image draws
 
@@ -40,15 +40,7 @@ def load_texture(name: str) -> np.ndarray:
     """
     if name in BUILTIN_TEXTURES:
         return img_as_float(getattr(skimage.data, name)())
-    try:
-        image = imread(name, as_gray=True)
-    except Exception as error:  # imageio raises many types for a non-image file
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # imageio's run several lines
-        raise ValueError(f"texture '{name}' is not a readable image: {reason}") from None
-    image = img_as_float(image) if image.dtype.kind in "ui" else np.asarray(image, dtype=np.float64)
-    if image.ndim != 2:
-        raise ValueError(f"texture '{name}' is not a 2D image (shape {image.shape})")
-    return np.clip(image, 0.0, 1.0)
+    return read_texture_file(name)
 
 
 def _mean_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -79,17 +71,72 @@ def bezier_outline(rng: np.random.Generator, config: MaskConfig, samples_per_seg
     handle_out = points + length[:, None] * np.stack([np.cos(tangent), np.sin(tangent)], axis=1)
     handle_in = following - length[:, None] * np.stack([np.cos(tangent_next), np.sin(tangent_next)], axis=1)
     t = np.linspace(0.0, 1.0, samples_per_segment, endpoint=False)[None, :, None]
+    return _cubic(points, handle_out, handle_in, following, t)
+
+
+def _cubic(
+    start: np.ndarray, handle_out: np.ndarray, handle_in: np.ndarray, end: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Cubic Bezier segments (one per row of ``start``) sampled at ``t`` (1, T, 1), as (segments * T, 2) points."""
     curve = (
-        (1 - t) ** 3 * points[:, None]
+        (1 - t) ** 3 * start[:, None]
         + 3 * (1 - t) ** 2 * t * handle_out[:, None]
         + 3 * (1 - t) * t**2 * handle_in[:, None]
-        + t**3 * following[:, None]
+        + t**3 * end[:, None]
     )
     return curve.reshape(-1, 2)
 
 
+def released_outline(rng: np.random.Generator, config: MaskConfig, samples_per_segment: int = 100) -> np.ndarray:
+    """Points (M, 2) on a random closed curve built by the released code's rule, in the unit square.
+
+    ``points`` control points uniform in ``box``^2, ordered by their angle around their mean;
+    the tangent at a point is a blend of the chords leaving and reaching it, with weight
+    ``arctan(edginess) / pi + 1/2`` on the leaving one (turned by pi where the two chord angles,
+    taken in [0, 2 pi), differ by more than pi); handles are ``radius`` times the chord long.
+    The released sampler also rejects point sets closer than 0.001 by a measure that almost never
+    rejects; that step is left out.
+    """
+    low, high = config.box
+    points = rng.uniform(low, high, (config.points, 2))
+    centred = points - points.mean(axis=0)
+    points = points[np.argsort(np.arctan2(centred[:, 0], centred[:, 1]))]
+    following = np.roll(points, -1, axis=0)
+    chord = following - points
+    leaving = np.mod(np.arctan2(chord[:, 1], chord[:, 0]), 2 * np.pi)
+    reaching = np.roll(leaving, 1)
+    weight = np.arctan(config.edginess) / np.pi + 0.5
+    tangent = weight * leaving + (1 - weight) * reaching + np.pi * (np.abs(reaching - leaving) > np.pi)
+    length = np.hypot(chord[:, 0], chord[:, 1]) * config.radius
+    tangent_next = np.roll(tangent, -1)
+    handle_out = points + length[:, None] * np.stack([np.cos(tangent), np.sin(tangent)], axis=1)
+    handle_in = following - length[:, None] * np.stack([np.cos(tangent_next), np.sin(tangent_next)], axis=1)
+    t = np.linspace(0.0, 1.0, samples_per_segment)[None, :, None]
+    return _cubic(points, handle_out, handle_in, following, t)
+
+
+def released_mask(rng: np.random.Generator, size: int, config: MaskConfig) -> np.ndarray:
+    """The released construction: the outline's samples set at ``drawn_at`` px, dilated, filled, resized.
+
+    Returns:
+        uint8 (size, size), 1 = foreground; resized from ``drawn_at`` by area (a pixel is foreground
+        when at least half of it was).
+    """
+    drawn = config.drawn_at
+    outline = released_outline(rng, config)
+    pixels = np.clip((outline * drawn).astype(np.int64), 0, drawn - 1)
+    mask = np.zeros((drawn, drawn), dtype=bool)
+    mask[pixels[:, 0], pixels[:, 1]] = True
+    mask = binary_fill_holes(binary_dilation(mask, np.ones((config.dilation, config.dilation), dtype=bool)))
+    if size != drawn:
+        mask = resize(mask.astype(np.float64), (size, size), order=1, anti_aliasing=True) >= 0.5
+    return mask.astype(np.uint8)
+
+
 def random_mask(rng: np.random.Generator, size: int, config: MaskConfig) -> np.ndarray:
-    """A filled random smooth closed shape, uint8 (size, size), 1 = foreground."""
+    """A filled random smooth closed shape, uint8 (size, size), 1 = foreground, by ``config.construction``."""
+    if config.construction == "released":
+        return released_mask(rng, size, config)
     outline = bezier_outline(rng, config)
     outline = outline - outline.min(axis=0)
     outline = outline / outline.max()

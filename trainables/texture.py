@@ -10,9 +10,12 @@ functions here are pure numpy; the configuration is
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from skimage.feature import local_binary_pattern
 from skimage.transform import resize
+from skimage.util import img_as_float
 
 from trainables.config import TextureSimilarityConfig
 
@@ -79,14 +82,19 @@ def lbp_histograms(
     mask = np.asarray(mask) > 0
     if image.ndim != 2 or image.shape != mask.shape:
         raise ValueError(f"image {image.shape} and mask {mask.shape} must be equal 2D shapes")
+    if config.lbp_input == "float":
+        image = img_as_float(image)  # the released rule: uint8 / 255, LBP on floats in [0, 1]
     if config.resize_to is not None and image.shape != (config.resize_to, config.resize_to):
-        size = (config.resize_to, config.resize_to)
-        image = resize(image.astype(np.float64), size, order=1, preserve_range=True, anti_aliasing=True)
-        mask = resize(mask.astype(np.float64), size, order=0, preserve_range=True, anti_aliasing=False) > 0.5
-    if np.issubdtype(image.dtype, np.floating):
-        # LBP compares neighbours; quantising to 8 bits avoids ties decided by float noise.
-        image = np.clip(np.round(image * 255.0 if image.max() <= 1.0 else image), 0, 255).astype(np.uint8)
-    codes = local_binary_pattern(image, P=config.lbp_points, R=config.lbp_radius, method=config.lbp_method)
+        image, mask = resize_for_lbp(image, mask, config)
+    if config.lbp_input == "float":
+        with warnings.catch_warnings():  # skimage warns that float ties are fragile: the released rule accepts that
+            warnings.simplefilter("ignore", UserWarning)
+            codes = local_binary_pattern(image, P=config.lbp_points, R=config.lbp_radius, method=config.lbp_method)
+    else:
+        if np.issubdtype(image.dtype, np.floating):
+            # LBP compares neighbours; quantising to 8 bits avoids ties decided by float noise.
+            image = np.clip(np.round(image * 255.0 if image.max() <= 1.0 else image), 0, 255).astype(np.uint8)
+        codes = local_binary_pattern(image, P=config.lbp_points, R=config.lbp_radius, method=config.lbp_method)
     bins = lbp_bin_count(config.lbp_points, config.lbp_method)
     codes = codes.astype(np.int64)
 
@@ -96,6 +104,29 @@ def lbp_histograms(
         return counts / total if total > 0 else counts
 
     return histogram(~mask), histogram(mask)
+
+
+def resize_for_lbp(
+    image: np.ndarray, mask: np.ndarray, config: TextureSimilarityConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask resized to ``config.resize_to`` squared before LBP.
+
+    Args:
+        image: 2D image; resized bilinearly with anti-aliasing, its range kept.
+        mask: 2D mask, non-zero = foreground.
+        config: ``resize_to`` and ``mask_resize`` ('nearest': value > 0.5 after a nearest-neighbour
+            resize; 'bilinear_nonzero': value > 0 after a bilinear one, the released rule).
+
+    Returns:
+        (float64 image, boolean foreground mask).
+    """
+    size = (config.resize_to, config.resize_to)
+    image = resize(image.astype(np.float64), size, order=1, preserve_range=True, anti_aliasing=True)
+    if config.mask_resize == "bilinear_nonzero":
+        mask = resize(mask.astype(np.float64), size, order=1, preserve_range=True, anti_aliasing=False) > 0
+    else:
+        mask = resize(mask.astype(np.float64), size, order=0, preserve_range=True, anti_aliasing=False) > 0.5
+    return image, mask
 
 
 def texture_similarity(image: np.ndarray, mask: np.ndarray, config: TextureSimilarityConfig | None = None) -> float:

@@ -10,7 +10,9 @@ The layout (DESIGN.md) that ``analysis`` reads:
 - params: every training hyper-parameter;
 - metrics: ``train_loss``, ``val_dice``, ``epoch_seconds`` at step = epoch;
   ``best_val_dice``, ``best_epoch``; ``test_dice.<condition>`` (and ``test_hd95``,
-  ``test_asd``, ``test_nsd`` when the study asks);
+  ``test_asd``, ``test_nsd`` when the study asks); MLflow's system metrics
+  (``system/cpu_utilization_percentage``, ``system/system_memory_usage_megabytes``,
+  ``system/gpu_*`` with nvidia-ml-py) every ``tracking.system_metrics_seconds``;
 - artifacts: ``checkpoints/best.pt``, ``checkpoints/last.pt``, ``per_image.parquet``,
   ``split_manifest.json``.
 
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 TRIAL_ID_TAG = "skipsweep.trial_id"
 KIND_TAG = "skipsweep.kind"
 STATUS_TAG = "skipsweep.status"
+STOP_REASON_TAG = "skipsweep.stop_reason"  # why a driver stopped the run (KILLED); removed when the run finishes
+STALE_ON_SUCCESS = ("error", STOP_REASON_TAG)  # tags of an earlier failed or interrupted attempt
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EPOCH_METRICS = ("train_loss", "val_dice", "epoch_seconds")
 MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch call
@@ -252,6 +256,8 @@ class TrialRun:
         tags: key fields and provenance.
         params: hyper-parameters (strings).
         background: log epochs from a writer thread (default); False writes them in the caller's thread.
+        system_metrics_seconds: sample MLflow's system metrics (``system/...``: CPU, memory, GPU) every
+            this many seconds while the run trains; 0 = none.
     """
 
     def __init__(
@@ -263,6 +269,7 @@ class TrialRun:
         tags: dict[str, str],
         params: dict,
         background: bool = True,
+        system_metrics_seconds: float = 0.0,
     ) -> None:
         self.client = MlflowClient(tracking_uri)
         self.experiment = experiment
@@ -276,6 +283,9 @@ class TrialRun:
         self._logged: dict[str, set[int]] = {}
         self._background = background
         self._writer: MetricWriter | None = None
+        self._stale_tags: list[str] = []
+        self._system_metrics_seconds = system_metrics_seconds
+        self._monitor = None
 
     def __enter__(self) -> TrialRun:
         experiment_id = with_retries(lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment")
@@ -294,12 +304,14 @@ class TrialRun:
         else:
             self.run_id = existing.info.run_id
             self.resumed = True
+            self._stale_tags = [key for key in STALE_ON_SUCCESS if key in existing.data.tags]
             with_retries(lambda: self.client.update_run(self.run_id, status="RUNNING"), "reopen run")
             self._logged = {key: self._logged_steps(key) for key in EPOCH_METRICS}
             self.set_tags(self.tags)  # the node and commit that continue the trial replace the first ones
         self.set_tags({STATUS_TAG: "running"})
         if self._background:
             self._writer = MetricWriter(self.client, self.run_id)
+        self._start_system_metrics()
         return self
 
     def _logged_steps(self, key: str) -> set[int]:
@@ -358,12 +370,40 @@ class TrialRun:
                 self._mark_failed(MetricsNotLoggedError, flush_error)
                 raise
             self._close_writer()
+            self._stop_system_metrics()
+            for key in self._stale_tags:  # a finished run carries no error of an earlier attempt
+                with_retries(lambda key=key: self.client.delete_tag(self.run_id, key), f"delete tag {key}")
             self.set_tags({STATUS_TAG: "finished"})
             with_retries(lambda: self.client.set_terminated(self.run_id, "FINISHED"), "finish run")
             return False
         self._close_writer()  # the epochs done so far are still worth having
+        self._stop_system_metrics()
         self._mark_failed(kind, error)
         return False
+
+    def _start_system_metrics(self) -> None:
+        """MLflow's own monitor thread: CPU and memory (GPU where nvidia-ml-py finds one), a resumed run continuing."""
+        if self._system_metrics_seconds <= 0:
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # four INFO lines a run otherwise
+            self._monitor = SystemMetricsMonitor(
+                self.run_id,
+                sampling_interval=self._system_metrics_seconds,
+                resume_logging=self.resumed,
+                tracking_uri=self.client.tracking_uri,
+            )
+            self._monitor.start()
+        except Exception as error:  # resource figures are worth having, not worth failing a trial for
+            log.warning("%s: no system metrics: %s: %s", self.run_name, type(error).__name__, error)
+            self._monitor = None
+
+    def _stop_system_metrics(self) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()  # logs what it sampled; before the run ends, while it is still RUNNING
+            self._monitor = None
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -377,6 +417,37 @@ class TrialRun:
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception as tracking_error:  # the trial's own error is the one to raise
             log.error("could not mark run %s FAILED: %s", self.run_id, tracking_error)
+
+
+def mark_interrupted(tracking_uri: str, experiment: str, reason: str, since_ms: int) -> list[str]:
+    """End the trial runs a stopped driver leaves unfinished as KILLED, tagged with ``reason``; return their names.
+
+    Those are the RUNNING runs (one driver per study: every one is this driver's) and the
+    runs that ended FAILED at or after ``since_ms`` (trials that saw the signal too). A
+    rerun continues them like any unfinished run.
+    """
+    client = MlflowClient(tracking_uri)
+    found = with_retries(lambda: client.get_experiment_by_name(experiment), "experiment")
+    if found is None:
+        return []
+    unfinished = with_retries(
+        lambda: client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{KIND_TAG}` = 'trial' and attributes.status != 'FINISHED'",
+            max_results=1000,
+        ),
+        "search unfinished runs",
+    )
+    stopped = [
+        run
+        for run in unfinished
+        if run.info.status == "RUNNING" or (run.info.status == "FAILED" and (run.info.end_time or 0) >= since_ms)
+    ]
+    tags = [RunTag(STATUS_TAG, "killed"), RunTag(STOP_REASON_TAG, reason)]
+    for run in stopped:
+        with_retries(lambda run=run: client.log_batch(run.info.run_id, tags=tags), "set tags")
+        with_retries(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"), "kill run")
+    return sorted(run.info.run_name for run in stopped)
 
 
 def trial_summaries(tracking_uri: str, experiment: str) -> list[dict]:

@@ -25,6 +25,7 @@ import torch
 from trainables.config import StudyConfig
 from trainables.data import trial_data
 from trainables.evaluate import condition_means, evaluate_conditions
+from trainables.guard import hold_trial, set_aside_corrupt_state
 from trainables.loop import (
     TrainState,
     compile_with_fallback,
@@ -39,6 +40,7 @@ from trainables.loop import (
     validation_dice,
 )
 from trainables.models import build_model
+from trainables.precision import resolve_channels_last, resolve_precision
 from trainables.spec import TrialSpec
 from trainables.tracking import RetryPolicy, TrialRun, resolve_tracking_uri, set_retry_policy
 
@@ -124,6 +126,7 @@ def run_trial(
     on_epoch: Callable[[EpochReport], None] | None = None,
     device: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    threads: int | None = None,
 ) -> TrialResult:
     """Train, evaluate and track one trial; resume it if a checkpoint exists.
 
@@ -137,11 +140,19 @@ def run_trial(
         on_epoch: called after each epoch, once its state is saved in ``checkpoint_dir``.
         device: torch device; default CUDA when visible, else CPU.
         extra_tags: more run tags set by the caller (the sweep records the Ray node id).
+        threads: torch intra-op threads (the sweep passes the CPUs Ray gave the trial); default: torch's setting.
 
     Returns:
         The result; ``skipped`` when the trial's run had already FINISHED.
+
+    Raises:
+        PrecisionError: fp16 asked for on a CPU, before anything is read, created or logged.
     """
     config = config.for_dataset(spec.dataset)  # the data set's model / training overrides (same config hash)
+    torch_device = pick_device(device)
+    precision, channels_last = _numerics(config.training, torch_device)
+    if threads is not None:
+        torch.set_num_threads(threads)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(tracking_uri or config.tracking.uri)
@@ -154,16 +165,32 @@ def run_trial(
         "git_commit": git_commit(),
         **(extra_tags or {}),
     }
-    with TrialRun(uri, config.experiment_name, spec.trial_id, spec.run_name, tags, trial_params(config)) as run:
+    params = {
+        **trial_params(config),
+        "precision": precision,  # what ran: fp32, bf16 or fp16 (mixed_precision may say auto)
+        "channels_last": channels_last,
+        "torch_threads": torch.get_num_threads(),  # results depend on it
+    }
+    sampling = config.tracking.system_metrics_seconds
+    record = TrialRun(
+        uri, config.experiment_name, spec.trial_id, spec.run_name, tags, params, system_metrics_seconds=sampling
+    )
+    with hold_trial(work_dir, spec.run_name), record as run:  # a duplicate of this trial stops before logging
         if run.already_finished:
             log.info("%s: already finished in run %s, skipped", spec.run_name, run.run_id)
             return TrialResult(spec, run.run_id, skipped=True)
-        return _train_and_evaluate(spec, config, data, run, work_dir, resume_from, on_epoch, pick_device(device))
+        return _train_and_evaluate(spec, config, data, run, work_dir, resume_from, on_epoch, torch_device)
+
+
+def _numerics(training, device: torch.device) -> tuple[str, bool]:
+    """The precision (fp32, bf16, fp16) the trial trains in on ``device``, and whether it runs channels-last."""
+    precision = resolve_precision(training.mixed_precision, device)
+    return precision, resolve_channels_last(training.channels_last, device, precision)
 
 
 def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on_epoch, device) -> TrialResult:
     training = config.training
-    amp, channels_last = training.mixed_precision, training.channels_last
+    amp, channels_last = _numerics(training, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = training.cudnn_benchmark
     generator = seed_everything(spec.seed)
@@ -174,6 +201,9 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
     scaler = grad_scaler(device, amp)
     state, best_model = TrainState(), None
     checkpoint = Path(resume_from or work_dir) / STATE_FILE
+    recovered = set_aside_corrupt_state(checkpoint)  # a truncated state.pt: start again from epoch 0
+    if recovered:
+        run.set_tags({**recovered, RESUMED_TAG: 0})  # epochs already in the run are not logged again
     if checkpoint.is_file():
         state, best_model = load_checkpoint(checkpoint, model, optimizer, generator, scaler)
         log.info("%s: resuming at epoch %d from %s", spec.run_name, state.next_epoch, checkpoint)
@@ -202,8 +232,8 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
         )
         val_dice = None
         if (epoch + 1) % training.val_every == 0 or epoch == training.epochs - 1:
-            val_dice = validation_dice(
-                network, val_x, val_y, training.eval_batch_size, training.dice_threshold, amp, channels_last
+            val_dice = validation_dice(  # in fp32, like the test sets: the best epoch is picked on fp32 Dice
+                network, val_x, val_y, training.eval_batch_size, training.dice_threshold, channels_last=channels_last
             )
             if val_dice > state.best_val_dice:
                 state.best_val_dice, state.best_epoch = val_dice, epoch
@@ -241,15 +271,14 @@ def _finish(spec, config, data, run, model, network, best_model, state, work_dir
     torch.save(best_model, checkpoints / "best.pt")
     torch.save(last_model, checkpoints / "last.pt")
     model.load_state_dict(best_model if training.test_checkpoint == "best" else last_model)
-    per_image = evaluate_conditions(
+    per_image = evaluate_conditions(  # in fp32 whatever the training precision: bf16 moves out-of-domain Dice
         network,
         data.conditions,
         config.evaluation,
         device,
         training.eval_batch_size,
         training.dice_threshold,
-        training.mixed_precision,
-        training.channels_last,
+        channels_last=_numerics(training, device)[1],
     )
     per_image.to_parquet(work_dir / "per_image.parquet", index=False)
     (work_dir / "split_manifest.json").write_text(json.dumps(data.manifest, indent=2))

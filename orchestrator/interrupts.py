@@ -1,0 +1,67 @@
+"""Ctrl-C and SIGTERM stop a study cleanly: exit status 130 / 143 and one line saying how to resume.
+
+While armed, SIGINT and SIGTERM raise ``Interrupted`` in the driver's main thread,
+wherever it is (preparing data, waiting in ``Tuner.fit``). The driver then shuts Ray
+down, marks the study's unfinished runs KILLED with the reason, and prints the command
+that resumes it. Signals that arrive after the first are ignored, so the clean-up
+itself is not cut short (SIGKILL still works, and a rerun recovers from that too).
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt, which it replaces
+    """The driver received SIGINT or SIGTERM.
+
+    A ``BaseException``, so no ``except Exception`` on the way up (ours, Ray's, MLflow's) swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        """``SIGINT`` or ``SIGTERM``."""
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    for each in STOP_SIGNALS:
+        signal.signal(each, signal.SIG_IGN)  # one stop: the clean-up runs to its end
+    raise Interrupted(signum)
+
+
+def arm() -> dict:
+    """Make SIGINT and SIGTERM raise ``Interrupted`` (again after ``ray.init``, which installs its own SIGTERM).
+
+    Returns:
+        The handlers in place before, for ``restore``.
+    """
+    previous = {each: signal.getsignal(each) for each in STOP_SIGNALS}
+    for each in STOP_SIGNALS:
+        signal.signal(each, _raise_interrupted)
+    return previous
+
+
+def restore(previous: dict) -> None:
+    """Put back the handlers ``arm`` returned (a caller such as a test keeps its own)."""
+    for each, handler in previous.items():
+        signal.signal(each, handler if handler is not None else signal.SIG_DFL)
+
+
+def resume_command(argv: list[str] | None) -> str:
+    """The command line that resumes the study: the same one."""
+    return shlex.join(["python", "-m", "orchestrator.run", *(sys.argv[1:] if argv is None else argv)])
