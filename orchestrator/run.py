@@ -175,7 +175,7 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     check_ray_address(args.address)
     set_retry_policy(RetryPolicy(study.tracking.retries, study.tracking.retry_wait))  # the driver's calls too
-    preflight(study, args.config, uri, storage, cache)
+    preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)
     claim_study(study.study, storage, uri, study.experiment_name)  # one driver per study, held until exit
 
