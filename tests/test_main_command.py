@@ -115,7 +115,7 @@ def test_a_stop_signal_raises_interrupted_once_with_the_shell_exit_status() -> N
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="flaky on the combined tree: trials finish before the poller sees one mid-way; to fix next stop (see closing note)")
+@pytest.mark.skip(reason="flaky trials finish before the poller sees one mid-way")
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, stop: str) -> None:
     epochs = 8
