@@ -401,9 +401,18 @@ class TrialRun:
             self._monitor = None
 
     def _stop_system_metrics(self) -> None:
-        if self._monitor is not None:
-            self._monitor.finish()  # logs what it sampled; before the run ends, while it is still RUNNING
-            self._monitor = None
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        monitor.finish()  # logs what it sampled; before the run ends, while it is still RUNNING
+        try:  # a run shorter than the monitor's first round (or its first store read) gets one closing sample
+            metrics = self.client.get_run(self.run_id).data.metrics
+            if not any(key.startswith("system/") for key in metrics):
+                monitor.collect_metrics()
+                monitor.publish_metrics(monitor.aggregate_metrics())
+                monitor.mlflow_logger.flush()
+        except Exception as error:
+            log.warning("%s: no closing system metrics: %s: %s", self.run_name, type(error).__name__, error)
 
     def _close_writer(self) -> None:
         if self._writer is not None:
