@@ -115,12 +115,12 @@ def test_a_stop_signal_raises_interrupted_once_with_the_shell_exit_status() -> N
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="flaky trials finish before the poller sees one mid-way")
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, stop: str) -> None:
-    epochs = 8
+    epochs = 40  # over 32 images: a trial is mid-way for seconds (8 epochs over 8 images were gone in 0.1 s)
     resources = {"cpu": 1, "gpu": 0, "max_failures": 1, "max_concurrent_trials": 1}  # 1 runs, 3 pend
-    study = write_study(tmp_path, "stopped", epochs=epochs, resources=resources)
+    data = {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 32, "val": 4, "test": 4}}}
+    study = write_study(tmp_path, "stopped", epochs=epochs, resources=resources, datasets=data)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ray_tmp = tempfile.mkdtemp(prefix="h1", dir="/tmp")  # this cluster's processes mention it
     env = subprocess_env(RAY_TMPDIR=ray_tmp)
@@ -140,7 +140,8 @@ def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(t
             return [
                 run
                 for run in trial_runs(uri, "stopped")
-                if run.info.status == "RUNNING" and 1 <= max(epochs_logged(client, run.info.run_id), default=-1) < 4
+                if run.info.status == "RUNNING"
+                and 1 <= max(epochs_logged(client, run.info.run_id), default=-1) < epochs - 8
             ]
 
         wait_for(a_trial_mid_way, 180, "a trial mid-way", every=0.2)
