@@ -12,7 +12,9 @@ ends, so a long run that is stopped keeps what it measured and ``--summarise`` w
 The summary compares, per (variant, train alpha) and per test condition (in-domain and each
 cross-alpha column), the mean bf16 - fp32 Dice difference with the seed-to-seed standard
 deviation of fp32 Dice in the same cell: bf16 "stays inside the spread" when
-|mean difference| <= the fp32 standard deviation in every cell.
+|mean difference| <= the fp32 standard deviation. Trials of one seed share data and
+initial weights across precisions, so each cell also gets a paired test: the two-sided
+Wilcoxon signed-rank p of the per-seed bf16 - fp32 differences (``paired_seeds`` of them).
 """
 
 from __future__ import annotations
@@ -90,7 +92,21 @@ def summarise(path: str | Path) -> pd.DataFrame:
     )
     rows["bf16_minus_fp32"] = rows["bf16_mean"] - rows["fp32_mean"]
     rows["inside_spread"] = rows["bf16_minus_fp32"].abs() <= rows["fp32_seed_std"]
+    cells = ["variant", "train_alpha", "condition", "seed"]
+    paired = frame.pivot_table(index=cells, columns="precision", values="dice").dropna()
+    rows["paired_seeds"] = paired.groupby(level=[0, 1, 2]).size()
+    rows["wilcoxon_p"] = paired.groupby(level=[0, 1, 2]).apply(_wilcoxon_p)
     return rows.reset_index()
+
+
+def _wilcoxon_p(cell: pd.DataFrame) -> float:
+    """Two-sided Wilcoxon signed-rank p of bf16 vs fp32 over the seeds run in both (same seed: same data, same init)."""
+    from scipy.stats import wilcoxon
+
+    differences = (cell["bf16"] - cell["fp32"]).to_numpy()
+    if len(differences) < 2 or not differences.any():
+        return float("nan") if len(differences) < 2 else 1.0
+    return float(wilcoxon(differences, zero_method="zsplit").pvalue)
 
 
 def main(argv: list[str] | None = None) -> int:
