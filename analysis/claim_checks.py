@@ -1,16 +1,19 @@
-"""How a claim of a paper is checked against a study: the claim record, its verdicts, and one evaluator per kind.
+"""How a claim (:class:`analysis.claims.Claim`) is checked against a study: its verdicts, and one check per kind.
 
-An evaluator is a function ``(claim, evidence) -> list[Verdict]`` registered in :data:`EVALUATORS` under its
-kind; it reads the study's tables through :class:`analysis.evidence.Evidence`, which holds the per-cell paired
-tests the report computed, so a verdict uses the same significance as the tables beside it.
-A claim is tested per synthetic or medical data set and per variant it names; a study that cannot test it
-(a missing variant, one seed, no test levels) gets an INCONCLUSIVE verdict that says why. The verdict rules
-and their thresholds are the ``RULE`` strings below, filled in with the claim's own numbers.
+A kind is a :class:`Kind` in :data:`EVALUATORS`: a check ``(claim, evidence, dataset, variants) -> Finding``
+of one unit, its verdict rule, and which units it is tested on. A claim is tested per synthetic or medical
+data set and per variant it names (or all its variants together); a study that cannot test it (a missing
+variant, one seed, no test levels) gets an INCONCLUSIVE verdict that says why. Checks read the study's tables
+through :class:`analysis.evidence.Evidence`, which holds the per-cell paired tests the report computed, so a
+verdict uses the same significance as the tables beside it. The verdict rules and their thresholds are the
+``RULE`` strings below, filled in with the claim's own numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,40 +22,10 @@ from analysis.evidence import Evidence, flag
 from analysis.frames import format_alpha
 from analysis.tables import strict_mean, strict_std
 
+if TYPE_CHECKING:
+    from analysis.claims import Claim
+
 SUPPORTS, CONTRADICTS, INCONCLUSIVE = "SUPPORTS", "CONTRADICTS", "INCONCLUSIVE"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim of a paper, and how to check it.
-
-    Attributes:
-        name: Short identifier, also the ``claim`` column of the verdict table.
-        statement: The claim in words, as the report prints it.
-        kind: Key of its evaluator in :data:`EVALUATORS`.
-        variants: Variants the claim is about, each compared with ``baseline``.
-        baseline: Reference variant (the paper's NoSkipU-Net).
-        metric: Per-image metric compared; higher must be better (``dice`` or ``nsd``).
-        threshold: The kind's threshold (an effect size, a tolerance or a fraction: see the kind's rule).
-        min_levels: Fewest alpha levels a kind that looks for a band of levels needs.
-        source: Where the paper states it.
-    """
-
-    name: str
-    statement: str
-    kind: str
-    variants: tuple[str, ...]
-    baseline: str = "noskip_unet"
-    metric: str = "dice"
-    threshold: float = 0.02
-    min_levels: int = 2
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in EVALUATORS:
-            raise ValueError(f"claim {self.name}: kind {self.kind!r} is not one of {sorted(EVALUATORS)}")
-        if not self.variants:
-            raise ValueError(f"claim {self.name}: variants is empty")
 
 
 @dataclass(frozen=True)
@@ -78,38 +51,60 @@ class Verdict:
     rule: str
 
 
-def _verdict(claim: Claim, dataset: str, variant: str, verdict: str, value: float, measured: str, rule: str):
-    return Verdict(claim.name, dataset, variant, verdict, float(value), measured, rule.format(c=claim))
+class Finding(NamedTuple):
+    """What a kind's check found on one unit: the verdict, its deciding number and the measurement in words."""
+
+    verdict: str
+    value: float
+    measured: str
 
 
-def _units(claim: Claim, evidence: Evidence, rule: str, levels: bool = False, joint: bool = False):
-    """(dataset, variants) units to test, and INCONCLUSIVE verdicts for those the study lacks.
+def inconclusive(why: str) -> Finding:
+    """The finding of a unit the study cannot decide, with the reason."""
+    return Finding(INCONCLUSIVE, np.nan, why)
 
-    The data sets are those with cross-alpha results, or with test levels when ``levels``; ``joint`` tests the
-    claim's variants together instead of one by one.
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of claim: the units a claim of it is tested on, how one unit is checked, and the verdict rule.
+
+    Calling it with ``(claim, evidence)`` gives the claim's verdicts: one per (data set, variants) unit, the
+    units being the data sets with cross-alpha results (or with test levels when ``levels``) times the claim's
+    variants one by one (or all together when ``joint``). A unit the study lacks is INCONCLUSIVE.
+
+    Attributes:
+        check: ``(claim, evidence, dataset, variants) -> Finding`` for a unit whose variants are all in the study.
+        rule: The verdict rule, formatted with the claim as ``c`` (``{c.threshold:.0%}``).
+        levels: Test on the perturbed test levels instead of the cross-alpha results.
+        joint: Test the claim's variants together instead of one by one.
     """
-    datasets = evidence.level_datasets() if levels else evidence.synthetic_datasets()
-    groups = [tuple(claim.variants)] if joint else [(variant,) for variant in claim.variants]
-    units, verdicts = [], []
-    if not datasets:
-        what = "in_domain test level" if levels else "cross-alpha (synthetic)"
-        for group in groups:
-            verdicts.append(
-                _verdict(claim, "-", ", ".join(group), INCONCLUSIVE, np.nan, f"the study has no {what} results", rule)
-            )
-    for dataset in datasets:
-        for group in groups:
-            absent = evidence.absent(dataset, (claim.baseline, *group), levels=levels)
-            if absent:
-                measured = f"{', '.join(absent)} not in the study"
-                verdicts.append(_verdict(claim, dataset, ", ".join(group), INCONCLUSIVE, np.nan, measured, rule))
-            else:
-                units.append((dataset, group))
-    return units, verdicts
 
+    check: Callable[[Claim, Evidence, str, tuple[str, ...]], Finding]
+    rule: str
+    levels: bool = False
+    joint: bool = False
 
-def _nan_levels(cells: pd.DataFrame) -> str:
-    return ", ".join(format_alpha(alpha) for alpha in cells.index[cells["gain"].isna()])
+    def __call__(self, claim: Claim, evidence: Evidence) -> list[Verdict]:
+        datasets = evidence.level_datasets() if self.levels else evidence.synthetic_datasets()
+        groups = [tuple(claim.variants)] if self.joint else [(variant,) for variant in claim.variants]
+        if not datasets:
+            what = "in_domain test level" if self.levels else "cross-alpha (synthetic)"
+            found = inconclusive(f"the study has no {what} results")
+            return [self._verdict(claim, "-", group, found) for group in groups]
+        verdicts = []
+        for dataset in datasets:
+            for group in groups:
+                absent = evidence.absent(dataset, (claim.baseline, *group), levels=self.levels)
+                if absent:
+                    found = inconclusive(f"{', '.join(absent)} not in the study")
+                else:
+                    found = self.check(claim, evidence, dataset, group)
+                verdicts.append(self._verdict(claim, dataset, group, found))
+        return verdicts
+
+    def _verdict(self, claim: Claim, dataset: str, group: tuple[str, ...], found: Finding) -> Verdict:
+        measured, rule = found.measured, self.rule.format(c=claim)
+        return Verdict(claim.name, dataset, ", ".join(group), found.verdict, float(found.value), measured, rule)
 
 
 PARITY_RULE = (
@@ -118,47 +113,44 @@ PARITY_RULE = (
 )
 
 
-def parity_above(claim: Claim, evidence: Evidence) -> list[Verdict]:
+def parity_above(claim: Claim, evidence: Evidence, dataset: str, variants: tuple[str, ...]) -> Finding:
     """Above some alpha, no variant differs significantly from the baseline in-domain; value: that alpha."""
-    units, verdicts = _units(claim, evidence, PARITY_RULE, joint=True)
-    for dataset, group in units:
-        names = ", ".join(group)
-        cells = {
-            variant: evidence.in_domain_cells(dataset, variant, claim.baseline, claim.metric, claim.threshold)
-            for variant in group
-        }
-        alphas = sorted(set().union(*(frame.index for frame in cells.values())))
-        missing = "; ".join(f"{v} at alpha {_nan_levels(f)}" for v, f in cells.items() if f["gain"].isna().any())
-        if len(alphas) < claim.min_levels or missing:
-            why = missing and f"no in-domain result for {missing}"
-            measured = why or f"{len(alphas)} alpha level(s), fewer than {claim.min_levels}"
-            verdicts.append(_verdict(claim, dataset, names, INCONCLUSIVE, np.nan, measured, PARITY_RULE))
-            continue
-        band = []
-        for alpha in reversed(alphas):
-            if any(frame.loc[alpha, "differs"] for frame in cells.values()):
-                break
-            band.append(alpha)
-        if len(band) == len(alphas):
-            measured = f"no variant differs from {claim.baseline} at any alpha ({format_alpha(alphas[0])} and up)"
-        else:
-            first = alphas[len(alphas) - len(band) - 1]
-            shown = ", ".join(
-                f"{v} {f.loc[first, 'gain']:+.1%} (p_holm {f.loc[first, 'p_holm']:.2g})"
-                for v, f in cells.items()
-                if f.loc[first, "differs"]
+    cells = {
+        variant: evidence.in_domain_cells(dataset, variant, claim.baseline, claim.metric, claim.threshold)
+        for variant in variants
+    }
+    alphas = sorted(set().union(*(frame.index for frame in cells.values())))
+    missing = "; ".join(f"{v} at alpha {_nan_levels(f)}" for v, f in cells.items() if f["gain"].isna().any())
+    if len(alphas) < claim.min_levels or missing:
+        why = missing and f"no in-domain result for {missing}"
+        return inconclusive(why or f"{len(alphas)} alpha level(s), fewer than {claim.min_levels}")
+    band = []
+    for alpha in reversed(alphas):
+        if any(frame.loc[alpha, "differs"] for frame in cells.values()):
+            break
+        band.append(alpha)
+    if len(band) == len(alphas):
+        measured = f"no variant differs from {claim.baseline} at any alpha ({format_alpha(alphas[0])} and up)"
+    else:
+        first = alphas[len(alphas) - len(band) - 1]
+        shown = ", ".join(
+            f"{v} {f.loc[first, 'gain']:+.1%} (p_holm {f.loc[first, 'p_holm']:.2g})"
+            for v, f in cells.items()
+            if f.loc[first, "differs"]
+        )
+        if band:
+            measured = (
+                f"differences stop being significant above alpha {format_alpha(first)}: none at alpha >= "
+                f"{format_alpha(band[-1])}; at {format_alpha(first)}: {shown}"
             )
-            if band:
-                measured = (
-                    f"differences stop being significant above alpha {format_alpha(first)}: none at alpha >= "
-                    f"{format_alpha(band[-1])}; at {format_alpha(first)}: {shown}"
-                )
-            else:
-                measured = f"a variant differs at the easiest alpha {format_alpha(first)}: {shown}"
-        verdict = SUPPORTS if len(band) >= claim.min_levels else CONTRADICTS
-        value = band[-1] if band else np.nan
-        verdicts.append(_verdict(claim, dataset, names, verdict, value, measured, PARITY_RULE))
-    return verdicts
+        else:
+            measured = f"a variant differs at the easiest alpha {format_alpha(first)}: {shown}"
+    verdict = SUPPORTS if len(band) >= claim.min_levels else CONTRADICTS
+    return Finding(verdict, band[-1] if band else np.nan, measured)
+
+
+def _nan_levels(cells: pd.DataFrame) -> str:
+    return ", ".join(format_alpha(alpha) for alpha in cells.index[cells["gain"].isna()])
 
 
 GAIN_RULE = (
@@ -168,30 +160,25 @@ GAIN_RULE = (
 )
 
 
-def gain_grows_as_alpha_falls(claim: Claim, evidence: Evidence) -> list[Verdict]:
+def gain_grows_as_alpha_falls(claim: Claim, evidence: Evidence, dataset: str, variants: tuple[str, ...]) -> Finding:
     """The variant gains only below some alpha, and more the lower alpha; value: the gain at the lowest alpha."""
-    units, verdicts = _units(claim, evidence, GAIN_RULE)
-    for dataset, (variant,) in units:
-        cells = evidence.in_domain_cells(dataset, variant, claim.baseline, claim.metric, claim.threshold)
-        if len(cells) < 3 or cells["gain"].isna().any():
-            why = f"no in-domain result at alpha {_nan_levels(cells)}" if len(cells) >= 3 else "fewer than 3 levels"
-            verdicts.append(_verdict(claim, dataset, variant, INCONCLUSIVE, np.nan, why, GAIN_RULE))
-            continue
-        alphas, gains = list(cells.index), cells["gain"].to_numpy()
-        gain = (cells["significant"] & (cells["gain"] >= claim.threshold)).to_numpy()
-        band = int(np.argmin(gain)) if not gain.all() else len(gain)
-        listed = ", ".join(
-            f"{format_alpha(a)}: {g:+.1%}{'*' if s else ''}" for a, g, s in zip(alphas, gains, gain, strict=True)
-        )
-        measured = f"gain per alpha (*: significant gain) {listed}"
-        rises = [i for i in range(min(band, len(gains) - 1)) if gains[i + 1] > gains[i] + claim.threshold]
-        if not gain.any() or gain[band:].any() or band == len(gains) or rises:
-            verdict = CONTRADICTS
-        else:
-            verdict = SUPPORTS
-            measured = f"gains below alpha {format_alpha(alphas[band])}, largest at the lowest; " + measured
-        verdicts.append(_verdict(claim, dataset, variant, verdict, gains[0], measured, GAIN_RULE))
-    return verdicts
+    (variant,) = variants
+    cells = evidence.in_domain_cells(dataset, variant, claim.baseline, claim.metric, claim.threshold)
+    if len(cells) < 3 or cells["gain"].isna().any():
+        why = f"no in-domain result at alpha {_nan_levels(cells)}" if len(cells) >= 3 else "fewer than 3 levels"
+        return inconclusive(why)
+    alphas, gains = list(cells.index), cells["gain"].to_numpy()
+    gain = (cells["significant"] & (cells["gain"] >= claim.threshold)).to_numpy()
+    band = int(np.argmin(gain)) if not gain.all() else len(gain)
+    listed = ", ".join(
+        f"{format_alpha(a)}: {g:+.1%}{'*' if s else ''}" for a, g, s in zip(alphas, gains, gain, strict=True)
+    )
+    measured = f"gain per alpha (*: significant gain) {listed}"
+    rises = [i for i in range(min(band, len(gains) - 1)) if gains[i + 1] > gains[i] + claim.threshold]
+    if not gain.any() or gain[band:].any() or band == len(gains) or rises:
+        return Finding(CONTRADICTS, gains[0], measured)
+    supported = f"gains below alpha {format_alpha(alphas[band])}, largest at the lowest; "
+    return Finding(SUPPORTS, gains[0], supported + measured)
 
 
 NOISE_RULE = (
@@ -201,36 +188,30 @@ NOISE_RULE = (
 )
 
 
-def noisier_across_seeds(claim: Claim, evidence: Evidence) -> list[Verdict]:
+def noisier_across_seeds(claim: Claim, evidence: Evidence, dataset: str, variants: tuple[str, ...]) -> Finding:
     """The variant's in-domain score varies more across seeds than the baseline's; value: share of levels."""
-    units, verdicts = _units(claim, evidence, NOISE_RULE)
+    (variant,) = variants
     scores = evidence.scores(claim.metric)
-    for dataset, (variant,) in units:
-        rows = scores[(scores["dataset"] == dataset) & np.isclose(scores["train_alpha"], scores["test_alpha"])]
-        n_seeds = rows["seed"].nunique()
-        spread = rows.groupby(["variant", "train_alpha"])[claim.metric].agg(strict_std)
-        compared = pd.DataFrame({"mine": spread[variant], "base": spread[claim.baseline]}).dropna()
-        if n_seeds < 2 or compared.empty:
-            why = f"{n_seeds} seed: no spread across seeds" if n_seeds < 2 else "no level with every seed"
-            verdicts.append(_verdict(claim, dataset, variant, INCONCLUSIVE, np.nan, why, NOISE_RULE))
-            continue
-        tied = np.isclose(compared["mine"], compared["base"], rtol=1e-6, atol=1e-12)
-        noisier = float(((compared["mine"] > compared["base"]) & ~tied).mean())
-        quieter = float(((compared["mine"] < compared["base"]) & ~tied).mean())
-        ratio = compared["mine"].mean() / compared["base"].mean() if compared["base"].mean() > 0 else np.inf
-        measured = (
-            f"std over {n_seeds} seeds higher than {claim.baseline}'s at {noisier:.0%} of {len(compared)} levels; "
-            f"mean std {compared['mine'].mean():.3f} vs {compared['base'].mean():.3f} (ratio {ratio:.2f})"
-        )
-        verdict = INCONCLUSIVE
-        if noisier > claim.threshold:
-            verdict = SUPPORTS
-        elif quieter >= 1.0 - claim.threshold:
-            verdict = CONTRADICTS
-        else:
-            measured += "; neither is the noisier at enough levels (equal spreads count for neither)"
-        verdicts.append(_verdict(claim, dataset, variant, verdict, noisier, measured, NOISE_RULE))
-    return verdicts
+    rows = scores[(scores["dataset"] == dataset) & np.isclose(scores["train_alpha"], scores["test_alpha"])]
+    n_seeds = rows["seed"].nunique()
+    spread = rows.groupby(["variant", "train_alpha"])[claim.metric].agg(strict_std)
+    compared = pd.DataFrame({"mine": spread[variant], "base": spread[claim.baseline]}).dropna()
+    if n_seeds < 2 or compared.empty:
+        return inconclusive(f"{n_seeds} seed: no spread across seeds" if n_seeds < 2 else "no level with every seed")
+    tied = np.isclose(compared["mine"], compared["base"], rtol=1e-6, atol=1e-12)
+    noisier = float(((compared["mine"] > compared["base"]) & ~tied).mean())
+    quieter = float(((compared["mine"] < compared["base"]) & ~tied).mean())
+    ratio = compared["mine"].mean() / compared["base"].mean() if compared["base"].mean() > 0 else np.inf
+    measured = (
+        f"std over {n_seeds} seeds higher than {claim.baseline}'s at {noisier:.0%} of {len(compared)} levels; "
+        f"mean std {compared['mine'].mean():.3f} vs {compared['base'].mean():.3f} (ratio {ratio:.2f})"
+    )
+    if noisier > claim.threshold:
+        return Finding(SUPPORTS, noisier, measured)
+    if quieter >= 1.0 - claim.threshold:
+        return Finding(CONTRADICTS, noisier, measured)
+    measured += "; neither is the noisier at enough levels (equal spreads count for neither)"
+    return Finding(INCONCLUSIVE, noisier, measured)
 
 
 LOSS_RULE = (
@@ -240,84 +221,79 @@ LOSS_RULE = (
 )
 
 
-def _loss_verdict(claim, dataset, variant, extra: float, n_worse: int, n_cells: int, detail: str) -> Verdict:
+def _drop(in_domain, out_of_domain):
+    """The relative drop of :data:`LOSS_RULE` (element-wise on Series or frames)."""
+    return (in_domain - out_of_domain) / in_domain
+
+
+def _loss_finding(claim: Claim, extra: pd.Series, tests: pd.DataFrame, detail: str) -> Finding:
+    """Finding of a loss kind from the variant's extra drop per out-of-domain cell (NaN: incomplete cell).
+
+    ``tests`` are the paired tests of those cells against the baseline; ``detail`` breaks the mean down.
+    """
+    extra = extra.dropna()
+    mean = float(extra.mean()) if len(extra) else np.nan
+    if not np.isfinite(mean):
+        return inconclusive("no complete out-of-domain cell")
+    n_worse = int((flag(tests["significant"]) & (tests["mean_diff"] < 0)).sum())
     measured = (
-        f"mean extra drop vs {claim.baseline} {extra:+.1%} over {n_cells} out-of-domain cell(s) ({detail}); "
+        f"mean extra drop vs {claim.baseline} {mean:+.1%} over {len(extra)} out-of-domain cell(s) ({detail}); "
         f"{claim.baseline} significantly better in {n_worse} of them"
     )
-    if not np.isfinite(extra):
-        return _verdict(claim, dataset, variant, INCONCLUSIVE, np.nan, "no complete out-of-domain cell", LOSS_RULE)
-    verdict = CONTRADICTS if extra < claim.threshold else SUPPORTS if n_worse else INCONCLUSIVE
-    if verdict == INCONCLUSIVE:
-        measured = "a larger drop, but no cell where it is significant: " + measured
-    return _verdict(claim, dataset, variant, verdict, extra, measured, LOSS_RULE)
+    if mean < claim.threshold:
+        return Finding(CONTRADICTS, mean, measured)
+    if n_worse:
+        return Finding(SUPPORTS, mean, measured)
+    return Finding(INCONCLUSIVE, mean, "a larger drop, but no cell where it is significant: " + measured)
 
 
-def loses_more_cross_alpha(claim: Claim, evidence: Evidence) -> list[Verdict]:
+def loses_more_cross_alpha(claim: Claim, evidence: Evidence, dataset: str, variants: tuple[str, ...]) -> Finding:
     """Tested on other alphas than trained on, the variant loses more than the baseline; value: mean extra drop."""
-    units, verdicts = _units(claim, evidence, LOSS_RULE)
+    (variant,) = variants
     scores = evidence.scores(claim.metric)
-    for dataset, (variant,) in units:
-        rows = scores[scores["dataset"] == dataset]
-        in_domain = rows[np.isclose(rows["train_alpha"], rows["test_alpha"])]
-        keys = ["variant", "train_alpha", "seed"]
-        rows = rows.merge(in_domain[[*keys, claim.metric]], on=keys, suffixes=("", "_in"))
-        rows = rows[~np.isclose(rows["train_alpha"], rows["test_alpha"])]
-        rows = rows.assign(drop=(rows[f"{claim.metric}_in"] - rows[claim.metric]) / rows[f"{claim.metric}_in"])
-        drop = rows.groupby(["variant", "train_alpha", "test_alpha"])["drop"].agg(strict_mean)
-        if drop.empty:
-            verdicts.append(_verdict(claim, dataset, variant, INCONCLUSIVE, np.nan, "one alpha level", LOSS_RULE))
-            continue
-        extra = (drop[variant] - drop[claim.baseline]).dropna()
-        tests = evidence.matrix(dataset, variant, claim.baseline, claim.metric)
-        off = tests[~np.isclose(tests["train_alpha"], tests["test_alpha"])]
-        n_worse = int((flag(off["significant"]) & (off["mean_diff"] < 0)).sum())
-        harder = extra[extra.index.get_level_values(1) < extra.index.get_level_values(0)]
-        easier = extra[extra.index.get_level_values(1) > extra.index.get_level_values(0)]
-        parts = {"tested on lower alpha": harder, "on higher alpha": easier}
-        detail = ", ".join(f"{name} {part.mean():+.1%}" for name, part in parts.items() if len(part))
-        mean = float(extra.mean()) if len(extra) else np.nan
-        verdicts.append(_loss_verdict(claim, dataset, variant, mean, n_worse, len(extra), detail))
-    return verdicts
+    rows = scores[scores["dataset"] == dataset]
+    in_domain = rows[np.isclose(rows["train_alpha"], rows["test_alpha"])]
+    keys = ["variant", "train_alpha", "seed"]
+    rows = rows.merge(in_domain[[*keys, claim.metric]], on=keys, suffixes=("", "_in"))
+    rows = rows[~np.isclose(rows["train_alpha"], rows["test_alpha"])]
+    rows = rows.assign(drop=_drop(rows[f"{claim.metric}_in"], rows[claim.metric]))
+    drop = rows.groupby(["variant", "train_alpha", "test_alpha"])["drop"].agg(strict_mean)
+    if drop.empty:
+        return inconclusive("one alpha level")
+    extra = (drop[variant] - drop[claim.baseline]).dropna()
+    tests = evidence.matrix(dataset, variant, claim.baseline, claim.metric)
+    trained, tested = extra.index.get_level_values(0), extra.index.get_level_values(1)
+    parts = {"tested on lower alpha": extra[tested < trained], "on higher alpha": extra[tested > trained]}
+    detail = ", ".join(f"{name} {part.mean():+.1%}" for name, part in parts.items() if len(part))
+    return _loss_finding(claim, extra, tests[~np.isclose(tests["train_alpha"], tests["test_alpha"])], detail)
 
 
-def loses_more_on_test_levels(claim: Claim, evidence: Evidence) -> list[Verdict]:
-    """On the perturbed test levels (harder, easier, ...) the variant loses more than the baseline."""
-    units, verdicts = _units(claim, evidence, LOSS_RULE, levels=True)
-    if not units:
-        return verdicts
+def loses_more_on_test_levels(claim: Claim, evidence: Evidence, dataset: str, variants: tuple[str, ...]) -> Finding:
+    """On the perturbed test levels (harder, easier, ...) the variant loses more than the baseline; value: as above."""
+    (variant,) = variants
     table = evidence.ood(claim.baseline, claim.metric)
-    for dataset, (variant,) in units:
-        rows = table[(table["dataset"] == dataset) & table["variant"].isin([variant, claim.baseline])]
-        rows = rows.assign(train_alpha=rows["train_alpha"].fillna(-1.0))  # medical data sets: one block
-        means = rows.set_index(["train_alpha", "level", "variant"])["mean"].unstack("variant")
-        means = means.reset_index().set_index("train_alpha")
-        if {variant, claim.baseline} - set(means.columns):
-            why = f"no {claim.metric} on the test levels"
-            verdicts.append(_verdict(claim, dataset, variant, INCONCLUSIVE, np.nan, why, LOSS_RULE))
-            continue
-        in_domain = means[means["level"] == "in_domain"].drop(columns="level")
-        shifted = means[means["level"] != "in_domain"]
-        if shifted.empty:
-            why = "only the in_domain test level"
-            verdicts.append(_verdict(claim, dataset, variant, INCONCLUSIVE, np.nan, why, LOSS_RULE))
-            continue
-        drop = (in_domain.reindex(shifted.index) - shifted.drop(columns="level")) / in_domain.reindex(shifted.index)
-        extra = (drop[variant] - drop[claim.baseline]).rename("extra").to_frame().assign(level=shifted["level"])
-        per_level = extra.groupby("level", sort=False)["extra"].mean()
-        detail = ", ".join(f"{level} {value:+.1%}" for level, value in per_level.items())
-        cells = rows[(rows["variant"] == variant) & (rows["level"] != "in_domain")]
-        n_worse = int((flag(cells["significant"]) & (cells["mean_diff"] < 0)).sum())
-        finite = extra["extra"].dropna()
-        mean = float(finite.mean()) if len(finite) else np.nan
-        verdicts.append(_loss_verdict(claim, dataset, variant, mean, n_worse, len(finite), detail))
-    return verdicts
+    rows = table[(table["dataset"] == dataset) & table["variant"].isin([variant, claim.baseline])]
+    rows = rows.assign(train_alpha=rows["train_alpha"].fillna(-1.0))  # medical data sets: one block
+    means = rows.set_index(["train_alpha", "level", "variant"])["mean"].unstack("variant")
+    means = means.reset_index().set_index("train_alpha")
+    if {variant, claim.baseline} - set(means.columns):
+        return inconclusive(f"no {claim.metric} on the test levels")
+    in_domain = means[means["level"] == "in_domain"].drop(columns="level")
+    shifted = means[means["level"] != "in_domain"]
+    if shifted.empty:
+        return inconclusive("only the in_domain test level")
+    drop = _drop(in_domain.reindex(shifted.index), shifted.drop(columns="level"))
+    extra = (drop[variant] - drop[claim.baseline]).rename("extra").to_frame().assign(level=shifted["level"])
+    per_level = extra.groupby("level", sort=False)["extra"].mean()
+    detail = ", ".join(f"{level} {value:+.1%}" for level, value in per_level.items())
+    cells = rows[(rows["variant"] == variant) & (rows["level"] != "in_domain")]
+    return _loss_finding(claim, extra["extra"], cells, detail)
 
 
-EVALUATORS = {
-    "parity_above": parity_above,
-    "gain_grows_as_alpha_falls": gain_grows_as_alpha_falls,
-    "noisier_across_seeds": noisier_across_seeds,
-    "loses_more_cross_alpha": loses_more_cross_alpha,
-    "loses_more_on_test_levels": loses_more_on_test_levels,
+EVALUATORS: dict[str, Kind] = {
+    "parity_above": Kind(parity_above, PARITY_RULE, joint=True),
+    "gain_grows_as_alpha_falls": Kind(gain_grows_as_alpha_falls, GAIN_RULE),
+    "noisier_across_seeds": Kind(noisier_across_seeds, NOISE_RULE),
+    "loses_more_cross_alpha": Kind(loses_more_cross_alpha, LOSS_RULE),
+    "loses_more_on_test_levels": Kind(loses_more_on_test_levels, LOSS_RULE, levels=True),
 }

@@ -2,24 +2,62 @@
 
     python -m analysis report results/miccai2023_cpu      # report.md opens with the verdict table
 
-Each claim is one :class:`~analysis.claim_checks.Claim` in :data:`CLAIMS`: its statement, the variants it is
-about and the baseline, the metric, a threshold, and the kind of check (an evaluator in
+Each claim is one :class:`Claim` in :data:`CLAIMS`: its statement, the variants it is about and the baseline,
+the metric, a threshold, and the kind of check (a :class:`~analysis.claim_checks.Kind` in
 :data:`analysis.claim_checks.EVALUATORS`). To check a claim of your own, add an entry here that reuses a kind,
 for example that V-Net's in-domain results match the no-skip V-Net's at the easy levels::
 
     Claim(name="vnet_parity", statement="V-Net and its no-skip version agree at easy levels",
           kind="parity_above", variants=("vnet",), baseline="noskip_vnet", threshold=0.02),
 
-A new kind is a function ``(claim, evidence) -> list[Verdict]`` added to ``EVALUATORS``.
+A new kind is a check of one (data set, variants) unit, ``(claim, evidence, dataset, variants) -> Finding``,
+added to ``EVALUATORS`` as a ``Kind`` with its verdict rule.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
-from analysis.claim_checks import EVALUATORS, Claim, Evidence, Verdict
+from analysis.claim_checks import EVALUATORS, Verdict
+from analysis.evidence import Evidence
 
 PAPER = "Kamath et al., MICCAI 2023"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a paper, and how to check it.
+
+    Attributes:
+        name: Short identifier, also the ``claim`` column of the verdict table.
+        statement: The claim in words, as the report prints it.
+        kind: Key of its :class:`~analysis.claim_checks.Kind` in :data:`~analysis.claim_checks.EVALUATORS`.
+        variants: Variants the claim is about, each compared with ``baseline``.
+        baseline: Reference variant (the paper's NoSkipU-Net).
+        metric: Per-image metric compared; higher must be better (``dice`` or ``nsd``).
+        threshold: The kind's threshold (an effect size, a tolerance or a fraction: see the kind's rule).
+        min_levels: Fewest alpha levels a kind that looks for a band of levels needs.
+        source: Where the paper states it.
+    """
+
+    name: str
+    statement: str
+    kind: str
+    variants: tuple[str, ...]
+    baseline: str = "noskip_unet"
+    metric: str = "dice"
+    threshold: float = 0.02
+    min_levels: int = 2
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVALUATORS:
+            raise ValueError(f"claim {self.name}: kind {self.kind!r} is not one of {sorted(EVALUATORS)}")
+        if not self.variants:
+            raise ValueError(f"claim {self.name}: variants is empty")
+
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -69,30 +107,18 @@ CLAIMS: tuple[Claim, ...] = (
 VERDICT_COLUMNS = ["claim", "statement", "source", "dataset", "variant", "verdict", "value", "measured", "rule"]
 
 
-def evaluate_claims(
-    images: pd.DataFrame,
-    claims: tuple[Claim, ...] | list[Claim] = CLAIMS,
-    evidence: Evidence | None = None,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.05,
-) -> pd.DataFrame:
+def evaluate_claims(evidence: Evidence, claims: tuple[Claim, ...] | list[Claim] = CLAIMS) -> pd.DataFrame:
     """Check each claim against a study's per-image results.
 
     Args:
-        images: Output of :func:`analysis.frames.image_scores`.
+        evidence: The study's tables: ``Evidence(image_scores(...))``, with its bootstrap and Holm settings
+            for the tests not already computed (the report passes the one holding its paired tests).
         claims: Claims to check (default: the paper's).
-        evidence: Tables already computed (the report passes the paired tests of its tables); built from
-            ``images`` when None.
-        n_resamples: Bootstrap resamples of tests not already computed.
-        seed: Bootstrap seed.
-        level: Family-wise error rate of the Holm correction.
 
     Returns:
         One row per (claim, data set, variant): :data:`VERDICT_COLUMNS`, ``verdict`` one of SUPPORTS,
         CONTRADICTS, INCONCLUSIVE.
     """
-    evidence = evidence or Evidence(images, n_resamples=n_resamples, seed=seed, level=level)
     rows = []
     for claim in claims:
         verdicts: list[Verdict] = EVALUATORS[claim.kind](claim, evidence)

@@ -41,25 +41,6 @@ from analysis.tables import dice_matrix, relative_improvement, relative_matrix, 
 REPORT_FILE = "report.md"
 OWNED_SUFFIXES = (".png", ".pdf", ".csv", ".md", ".tex")
 
-METHODS = """## Methods
-
-- D(v, a, s, b): mean Dice of variant v, trained on alpha a with seed s, over the test images of alpha b
-  (or of test level b).
-- Relative difference: (D(v, a, s, b) - D(baseline, a, s, b)) / D(baseline, a, s, b), pairing the baseline
-  trained with the same seed. Matrix cells average it over seeds; the in-domain relative improvement is the
-  diagonal b = a, with the sample standard deviation (ddof=1) over seeds as its spread. A cell with a missing
-  (variant, alpha, seed) is NaN, never a mean over fewer seeds.
-- Out-of-domain tables: mean (std, ddof=1) of the per-image metric pooled over all test images and seeds.
-  Best per row in bold (highest Dice/NSD, lowest HD95/ASD, at the printed precision).
-- Significance: per cell, a two-sided Wilcoxon signed-rank test on the paired per-image differences
-  (same image, same seed, variant minus baseline), a percentile bootstrap 95% interval of the mean
-  difference (seeded), and a Holm correction across the cells of each table (matrix or metric table);
-  a dagger (tables) or an asterisk (heatmaps) marks a cell that survives it at the 5% level.
-- Claims: each verdict's rule and thresholds are printed under the claims table (`analysis/claims.py`).
-- Robustness: CoV = std / mean of a variant's per-level mean Dice (population std, ddof=0); lower is more
-  robust. A group's CoV on a data set is the mean over its member variants present.
-"""
-
 
 @dataclass(frozen=True)
 class ReportResult:
@@ -99,6 +80,10 @@ class _Writer:
         write(path)
         self.tables.append(path)
         return f"tables/{path.name}"
+
+    def csv(self, name: str, frame, index: bool = False) -> str:
+        """Write ``frame`` to ``tables/<name>`` with missing cells as NaN; returns its link."""
+        return self.table_file(name, lambda path: frame.to_csv(path, index=index, na_rep="NaN"))
 
     def text(self, text: str) -> None:
         self.sections.append(text)
@@ -164,7 +149,7 @@ def build_report(
     messages = list(dict.fromkeys(report_notes.mixed_settings(study.runs) + found))
     for warning in caught:
         warnings.warn(warning.message, warning.category, stacklevel=2)
-    text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + METHODS
+    text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + report_notes.METHODS
     report = root / REPORT_FILE
     _write_atomic(report, text)
     return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
@@ -214,7 +199,7 @@ def _synthetic_sections(writer: _Writer, evidence: Evidence, baseline: str) -> N
         "relative_improvement",
         f"(Dice - Dice of {baseline}) / Dice of {baseline} on the in-domain test set; bars: std over seeds",
     )
-    link = writer.table_file("relative_improvement.csv", lambda p: relative.to_csv(p, index=False, na_rep="NaN"))
+    link = writer.csv("relative_improvement.csv", relative)
     shown = relative.assign(cell=[mean_std(m, s) for m, s in zip(relative["mean"], relative["std"], strict=True)])
     for dataset, block in shown.groupby("dataset", sort=False):
         wide = block.pivot(index="train_alpha", columns="variant", values="cell")
@@ -245,9 +230,7 @@ def _synthetic_sections(writer: _Writer, evidence: Evidence, baseline: str) -> N
             link = writer.table_file(
                 f"relative_matrix_{dataset}_{variant}.csv", lambda p, m=matrix: write_matrix_csv(m, p)
             )
-            tests_link = writer.table_file(
-                f"tests_matrix_{dataset}_{variant}.csv", lambda p, t=tests: t.to_csv(p, index=False, na_rep="NaN")
-            )
+            tests_link = writer.csv(f"tests_matrix_{dataset}_{variant}.csv", tests)
             writer.figure(
                 figures.plot_matrix_heatmap(
                     matrix,
@@ -277,7 +260,7 @@ def _ood_sections(writer: _Writer, evidence: Evidence, baseline: str) -> None:
             writer.text("## Out-of-domain performance\n")
         name = METRIC_NAMES[metric]
         direction = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-        csv = writer.table_file(f"ood_{metric}.csv", lambda p, t=table: t.to_csv(p, index=False, na_rep="NaN"))
+        csv = writer.csv(f"ood_{metric}.csv", table)
         markdown = ood_markdown(table, metric)
         writer.table_file(f"ood_{metric}.md", lambda p, text=markdown: p.write_text(text))
         tex = writer.table_file(f"ood_{metric}.tex", lambda p, t=table, m=metric: p.write_text(ood_latex(t, m)))
@@ -289,14 +272,14 @@ def _ood_sections(writer: _Writer, evidence: Evidence, baseline: str) -> None:
     if dice_table is None or not (dice_table.groupby("label")["level"].nunique() >= 2).any():
         return
     cov = robustness_cov(dice_table)
-    cov_link = writer.table_file("robustness_cov.csv", lambda p: cov.to_csv(p, index=False, na_rep="NaN"))
+    cov_link = writer.csv("robustness_cov.csv", cov)
     ranking = {"variant": rank_variants(cov), "group": rank_groups(cov)}
     writer.text(
         f"## Robustness across test levels\n\nCoV of the per-level mean Dice (lower = more robust); "
         f"[per data set]({cov_link}).\n"
     )
     for kind, table in ranking.items():
-        link = writer.table_file(f"robustness_ranking_{kind}s.csv", lambda p, t=table: t.to_csv(p, na_rep="NaN"))
+        link = writer.csv(f"robustness_ranking_{kind}s.csv", table, index=True)
         table = table.copy()
         table.index.name = kind
         writer.text(f"Ranking of {kind}s ([CSV]({link})):\n\n" + frame_markdown(table, digits=4))

@@ -1,7 +1,7 @@
 """Report sections that check the study: the paper's claims, the test levels' TS, mixed run settings, axis notes.
 
 Each function renders Markdown for ``report.md`` (and writes its CSV through the report's writer); the
-numbers come from :mod:`analysis.claims` and :mod:`analysis.levels`.
+numbers come from :mod:`analysis.claims` and :mod:`analysis.levels`. :data:`METHODS` closes the report.
 """
 
 from __future__ import annotations
@@ -25,21 +25,39 @@ MIXED_SETTINGS = {  # runs.parquet column -> what differs, and what that changes
     "param.torch_threads": ("torch thread counts", "epoch times are not comparable"),
 }
 MARKS = {SUPPORTS: "SUPPORTS", CONTRADICTS: "**CONTRADICTS**", INCONCLUSIVE: "INCONCLUSIVE"}
+METHODS = """## Methods
+
+- D(v, a, s, b): mean Dice of variant v, trained on alpha a with seed s, over the test images of alpha b
+  (or of test level b).
+- Relative difference: (D(v, a, s, b) - D(baseline, a, s, b)) / D(baseline, a, s, b), pairing the baseline
+  trained with the same seed. Matrix cells average it over seeds; the in-domain relative improvement is the
+  diagonal b = a, with the sample standard deviation (ddof=1) over seeds as its spread. A cell with a missing
+  (variant, alpha, seed) is NaN, never a mean over fewer seeds.
+- Out-of-domain tables: mean (std, ddof=1) of the per-image metric pooled over all test images and seeds.
+  Best per row in bold (highest Dice/NSD, lowest HD95/ASD, at the printed precision).
+- Significance: per cell, a two-sided Wilcoxon signed-rank test on the paired per-image differences
+  (same image, same seed, variant minus baseline), a percentile bootstrap 95% interval of the mean
+  difference (seeded), and a Holm correction across the cells of each table (matrix or metric table);
+  a dagger (tables) or an asterisk (heatmaps) marks a cell that survives it at the 5% level.
+- Claims: each verdict's rule and thresholds are printed under the claims table (`analysis/claims.py`).
+- Robustness: CoV = std / mean of a variant's per-level mean Dice (population std, ddof=0); lower is more
+  robust. A group's CoV on a data set is the mean over its member variants present.
+"""
 
 
 def claims_section(writer, evidence: Evidence, claims=CLAIMS) -> str:
     """The verdict of each claim on this study's data, as Markdown; writes ``tables/claims.csv``.
 
     Args:
-        writer: The report's writer (``table_file(name, write) -> link``).
+        writer: The report's writer (``csv(name, frame) -> link``).
         evidence: The tables the report computed (paired tests per matrix and OOD table).
         claims: Claims to check.
 
     Returns:
         The section's Markdown.
     """
-    verdicts = evaluate_claims(evidence.images, claims, evidence=evidence)
-    link = writer.table_file("claims.csv", lambda path: verdicts.to_csv(path, index=False, na_rep="NaN"))
+    verdicts = evaluate_claims(evidence, claims)
+    link = writer.csv("claims.csv", verdicts)
     counts = verdicts["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTS, CONTRADICTS, INCONCLUSIVE))
     rows = [
@@ -64,7 +82,7 @@ def levels_section(writer, images: pd.DataFrame) -> str:
     """Mean TS and Dice per test level with the check that harder lowers TS and easier raises it ('' if none).
 
     Args:
-        writer: The report's writer (``table_file(name, write) -> link``).
+        writer: The report's writer (``csv(name, frame) -> link``).
         images: Output of :func:`analysis.frames.image_scores`.
 
     Returns:
@@ -73,7 +91,7 @@ def levels_section(writer, images: pd.DataFrame) -> str:
     summary = level_summary(images)
     if summary.empty:
         return ""
-    link = writer.table_file("test_levels.csv", lambda path: summary.to_csv(path, index=False, na_rep="NaN"))
+    link = writer.csv("test_levels.csv", summary)
     columns = list(summary.columns)
     variants = columns[columns.index("mean_dice") + 1 : columns.index("ts_change")]
     header = ["data set", "test level", "per-image rows", "mean TS", "TS vs in_domain", "mean Dice", *variants]

@@ -100,17 +100,8 @@ def _warn_missing(dataset: str, full: pd.Series, n_test_alphas: int) -> None:
     )
 
 
-def relative_by_seed(scores: pd.DataFrame, baseline: str = "noskip_unet", metric: str = "dice") -> pd.DataFrame:
-    """Per-seed relative difference of each variant against the baseline trained with the same seed.
-
-    Args:
-        scores: Output of :func:`seed_level_scores`.
-        baseline: Reference variant.
-        metric: Score column.
-
-    Returns:
-        ``scores`` without the baseline rows, plus ``baseline_<metric>`` and ``relative``.
-    """
+def _relative_by_seed(scores: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
+    """``scores`` without the baseline rows, plus ``baseline_<metric>`` (same seed) and ``relative`` against it."""
     require_variant(scores, baseline)
     keys = ["dataset", "train_alpha", "seed", "test_alpha"]
     reference = scores.loc[scores["variant"] == baseline, [*keys, metric]]
@@ -131,7 +122,7 @@ def relative_improvement(scores: pd.DataFrame, baseline: str = "noskip_unet", me
     Returns:
         Columns ``dataset, variant, train_alpha, mean, std, n_seeds`` (``std`` over seeds, ddof=1).
     """
-    paired = relative_by_seed(scores, baseline, metric)
+    paired = _relative_by_seed(scores, baseline, metric)
     in_domain = paired[np.isclose(paired["train_alpha"], paired["test_alpha"])]
     grouped = in_domain.groupby(["dataset", "variant", "train_alpha"], sort=False)["relative"]
     table = grouped.agg(mean=strict_mean, std=strict_std, n_seeds="count").reset_index()
@@ -170,7 +161,7 @@ def relative_matrix(
         The matrix, index named "trained on alpha", columns named "tested on alpha"; its diagonal is
         the ``mean`` of :func:`relative_improvement`.
     """
-    paired = relative_by_seed(scores, baseline, metric)
+    paired = _relative_by_seed(scores, baseline, metric)
     rows = paired[(paired["dataset"] == dataset) & (paired["variant"] == variant)]
     return _matrix(rows, "relative")
 

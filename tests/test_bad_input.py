@@ -25,20 +25,16 @@ import yaml
 from conftest import free_port
 from medical_fixtures import write_busi
 from PIL import Image
+from trial_studies import small_study
 
 from orchestrator.run import main
 
-BASE = {
-    "study": "bad",
-    "variants": ["noskip_unet", "unet"],
-    "seeds": [0],
-    "image_size": 32,
-    "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-    "datasets": {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 8, "val": 4, "test": 4}}},
-    "texture_similarity": {"lbp_method": "uniform"},
-    "training": {"epochs": 2, "batch_size": 4},
-    "resources": {"cpu": 1, "gpu": 0},
-}
+BASE = small_study(
+    "bad",
+    variants=["noskip_unet", "unet"],
+    datasets={"synthetic": {"levels": [0.5, 1.0]}},
+    resources={"cpu": 1, "gpu": 0},
+)
 
 
 def study_with(path: list[str], value) -> Callable[[Path], dict]:
@@ -65,6 +61,11 @@ UNSET_VARIABLES = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
 )
+
+
+def base_study(_: Path) -> dict:
+    """The valid study :data:`BASE`, unchanged (for cases whose command-line arguments are wrong)."""
+    return copy.deepcopy(BASE)
 
 
 def texture_file(content: bytes | None, key: str = "foreground", name: str = "texture.png") -> Callable[[Path], dict]:
@@ -155,96 +156,57 @@ def _shrink_first_mask(folder: Path) -> None:
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(folder / "benign" / "benign (1)_mask.png")
 
 
-# (case id, study maker or raw YAML text, extra command-line arguments, fragments the one-line error must name)
-CASES = [
-    ("yaml-syntax", "study: [unclosed\n", [], ["study.yaml", "line", "YAML syntax error"]),
-    ("duplicate-key", "study: a\nstudy: b\n", [], ["study.yaml", "duplicate key 'study'"]),
-    ("not-a-mapping", "- just\n- a list\n", [], ["study.yaml", "mapping"]),
-    ("empty-file", "", [], ["study.yaml", "mapping"]),
-    ("unknown-top-key", study_with(["epochs"], 3), [], ["study.yaml", "unknown key 'epochs'"]),
-    ("unknown-nested-key", study_with(["training", "epoch"], 3), [], ["training.epoch", "unknown key"]),
-    ("missing-study-name", study_with(["study"], DROP), [], ["study.yaml", "study"]),
-    ("bad-study-name", study_with(["study"], "my study"), [], ["study.yaml", "study"]),
-    ("variants-empty", study_with(["variants"], []), [], ["variants"]),
-    ("variant-unknown", study_with(["variants"], ["resnet"]), [], ["variants", "resnet"]),
-    ("variant-twice", study_with(["variants"], ["unet", "unet"]), [], ["variants", "twice"]),
-    ("seeds-empty", study_with(["seeds"], []), [], ["seeds"]),
-    ("seed-negative", study_with(["seeds"], [-1]), [], ["seeds", ">= 0"]),
-    ("seed-wrong-type", study_with(["seeds"], ["zero"]), [], ["seeds"]),
-    ("epochs-zero", study_with(["training", "epochs"], 0), [], ["training.epochs"]),
-    ("lr-negative", study_with(["training", "learning_rate"], -0.1), [], ["training.learning_rate"]),
-    ("batch-size-text", study_with(["training", "batch_size"], "eight"), [], ["training.batch_size"]),
-    ("test-checkpoint", study_with(["training", "test_checkpoint"], "middle"), [], ["training.test_checkpoint"]),
-    ("image-size-depth", study_with(["image_size"], 34), [], ["image_size", "divisible"]),
-    ("strides-channels", study_with(["model", "strides"], [2]), [], ["model", "strides"]),
-    ("vnet-size", lambda _: {**copy.deepcopy(BASE), "variants": ["vnet"], "image_size": 48}, [], ["image_size", "32"]),
-    ("no-datasets", study_with(["datasets"], {}), [], ["datasets", "at least one"]),
-    ("levels-empty", study_with(["datasets", "synthetic", "levels"], []), [], ["datasets.synthetic.levels"]),
-    ("level-above-one", study_with(["datasets", "synthetic", "levels"], [0.5, 1.5]), [], ["levels", "1.5"]),
-    ("level-twice", study_with(["datasets", "synthetic", "levels"], [0.5, 0.5]), [], ["levels", "duplicate"]),
-    ("mask-extent", study_with(["datasets", "synthetic", "mask", "min_extent"], 0.9), [], ["mask", "min_extent"]),
-    ("test-level-name", study_with(["test_levels"], {"hard": {"kind": "none"}}), [], ["test_levels", "hard"]),
-    ("speckle-no-variance", study_with(["test_levels"], {"harder": {"kind": "speckle"}}), [], ["variance"]),
+# (case id, study maker or raw YAML text, fragments the one-line error must name)
+STUDY_CASES = [
+    ("yaml-syntax", "study: [unclosed\n", ["study.yaml", "line", "YAML syntax error"]),
+    ("duplicate-key", "study: a\nstudy: b\n", ["study.yaml", "duplicate key 'study'"]),
+    ("not-a-mapping", "- just\n- a list\n", ["study.yaml", "mapping"]),
+    ("empty-file", "", ["study.yaml", "mapping"]),
+    ("unknown-top-key", study_with(["epochs"], 3), ["study.yaml", "unknown key 'epochs'"]),
+    ("unknown-nested-key", study_with(["training", "epoch"], 3), ["training.epoch", "unknown key"]),
+    ("missing-study-name", study_with(["study"], DROP), ["study.yaml", "study"]),
+    ("bad-study-name", study_with(["study"], "my study"), ["study.yaml", "study"]),
+    ("variants-empty", study_with(["variants"], []), ["variants"]),
+    ("variant-unknown", study_with(["variants"], ["resnet"]), ["variants", "resnet"]),
+    ("variant-twice", study_with(["variants"], ["unet", "unet"]), ["variants", "twice"]),
+    ("seeds-empty", study_with(["seeds"], []), ["seeds"]),
+    ("seed-negative", study_with(["seeds"], [-1]), ["seeds", ">= 0"]),
+    ("seed-wrong-type", study_with(["seeds"], ["zero"]), ["seeds"]),
+    ("epochs-zero", study_with(["training", "epochs"], 0), ["training.epochs"]),
+    ("lr-negative", study_with(["training", "learning_rate"], -0.1), ["training.learning_rate"]),
+    ("batch-size-text", study_with(["training", "batch_size"], "eight"), ["training.batch_size"]),
+    ("test-checkpoint", study_with(["training", "test_checkpoint"], "middle"), ["training.test_checkpoint"]),
+    ("image-size-depth", study_with(["image_size"], 34), ["image_size", "divisible"]),
+    ("strides-channels", study_with(["model", "strides"], [2]), ["model", "strides"]),
+    ("vnet-size", lambda _: {**copy.deepcopy(BASE), "variants": ["vnet"], "image_size": 48}, ["image_size", "32"]),
+    ("no-datasets", study_with(["datasets"], {}), ["datasets", "at least one"]),
+    ("levels-empty", study_with(["datasets", "synthetic", "levels"], []), ["datasets.synthetic.levels"]),
+    ("level-above-one", study_with(["datasets", "synthetic", "levels"], [0.5, 1.5]), ["levels", "1.5"]),
+    ("level-twice", study_with(["datasets", "synthetic", "levels"], [0.5, 0.5]), ["levels", "duplicate"]),
+    ("mask-extent", study_with(["datasets", "synthetic", "mask", "min_extent"], 0.9), ["mask", "min_extent"]),
+    ("test-level-name", study_with(["test_levels"], {"hard": {"kind": "none"}}), ["test_levels", "hard"]),
+    ("speckle-no-variance", study_with(["test_levels"], {"harder": {"kind": "speckle"}}), ["variance"]),
     (
         "blur-with-variance",
         study_with(["test_levels"], {"easier": {"kind": "background_blur", "variance": 3}}),
-        [],
         ["easier"],
     ),
-    ("gpu-above-one", study_with(["resources", "gpu"], 1.5), [], ["resources.gpu"]),
+    ("gpu-above-one", study_with(["resources", "gpu"], 1.5), ["resources.gpu"]),
     (
         "texture-missing",
         study_with(["datasets", "synthetic", "background"], "/nonexistent/bark.png"),
-        [],
         ["datasets.synthetic.background", "/nonexistent/bark.png"],
     ),
-    ("texture-not-image", texture_file(b"this is not a picture"), [], ["datasets.synthetic.foreground", "texture.png"]),
-    ("texture-is-folder", texture_file(None, "background"), [], ["datasets.synthetic.background", "texture.png"]),
-    (
-        "medical-missing-folder",
-        medical({"path": "/nonexistent/BUSI"}),
-        [],
-        ["datasets.busi.path", "/nonexistent/BUSI"],
-    ),
-    (
-        "medical-unset-variable",
-        medical({"path": "${SKIPSWEEP_TEST_UNSET}/BUSI"}),
-        [],
-        ["SKIPSWEEP_TEST_UNSET"],
-    ),
-    ("busi-wrong-layout", busi_study(_remove_benign), [], ["datasets.busi", "benign"]),
-    ("busi-mask-missing", busi_study(_remove_first_mask), [], ["datasets.busi", "_mask.png"]),
-    ("busi-corrupt-image", busi_study(_corrupt_first_image), [], ["datasets.busi", "benign (1).png"]),
-    ("busi-mask-shape", busi_study(_shrink_first_mask), [], ["datasets.busi", "benign (1)_mask.png"]),
-    (
-        "tracking-not-answering",
-        study_with(["study"], "bad"),
-        ["--tracking-uri", "http://127.0.0.1:{port}"],
-        ["http://127.0.0.1:", "does not answer"],
-    ),
-    (
-        "tracking-file-store",
-        study_with(["study"], "bad"),
-        ["--tracking-uri", "file:///{tmp}/mlruns"],
-        ["file:///", "file stores"],
-    ),
-    (
-        "tracking-under-a-file",
-        study_with(["study"], "bad"),
-        ["--tracking-uri", "sqlite:///{tmp}/a_file/mlflow.db"],
-        ["a_file", "is a file"],
-    ),
-    (
-        "storage-under-a-file",
-        study_with(["study"], "bad"),
-        ["--storage", "{tmp}/a_file/results"],
-        ["storage path", "a_file"],
-    ),
-    ("cache-under-a-file", study_with(["study"], "bad"), ["--cache", "{tmp}/a_file/cache"], ["cache folder", "a_file"]),
-    ("checkpoint-every-zero", study_with(["study"], "bad"), ["--checkpoint-every", "0"], ["--checkpoint-every"]),
-    ("epoch-seconds-bad", study_with(["study"], "bad"), ["--epoch-seconds", "unet:3"], ["--epoch-seconds", "unet:3"]),
+    ("texture-not-image", texture_file(b"this is not a picture"), ["datasets.synthetic.foreground", "texture.png"]),
+    ("texture-is-folder", texture_file(None, "background"), ["datasets.synthetic.background", "texture.png"]),
+    ("medical-missing-folder", medical({"path": "/nonexistent/BUSI"}), ["datasets.busi.path", "/nonexistent/BUSI"]),
+    ("medical-unset-variable", medical({"path": "${SKIPSWEEP_TEST_UNSET}/BUSI"}), ["SKIPSWEEP_TEST_UNSET"]),
+    ("busi-wrong-layout", busi_study(_remove_benign), ["datasets.busi", "benign"]),
+    ("busi-mask-missing", busi_study(_remove_first_mask), ["datasets.busi", "_mask.png"]),
+    ("busi-corrupt-image", busi_study(_corrupt_first_image), ["datasets.busi", "benign (1).png"]),
+    ("busi-mask-shape", busi_study(_shrink_first_mask), ["datasets.busi", "benign (1)_mask.png"]),
     # issue 14 item 5: what passed validation and then failed every trial, or left files behind
-    ("geometry-strides", study_with(["model", "strides"], [3, 3]), [], ["model:", "strides [3, 3]", "32 px"]),
+    ("geometry-strides", study_with(["model", "strides"], [3, 3]), ["model:", "strides [3, 3]", "32 px"]),
     (
         "geometry-batch-of-one",
         lambda _: {
@@ -253,94 +215,95 @@ CASES = [
             "model": {"channels": [4, 8, 16, 32, 64], "strides": [2, 2, 2, 2]},
             "training": {"epochs": 1, "batch_size": 1},
         },
-        [],
         ["model:", "batch_size 1", "more than 1 value per channel"],
     ),
-    ("seed-too-large", study_with(["seeds"], [2**70]), [], ["seeds", "2**63 - 1"]),
-    ("data-seed-too-large", study_with(["data_seed"], 2**64), [], ["data_seed"]),
+    ("seed-too-large", study_with(["seeds"], [2**70]), ["seeds", "2**63 - 1"]),
+    ("data-seed-too-large", study_with(["data_seed"], 2**64), ["data_seed"]),
     (
         "blur-sigma-huge",
         study_with(["test_levels"], {"easier": {"kind": "background_blur", "sigma": 1e12}}),
-        [],
         ["test_levels: easier.sigma", "image_size 32"],
     ),
     (
         "level-rounds-to-zero",
         study_with(["datasets", "synthetic", "levels"], [1e-7, 0.5]),
-        [],
         ["datasets.synthetic.levels", "1e-07 is alpha 0"],
     ),
     (
         "released-level-one",
         study_with(["datasets", "synthetic"], {"alpha_convention": "released", "levels": [0.5, 1.0]}),
-        [],
         ["datasets.synthetic.levels", "level 1.0 is alpha 0", "released"],
     ),
-    ("epoch-seconds-nan", study_with(["study"], "bad"), ["--epoch-seconds", "unet=nan"], ["--epoch-seconds", "nan"]),
-    ("epoch-seconds-inf", study_with(["study"], "bad"), ["--epoch-seconds", "unet=inf"], ["--epoch-seconds", "inf"]),
-    ("epoch-seconds-negative", study_with(["study"], "bad"), ["--epoch-seconds", "unet=-2"], ["--epoch-seconds"]),
-    ("epoch-seconds-variant", study_with(["study"], "bad"), ["--epoch-seconds", "resnet=3"], ["resnet", "variant"]),
-    ("image-size-huge", study_with(["image_size"], 100000), [], ["image_size", "memory", "available here"]),
+    ("image-size-huge", study_with(["image_size"], 100000), ["image_size", "memory", "available here"]),
     (
         "split-huge",
         lambda _: {**study_with(["datasets", "synthetic", "split", "train"], 10_000_000)(_), "image_size": 256},
-        [],
         ["datasets.synthetic", "10000008 images", "split", "memory"],
     ),
     (
         "ts-resize-huge",
         study_with(["texture_similarity", "resize_to"], 100000),
-        [],
         ["texture_similarity.resize_to", "memory"],
     ),
-    ("busi-huge-image", busi_study(_bomb_first_image), [], ["datasets.busi", "benign (1).png", "225000000 pixels"]),
-    ("tracking-bad-scheme", study_with(["study"], "bad"), ["--tracking-uri", "htp://x"], ["htp://x", "scheme 'htp'"]),
-    (
-        "tracking-sqlite-two-slashes",
-        study_with(["study"], "bad"),
-        ["--tracking-uri", "sqlite://relative.db"],
-        ["sqlite://relative.db", "sqlite:///"],
-    ),
-    (
-        "tracking-not-mlflow",
-        study_with(["study"], "bad"),
-        ["--tracking-uri", "http://127.0.0.1:{web}"],
-        ["http://127.0.0.1:", "not a working MLflow tracking server", "HTTP 404"],
-    ),
-    (
-        "tracking-needs-login",
-        study_with(["study"], "bad"),
-        ["--tracking-uri", "http://127.0.0.1:{web}/private"],
-        ["HTTP 401", "MLFLOW_TRACKING_USERNAME"],
-    ),
-    ("storage-file-uri-file", study_with(["study"], "bad"), ["--storage", "file://{tmp}/a_file"], ["a_file", "file"]),
-    ("storage-bogus-scheme", study_with(["study"], "bad"), ["--storage", "bogus://x"], ["--storage", "'bogus'"]),
-    ("study-name-long", study_with(["study"], "s" * 300), [], ["study.yaml", "study", "100 characters"]),
-    ("study-name-dotdot", study_with(["study"], ".."), [], ["study", "'..'"]),
-    ("study-name-dot", study_with(["study"], "."), [], ["study", "'.'"]),
-    ("study-name-slash", study_with(["study"], "a/b"), [], ["study.yaml", "study"]),
-    ("study-utf16", yaml_bytes("utf-16"), [], ["study.yaml", "UTF-16", "UTF-8"]),
-    ("study-latin1", yaml_bytes("latin-1"), [], ["study.yaml", "not UTF-8", "0xe9"]),
-    ("yaml-too-deep", "study: " + "[" * 20000 + "]" * 20000 + "\n", [], ["study.yaml", "nested too deeply"]),
+    ("busi-huge-image", busi_study(_bomb_first_image), ["datasets.busi", "benign (1).png", "225000000 pixels"]),
+    ("study-name-long", study_with(["study"], "s" * 300), ["study.yaml", "study", "100 characters"]),
+    ("study-name-dotdot", study_with(["study"], ".."), ["study", "'..'"]),
+    ("study-name-dot", study_with(["study"], "."), ["study", "'.'"]),
+    ("study-name-slash", study_with(["study"], "a/b"), ["study.yaml", "study"]),
+    ("study-utf16", yaml_bytes("utf-16"), ["study.yaml", "UTF-16", "UTF-8"]),
+    ("study-latin1", yaml_bytes("latin-1"), ["study.yaml", "not UTF-8", "0xe9"]),
+    ("yaml-too-deep", "study: " + "[" * 20000 + "]" * 20000 + "\n", ["study.yaml", "nested too deeply"]),
     (
         "texture-unset-variable",
         study_with(["datasets", "synthetic", "foreground"], "${SKIPSWEEP_TEST_UNSET}/bark.png"),
-        [],
         ["datasets.synthetic.foreground", "SKIPSWEEP_TEST_UNSET is not set"],
     ),
     (
         "texture-multipage",
         texture_file(picture_bytes([GRAY, 255 - GRAY], fmt="TIFF"), name="texture.tif"),
-        [],
         ["datasets.synthetic.foreground", "texture.tif", "2 pages"],
     ),
     (
         "texture-transparent",
         texture_file(picture_bytes([np.stack([GRAY, GRAY // 2], axis=-1)], "LA")),
-        [],
         ["datasets.synthetic.foreground", "transparent"],
     ),
-    ("texture-huge", texture_file(png_header(15000, 15000)), [], ["datasets.synthetic.foreground", "too large"]),
+    ("texture-huge", texture_file(png_header(15000, 15000)), ["datasets.synthetic.foreground", "too large"]),
+]
+
+# (case id, command-line arguments given with the valid study BASE, fragments the one-line error must name)
+ARGUMENT_CASES = [
+    ("tracking-not-answering", ["--tracking-uri", "http://127.0.0.1:{port}"], ["http://127.0.0.1:", "does not answer"]),
+    ("tracking-file-store", ["--tracking-uri", "file:///{tmp}/mlruns"], ["file:///", "file stores"]),
+    ("tracking-under-a-file", ["--tracking-uri", "sqlite:///{tmp}/a_file/mlflow.db"], ["a_file", "is a file"]),
+    ("storage-under-a-file", ["--storage", "{tmp}/a_file/results"], ["storage path", "a_file"]),
+    ("cache-under-a-file", ["--cache", "{tmp}/a_file/cache"], ["cache folder", "a_file"]),
+    ("checkpoint-every-zero", ["--checkpoint-every", "0"], ["--checkpoint-every"]),
+    ("epoch-seconds-bad", ["--epoch-seconds", "unet:3"], ["--epoch-seconds", "unet:3"]),
+    # issue 14 item 5: what passed validation and then failed every trial, or left files behind
+    ("epoch-seconds-nan", ["--epoch-seconds", "unet=nan"], ["--epoch-seconds", "nan"]),
+    ("epoch-seconds-inf", ["--epoch-seconds", "unet=inf"], ["--epoch-seconds", "inf"]),
+    ("epoch-seconds-negative", ["--epoch-seconds", "unet=-2"], ["--epoch-seconds"]),
+    ("epoch-seconds-variant", ["--epoch-seconds", "resnet=3"], ["resnet", "variant"]),
+    ("tracking-bad-scheme", ["--tracking-uri", "htp://x"], ["htp://x", "scheme 'htp'"]),
+    ("tracking-sqlite-two-slashes", ["--tracking-uri", "sqlite://relative.db"], ["sqlite://relative.db", "sqlite:///"]),
+    (
+        "tracking-not-mlflow",
+        ["--tracking-uri", "http://127.0.0.1:{web}"],
+        ["http://127.0.0.1:", "not a working MLflow tracking server", "HTTP 404"],
+    ),
+    (
+        "tracking-needs-login",
+        ["--tracking-uri", "http://127.0.0.1:{web}/private"],
+        ["HTTP 401", "MLFLOW_TRACKING_USERNAME"],
+    ),
+    ("storage-file-uri-file", ["--storage", "file://{tmp}/a_file"], ["a_file", "file"]),
+    ("storage-bogus-scheme", ["--storage", "bogus://x"], ["--storage", "'bogus'"]),
+]
+
+# (case id, study maker or raw YAML text, extra command-line arguments, fragments)
+CASES = [(name, make, [], fragments) for name, make, fragments in STUDY_CASES] + [
+    (name, base_study, extra, fragments) for name, extra, fragments in ARGUMENT_CASES
 ]
 
 
@@ -372,6 +335,26 @@ def not_mlflow_server() -> Iterator[int]:
         thread.join()
 
 
+def input_and_output(tmp_path: Path) -> tuple[Path, Path]:
+    """An input folder holding ``a_file`` (a file where a folder should be) and an empty output folder."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    (inputs / "a_file").write_text("a file where a folder should be")
+    return inputs, out
+
+
+def assert_refused(status: int, capsys, fragments: list[str], out: Path) -> None:
+    """Exit status 2, one line ``error: ...`` naming every fragment, and nothing written in ``out``."""
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert list(out.iterdir()) == [], "something was written before the input was refused"
+
+
 def test_there_are_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30 and len({case[0] for case in CASES}) == len(CASES)
 
@@ -382,10 +365,7 @@ def test_bad_input_is_refused_before_any_work(
 ) -> None:
     for name in UNSET_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    inputs, out = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    out.mkdir()
-    (inputs / "a_file").write_text("a file where a folder should be")
+    inputs, out = input_and_output(tmp_path)
     study = inputs / "study.yaml"
     if isinstance(make, bytes):
         study.write_bytes(make)
@@ -407,13 +387,7 @@ def test_bad_input_is_refused_before_any_work(
 
         status = main(["--config", str(study), *given])
 
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    assert list(out.iterdir()) == [], "something was written before the input was refused"
+    assert_refused(status, capsys, fragments, out)
     assert sorted(p.relative_to(inputs) for p in inputs.rglob("*")) == before
     ray = sys.modules.get("ray")
     assert ray is None or not ray.is_initialized()
@@ -478,10 +452,7 @@ def test_bad_analysis_input_is_refused_before_any_work(
 ) -> None:
     from analysis.__main__ import main as analysis_main
 
-    inputs, out = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    out.mkdir()
-    (inputs / "a_file").write_text("a file where a folder should be")
+    inputs, out = input_and_output(tmp_path)
     if make is not None:
         make(inputs)
     before = {p.relative_to(inputs): p.read_bytes() if p.is_file() else None for p in inputs.rglob("*")}
@@ -491,13 +462,7 @@ def test_bad_analysis_input_is_refused_before_any_work(
 
     status = analysis_main(given)
 
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    assert list(out.iterdir()) == [], "something was written before the input was refused"
+    assert_refused(status, capsys, fragments, out)
     assert {p.relative_to(inputs): p.read_bytes() if p.is_file() else None for p in inputs.rglob("*")} == before
 
 

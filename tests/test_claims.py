@@ -15,8 +15,9 @@ from numpy.testing import assert_allclose
 
 from analysis import report as report_module
 from analysis.__main__ import main
-from analysis.claim_checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS, Claim
-from analysis.claims import CLAIMS, VERDICT_COLUMNS, evaluate_claims
+from analysis.claim_checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.claims import CLAIMS, VERDICT_COLUMNS, Claim, evaluate_claims
+from analysis.evidence import Evidence
 from analysis.frames import image_scores, load_export
 from analysis.levels import level_check_line, level_summary
 from analysis.report import build_report
@@ -44,7 +45,7 @@ def verdicts_of(scenario: ClaimScenario, tmp_path, claims=CLAIMS) -> pd.DataFram
     study = load_export(write_export(tmp_path / "export", runs, per_image))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return evaluate_claims(image_scores(study.runs, study.per_image), claims, n_resamples=20)
+        return evaluate_claims(Evidence(image_scores(study.runs, study.per_image), n_resamples=20), claims)
 
 
 def by_claim(verdicts: pd.DataFrame) -> dict[str, set[str]]:

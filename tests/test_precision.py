@@ -11,6 +11,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from test_trial import tiny_study
+from trial_studies import small_study
 
 from orchestrator.preflight import check_precision
 from orchestrator.run import main
@@ -145,17 +146,7 @@ def test_run_trial_refuses_fp16_on_a_cpu_before_any_work(tmp_path: Path) -> None
 
 
 def fp16_study(tmp_path: Path, gpu: float) -> Path:
-    study = {
-        "study": "fp16",
-        "variants": ["unet"],
-        "seeds": [0],
-        "image_size": 32,
-        "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-        "datasets": {"synthetic": {"levels": [1.0], "split": {"train": 8, "val": 4, "test": 4}}},
-        "texture_similarity": {"lbp_method": "uniform"},
-        "training": {"epochs": 1, "batch_size": 4, "mixed_precision": "fp16"},
-        "resources": {"cpu": 1, "gpu": gpu},
-    }
+    study = small_study("fp16", training={"epochs": 1, "mixed_precision": "fp16"}, resources={"cpu": 1, "gpu": gpu})
     path = tmp_path / "in" / "study.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(study))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from trial_studies import small_study
 
 from trainables.config import ModelConfig, StudyConfigError, parse_study
 from trainables.data import TestCondition as Condition  # aliased: pytest would try to collect Test*
@@ -116,18 +117,7 @@ def test_a_trial_whose_compile_fails_trains_eagerly_and_says_so(tmp_path, monkey
         raise RuntimeError("inductor unavailable")
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    config = parse_study(
-        {
-            "study": "compiled",
-            "variants": ["unet"],
-            "seeds": [0],
-            "image_size": 32,
-            "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-            "datasets": {"synthetic": {"levels": [1.0], "split": {"train": 8, "val": 4, "test": 4}}},
-            "texture_similarity": {"lbp_method": "uniform"},
-            "training": {"epochs": 2, "batch_size": 4, "compile": True, "channels_last": True},
-        }
-    )
+    config = parse_study(small_study("compiled", training={"compile": True, "channels_last": True}))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     spec = TrialSpec("compiled", "synthetic", "unet", 1.0, 0)
     result = run_trial(spec, config, work_dir=tmp_path / "w", tracking_uri=uri, cache_root=tmp_path / "cache")
