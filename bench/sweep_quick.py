@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             ],
             capture_output=True,
             text=True,
-            check=True,
         )
+        if result.returncode != 0:
+            raise SystemExit(f"the orchestrator failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
         sweep_seconds = time.perf_counter() - started
     inner = re.search(r"sweep took ([\d.]+) s", result.stdout)
     sweep_inner = float(inner.group(1)) if inner else float("nan")
