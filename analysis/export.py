@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import ViewType
 
 from analysis.frames import (
     EPOCHS_FILE,
@@ -37,10 +36,24 @@ from analysis.frames import (
     ExcludedRunsWarning,
     MissingDataWarning,
 )
+from trainables.schema import (
+    CONFIG_HASH_TAG,
+    EPOCH_METRICS,
+    ERROR_TAG,
+    KIND_TAG,
+    PER_IMAGE_ARTIFACT,
+    PROVENANCE_TAGS,
+    SPLIT_HASH_TAG,
+    STUDY_TAG,
+    TRIAL_ID_TAG,
+    TRIAL_KIND,
+    resolve_tracking_uri,
+    search_all_runs,
+)
+from trainables.schema import KEY_TAGS as TRIAL_KEY_TAGS
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-HISTORY_METRICS = ("train_loss", "val_dice", "epoch_seconds")
-KEY_TAGS = ("study", "dataset", "variant", "train_alpha", "seed", "config_hash", "split_hash", "git_commit")
+HISTORY_METRICS = EPOCH_METRICS  # per-epoch metrics: epochs.parquet, not runs.parquet
+KEY_TAGS = TRIAL_KEY_TAGS + PROVENANCE_TAGS
 PER_IMAGE_COLUMNS = {"condition": str, "test_alpha": "float64", "image_id": str, "dice": "float64", "ts": "float64"}
 HEALTH_PROBE_SECONDS = 10.0  # a tracking server that does not answer /health in this time is reported, not waited on
 
@@ -68,11 +81,6 @@ class ExportResult:
     n_runs: int
     excluded: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The tracking URI to use: the argument, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def _check_server_answers(uri: str, timeout: float = HEALTH_PROBE_SECONDS) -> None:
@@ -129,7 +137,7 @@ def study_tag_filter(study: str) -> str | None:
     (no study name can: they are letters, digits, ``_``, ``.`` and ``-``).
     """
     quote = next((mark for mark in ("'", '"') if mark not in study), None)
-    return None if quote is None else f"tags.`skipsweep.study` = {quote}{study}{quote}"
+    return None if quote is None else f"tags.`{STUDY_TAG}` = {quote}{study}{quote}"
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
@@ -171,7 +179,7 @@ def export_study(
     """
     check_out_dir(out_dir)
     client, experiment_id = open_study_experiment(study, tracking_uri)
-    trials = [run for run in _search_all_runs(client, experiment_id) if run.data.tags.get("skipsweep.kind") == "trial"]
+    trials = [run for run in search_all_runs(client, experiment_id) if run.data.tags.get(KIND_TAG) == TRIAL_KIND]
     finished = [run for run in trials if run.info.status == "FINISHED"]
     excluded = [_excluded_entry(run) for run in trials if run.info.status != "FINISHED"]
     excluded.sort(key=lambda entry: (entry["run_name"], entry["run_id"]))
@@ -206,25 +214,13 @@ def export_study(
     return ExportResult(out_dir=out, n_runs=len(rows), excluded=excluded, warnings=notes)
 
 
-def _search_all_runs(client: MlflowClient, experiment_id: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _excluded_entry(run) -> dict[str, str]:
     tags = run.data.tags
     return {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name or "",
         "status": run.info.status,
-        "error": tags.get("error", ""),
+        "error": tags.get(ERROR_TAG, ""),
     }
 
 
@@ -233,7 +229,7 @@ def _run_row(run) -> dict:
     missing = [key for key in ("dataset", "variant", "seed") if not tags.get(key)]
     if missing:
         raise ExportError(f"run {name} ({run.info.run_id}) lacks the tag(s) {missing}")
-    row = {"run_id": run.info.run_id, "run_name": name, "trial_id": tags.get("skipsweep.trial_id", "")}
+    row = {"run_id": run.info.run_id, "run_name": name, "trial_id": tags.get(TRIAL_ID_TAG, "")}
     row.update({key: tags.get(key, "") for key in KEY_TAGS})
     try:
         row["train_alpha"] = float(row["train_alpha"]) if row["train_alpha"] else np.nan
@@ -262,9 +258,9 @@ def _sort_key(row: dict) -> tuple:
 
 def _refuse_mixed(rows: list[dict]) -> None:
     problems = []
-    problems += _mixed(rows, "config_hash", scope="the study")
+    problems += _mixed(rows, CONFIG_HASH_TAG, scope="the study")
     for dataset in sorted({row["dataset"] for row in rows}):
-        problems += _mixed([r for r in rows if r["dataset"] == dataset], "split_hash", scope=f"data set {dataset}")
+        problems += _mixed([r for r in rows if r["dataset"] == dataset], SPLIT_HASH_TAG, scope=f"data set {dataset}")
     keys: dict[tuple, list[str]] = {}
     for row in rows:
         keys.setdefault((row["dataset"], row["variant"], row["train_alpha"], row["seed"]), []).append(row["run_name"])
@@ -287,22 +283,7 @@ def _mixed(rows: list[dict], key: str, scope: str) -> list[str]:
 
 
 def _runs_table(rows: list[dict]) -> pd.DataFrame:
-    fixed = [
-        "run_id",
-        "run_name",
-        "trial_id",
-        "study",
-        "dataset",
-        "variant",
-        "train_alpha",
-        "seed",
-        "status",
-        "config_hash",
-        "split_hash",
-        "git_commit",
-        "start_time",
-        "end_time",
-    ]
+    fixed = ["run_id", "run_name", "trial_id", *TRIAL_KEY_TAGS, "status", *PROVENANCE_TAGS, "start_time", "end_time"]
     params = sorted({key for row in rows for key in row if key.startswith("param.")})
     metrics = sorted({key for row in rows for key in row} - set(fixed) - set(params))
     frame = pd.DataFrame(rows, columns=fixed + params + metrics)
@@ -356,10 +337,10 @@ def _epochs_frame(client: MlflowClient, run_id: str) -> pd.DataFrame:
 
 
 def _per_image_frame(client: MlflowClient, run_id: str, run_name: str) -> pd.DataFrame | None:
-    if PER_IMAGE_FILE not in {info.path for info in client.list_artifacts(run_id)}:
+    if PER_IMAGE_ARTIFACT not in {info.path for info in client.list_artifacts(run_id)}:
         return None
     with tempfile.TemporaryDirectory() as scratch:
-        frame = pd.read_parquet(client.download_artifacts(run_id, PER_IMAGE_FILE, scratch))
+        frame = pd.read_parquet(client.download_artifacts(run_id, PER_IMAGE_ARTIFACT, scratch))
     missing = [column for column in PER_IMAGE_COLUMNS if column not in frame]
     if missing:
         raise ExportError(f"run {run_name} ({run_id}): per_image.parquet lacks the column(s) {missing}")

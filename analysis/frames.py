@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainables.schema import ALPHA_CONDITION_PREFIX
+from trainables.schema import format_alpha as format_alpha  # alphas print as the run names and tags write them
+
 RUNS_FILE = "runs.parquet"
 EPOCHS_FILE = "epochs.parquet"
 PER_IMAGE_FILE = "per_image.parquet"
@@ -134,7 +137,7 @@ def cross_alpha_rows(images: pd.DataFrame) -> pd.DataFrame:
     writer gave them a ``test_alpha``: they belong to the out-of-domain table.
     """
     selected = (
-        images["condition"].astype(str).str.startswith("alpha_")
+        images["condition"].astype(str).str.startswith(ALPHA_CONDITION_PREFIX)
         & images["train_alpha"].notna()
         & images["test_alpha"].notna()
     )
@@ -161,9 +164,4 @@ def variant_group(variant: str) -> str | None:
 
 def dataset_label(dataset: str, train_alpha: float) -> str:
     """``busi`` for a medical data set, ``synthetic (alpha 0.30)`` for a synthetic training level."""
-    return dataset if pd.isna(train_alpha) else f"{dataset} (alpha {train_alpha:.2f})"
-
-
-def format_alpha(alpha: float) -> str:
-    """An alpha as the papers write it: two decimals."""
-    return f"{alpha:.2f}"
+    return dataset if pd.isna(train_alpha) else f"{dataset} (alpha {format_alpha(train_alpha)})"

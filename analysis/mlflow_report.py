@@ -12,6 +12,7 @@ from pathlib import Path
 
 from analysis.export import open_study_experiment
 from analysis.report import REPORT_FILE
+from trainables.schema import KIND_TAG, REPORT_KIND, STUDY_TAG, kind_filter, search_all_runs
 
 REPORT_RUN_NAME = "report"
 
@@ -36,10 +37,8 @@ def log_report(report_dir: str | Path, study: str, tracking_uri: str | None = No
     if not (folder / REPORT_FILE).is_file():
         raise FileNotFoundError(f"{folder} has no {REPORT_FILE}; run `python -m analysis report {folder}` first")
     client, experiment_id = open_study_experiment(study, tracking_uri)
-    existing = client.search_runs(
-        [experiment_id], filter_string="tags.`skipsweep.kind` = 'report'", order_by=["attributes.start_time ASC"]
-    )
-    tags = {"skipsweep.kind": "report", "skipsweep.study": study, "study": study, "baseline": baseline}
+    existing = search_all_runs(client, experiment_id, kind_filter(REPORT_KIND), order_by=["attributes.start_time ASC"])
+    tags = {KIND_TAG: REPORT_KIND, STUDY_TAG: study, "study": study, "baseline": baseline}
     if existing:
         run_id = existing[0].info.run_id
         for key, value in tags.items():

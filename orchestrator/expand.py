@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from trainables.config import SYNTHETIC_DATASETS, StudyConfig, format_alpha
+from trainables.config import SYNTHETIC_DATASETS, StudyConfig
+from trainables.schema import format_alpha
 from trainables.spec import TrialSpec
 
 

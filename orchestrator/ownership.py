@@ -31,22 +31,25 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from mlflow.tracking import MlflowClient
 
 from trainables.config import StudyConfigError
 from trainables.guard import LockBusyError, OwnedLock, describe_owner, owner_record
-from trainables.tracking import ensure_experiment, with_retries
+from trainables.schema import LEASE_TAG
+from trainables.tracking import DEFAULT_RETRY_POLICY, RetryPolicy, ensure_experiment, with_retries
 
 log = logging.getLogger(__name__)
 
 DRIVER_LOCK = "driver.lock"
 DRIVER_OWNER = "driver.json"
-LEASE_TAG = "skipsweep.driver"
 LEASE_SECONDS = 120.0  # a SIGKILLed driver's lease blocks others (without the storage lock) at most this long
 SETTLE_SECONDS = 1.0
+T = TypeVar("T")
 
 _held: dict[tuple[str, str], StudyLease] = {}  # what this process owns, released at exit
 
@@ -58,10 +61,20 @@ def _utc(seconds: float) -> str:
 class StudyLease:
     """What one driver holds for one study: the storage lock (for a folder) and the MLflow lease."""
 
-    def __init__(self, study: str, storage: str, tracking_uri: str, experiment: str, ttl: float, settle: float) -> None:
+    def __init__(
+        self,
+        study: str,
+        storage: str,
+        tracking_uri: str,
+        experiment: str,
+        ttl: float,
+        settle: float,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    ) -> None:
         self.study, self.storage, self.experiment = study, storage, experiment
         self.client = MlflowClient(tracking_uri)
         self.ttl, self.settle = ttl, settle
+        self.retry_policy = retry_policy
         self.token = uuid.uuid4().hex
         self.owner = owner_record(storage=storage, token=self.token)
         folder = None if "://" in storage else Path(storage) / study
@@ -80,7 +93,7 @@ class StudyLease:
             if dead is not None:
                 log.warning("[%s] taking over from a driver that died: %s", self.study, describe_owner(dead))
         try:
-            self.experiment_id = with_retries(
+            self.experiment_id = self._retry(
                 lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment"
             )
             self._claim_lease()
@@ -90,8 +103,11 @@ class StudyLease:
         self._heartbeat = threading.Thread(target=self._beat, name=f"lease-{self.study}", daemon=True)
         self._heartbeat.start()
 
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        return with_retries(call, what, self.retry_policy)
+
     def _read_lease(self) -> dict | None:
-        experiment = with_retries(lambda: self.client.get_experiment(self.experiment_id), "read lease")
+        experiment = self._retry(lambda: self.client.get_experiment(self.experiment_id), "read lease")
         try:
             lease = json.loads(experiment.tags.get(LEASE_TAG, "null"))
         except ValueError:
@@ -100,7 +116,7 @@ class StudyLease:
 
     def _write_lease(self) -> None:
         lease = json.dumps({**self.owner, "expires": time.time() + self.ttl})
-        with_retries(lambda: self.client.set_experiment_tag(self.experiment_id, LEASE_TAG, lease), "write lease")
+        self._retry(lambda: self.client.set_experiment_tag(self.experiment_id, LEASE_TAG, lease), "write lease")
 
     def _claim_lease(self) -> None:
         where = f"{self.client.tracking_uri} (experiment {self.experiment})"
@@ -165,6 +181,7 @@ def claim_study(
     experiment: str,
     ttl: float = LEASE_SECONDS,
     settle: float = SETTLE_SECONDS,
+    retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
 ) -> StudyLease:
     """Make this process the study's only driver until it exits (or ``release()`` is called).
 
@@ -175,6 +192,7 @@ def claim_study(
         experiment: the study's experiment name.
         ttl: seconds a lease lives without a heartbeat.
         settle: seconds between writing the lease and reading it back.
+        retry_policy: how long each MLflow call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
 
     Returns:
         The lease; calling again in the same process returns the one already held.
@@ -184,7 +202,7 @@ def claim_study(
     """
     key = (storage, study)
     if key not in _held:
-        lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle)
+        lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy)
         lease.claim()
         _held[key] = lease
     return _held[key]

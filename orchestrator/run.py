@@ -26,13 +26,14 @@ from orchestrator.expand import expand, trial_table
 from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
 from trainables.config import VARIANTS, StudyConfigError, load_study
+from trainables.schema import resolve_tracking_uri
 from trainables.tracking import (
+    DEFAULT_RETRY_POLICY,
     RetryPolicy,
     ensure_experiment,
     finished_trial_ids,
     mark_interrupted,
-    resolve_tracking_uri,
-    set_retry_policy,
+    only_our_retries,
     trial_summaries,
     with_retries,
 )
@@ -76,9 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pending_trials(specs: list, tracking_uri: str, experiment: str) -> list:
+def pending_trials(specs: list, tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> list:
     """The trials whose run is not FINISHED in MLflow, in order: what a (re)run schedules."""
-    finished = with_retries(lambda: finished_trial_ids(tracking_uri, experiment), "finished runs")
+    finished = finished_trial_ids(tracking_uri, experiment, policy)
     return [spec for spec in specs if spec.trial_id not in finished]
 
 
@@ -124,8 +125,8 @@ def prepare_data(study, source: str, cache: str) -> None:
         raise StudyConfigError(f"{source}: {where}: {str(error).strip().splitlines()[0]}") from None
 
 
-def _print_summary(uri: str, experiment: str) -> None:
-    rows = with_retries(lambda: trial_summaries(uri, experiment), "summary")
+def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> None:
+    rows = trial_summaries(uri, experiment, policy)
     print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
     for row in rows:
         best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
@@ -174,17 +175,18 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     check_ray_address(args.address)
-    set_retry_policy(RetryPolicy(study.tracking.retries, study.tracking.retry_wait))  # the driver's calls too
+    policy = RetryPolicy.from_config(study.tracking)  # the driver's calls; each trial takes the same from the study
+    only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)
-    claim_study(study.study, storage, uri, study.experiment_name)  # one driver per study, held until exit
+    claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy)  # held until exit
 
     from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
 
     paths = SweepPaths(uri, cache, storage)
     # once, here: concurrent trials racing on a new store all die
-    with_retries(lambda: ensure_experiment(uri, study.experiment_name), "experiment")
-    todo = pending_trials(specs, uri, study.experiment_name)
+    with_retries(lambda: ensure_experiment(uri, study.experiment_name), "experiment", policy)
+    todo = pending_trials(specs, uri, study.experiment_name, policy)
     print(
         f"[{study.study}] {len(specs)} trials; {len(specs) - len(todo)} already finished in MLflow, {len(todo)} to run"
     )
@@ -201,7 +203,7 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
         finally:
             ray.shutdown()
     try:
-        _print_summary(uri, study.experiment_name)
+        _print_summary(uri, study.experiment_name, policy)
     except Exception as error:  # the store went away at the end: the outcome below still counts
         print(f"[{study.study}] could not read the summary from {uri}: {error}", file=sys.stderr)
     failed = [trial for trial, state in outcome.items() if state != "TERMINATED"]
@@ -218,7 +220,8 @@ def _stopped(stop: interrupts.Interrupted, study, uri: str, started_ms: int, arg
     if store_exists:  # a sqlite store is not created just to record that nothing ran
         try:
             reason = f"driver stopped by {stop.name}"
-            killed = mark_interrupted(uri, study.experiment_name, reason, started_ms)
+            policy = RetryPolicy.from_config(study.tracking)
+            killed = mark_interrupted(uri, study.experiment_name, reason, started_ms, policy)
         except Exception as error:  # the resume line below matters more
             print(f"[{study.study}] could not mark the interrupted runs in {uri}: {error}", file=sys.stderr)
     print(

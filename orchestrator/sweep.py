@@ -15,17 +15,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # before Tune reads it
+from ray import tune
 
-from ray import tune  # noqa: E402
-
-from orchestrator.progress import ProgressPrinter  # noqa: E402
-from trainables.config import StudyConfig, parse_study  # noqa: E402
-from trainables.guard import set_aside_corrupt_state  # noqa: E402
-from trainables.spec import TrialSpec  # noqa: E402
-
-TEST_KILL_EPOCH = "SKIPSWEEP_TEST_KILL_AT_EPOCH"  # test-only hook: SIGKILL the trial once, at this epoch
-TEST_KILL_MARKER = "SKIPSWEEP_TEST_KILL_MARKER"  # file whose creation makes the kill happen only once
+from orchestrator.progress import ProgressPrinter
+from trainables.config import StudyConfig, parse_study
+from trainables.guard import set_aside_corrupt_state
+from trainables.spec import TrialSpec
 
 
 @dataclass(frozen=True)
@@ -35,19 +30,6 @@ class SweepPaths:
     tracking_uri: str
     cache_root: str
     storage_path: str
-
-
-def _maybe_kill_for_test(epoch: int) -> None:
-    target = os.environ.get(TEST_KILL_EPOCH)
-    marker = os.environ.get(TEST_KILL_MARKER)
-    if target is None or marker is None or int(target) != epoch:
-        return
-    try:
-        with open(marker, "x") as handle:  # exclusive create: only the first trial to get here dies
-            handle.write(str(os.getpid()))
-    except FileExistsError:
-        return
-    os.kill(os.getpid(), 9)
 
 
 def trial_work_dir(storage_path: str, study: str, trial_id: str) -> Path:
@@ -102,7 +84,6 @@ def _trainable(settings: dict) -> None:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)
-        _maybe_kill_for_test(epoch.epoch)
 
     result = run_trial(  # on failure the state stays in work_dir for the retry
         spec,
@@ -159,6 +140,8 @@ def run_sweep(
     }
     progress = ProgressPrinter(study.study, [spec.variant for spec in specs], started=time.monotonic())
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C stops the driver (orchestrator.interrupts), not Tune
+    # read when the Tuner starts: num_to_keep=1 forces a snapshot at each checkpoint, so Tune's warning is noise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

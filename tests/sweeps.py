@@ -11,6 +11,10 @@ import yaml
 from conftest import ROOT, subprocess_env
 from mlflow.tracking import MlflowClient
 
+from trainables.schema import TRIAL_KIND, kind_filter
+
+MAIN_COMMAND = ("-m", "orchestrator.run")
+
 
 def write_study(folder: Path, name: str, seeds=(0,), epochs: int = 4, **overrides) -> Path:
     """Two variants x two alpha levels at 32 px: 4 trials of a few seconds each."""
@@ -32,11 +36,13 @@ def write_study(folder: Path, name: str, seeds=(0,), epochs: int = 4, **override
     return path
 
 
-def orchestrate_command(study: Path, folder: Path, *extra: str, tracking_uri: str | None = None) -> list[str]:
+def orchestrate_command(
+    study: Path, folder: Path, *extra: str, tracking_uri: str | None = None, entry: tuple[str, ...] = MAIN_COMMAND
+) -> list[str]:
+    """The main command on a study of ``folder``; ``entry`` replaces ``-m orchestrator.run`` (a test's wrapper)."""
     return [
         sys.executable,
-        "-m",
-        "orchestrator.run",
+        *entry,
         "--config",
         str(study),
         "--tracking-uri",
@@ -74,7 +80,7 @@ def trial_runs(uri: str, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    return client.search_runs([found.experiment_id], filter_string="tags.`skipsweep.kind` = 'trial'")
+    return client.search_runs([found.experiment_id], filter_string=kind_filter(TRIAL_KIND))
 
 
 def epochs_logged(client: MlflowClient, run_id: str, key: str = "train_loss") -> list[int]:

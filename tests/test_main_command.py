@@ -21,17 +21,14 @@ from analysis.__main__ import main as analysis_main
 from orchestrator import interrupts
 from orchestrator.cluster import JOB_CONFIG_ENV, check_trial_fits, forwarded_env, job_env_vars
 from orchestrator.run import main
-from trainables import tracking
 from trainables.tracking import STOP_REASON_TAG, RetryPolicy, TrialRun, mark_interrupted
 
-
-@pytest.fixture
-def fast_retries(monkeypatch) -> None:
-    monkeypatch.setattr(tracking, "_policy", RetryPolicy(attempts=2, first_wait=0.001, max_wait=0.001))
+FAST_RETRIES = RetryPolicy(attempts=2, first_wait=0.001, max_wait=0.001)
 
 
 def open_run(uri: str, name: str) -> TrialRun:
-    return TrialRun(uri, "exp", f"id-{name}", name, {"study": "exp"}, {"learning_rate": 0.001})
+    params = {"learning_rate": 0.001}
+    return TrialRun(uri, "exp", f"id-{name}", name, {"study": "exp"}, params, retry_policy=FAST_RETRIES)
 
 
 # 14.1: settings passed through the job's runtime env
@@ -54,7 +51,7 @@ def test_the_driver_forwards_only_what_the_job_runtime_env_does_not_set(monkeypa
 # 14.4: interrupted and finished runs
 
 
-def test_a_run_that_failed_then_finished_keeps_no_stale_error_or_stop_reason(tmp_path: Path, fast_retries) -> None:
+def test_a_run_that_failed_then_finished_keeps_no_stale_error_or_stop_reason(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(RuntimeError), open_run(uri, "r") as run:
         raise RuntimeError("out of memory")
@@ -69,7 +66,7 @@ def test_a_run_that_failed_then_finished_keeps_no_stale_error_or_stop_reason(tmp
     assert finished.data.tags["skipsweep.status"] == "finished"
 
 
-def test_mark_interrupted_kills_running_runs_and_those_failed_since_the_signal(tmp_path: Path, fast_retries) -> None:
+def test_mark_interrupted_kills_running_runs_and_those_failed_since_the_signal(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(RuntimeError), open_run(uri, "failed_before") as run:
         raise RuntimeError("an old failure")
@@ -80,7 +77,8 @@ def test_mark_interrupted_kills_running_runs_and_those_failed_since_the_signal(t
     running = open_run(uri, "running").__enter__()
     with pytest.raises(SystemExit), open_run(uri, "failed_by_signal"):
         raise SystemExit(1)
-    assert mark_interrupted(uri, "exp", "driver stopped by SIGTERM", since) == ["failed_by_signal", "running"]
+    stopped = mark_interrupted(uri, "exp", "driver stopped by SIGTERM", since, FAST_RETRIES)
+    assert stopped == ["failed_by_signal", "running"]
     client = MlflowClient(uri)
     states = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
     assert {name: r.info.status for name, r in states.items()} == {

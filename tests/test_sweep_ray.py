@@ -18,13 +18,14 @@ from trainables.config import load_study
 pytestmark = pytest.mark.slow
 
 EPOCHS = 4
+KILLED_TRIAL_RUN = Path(__file__).parent / "run_with_a_killed_trial.py"  # the main command, one trial SIGKILLed
 
 
 def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Path) -> None:
     study = write_study(tmp_path, "local")
     marker = tmp_path / "killed"
-    env = subprocess_env(SKIPSWEEP_TEST_KILL_AT_EPOCH="1", SKIPSWEEP_TEST_KILL_MARKER=str(marker))
-    result = orchestrate(study, tmp_path, "--checkpoint-every", "1", env=env)
+    killer = (str(KILLED_TRIAL_RUN), "--kill-at-epoch", "1", "--kill-marker", str(marker), "--")
+    result = orchestrate(study, tmp_path, "--checkpoint-every", "1", entry=killer)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert marker.exists(), "the test hook did not kill a trial"

@@ -13,7 +13,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-import trainables.tracking as tracking
+import trainables.trial as trial_module
 from trainables.config import parse_study
 from trainables.tracking import MetricsNotLoggedError, MetricWriter, RetryPolicy, TrialRun
 from trainables.trial import TrialSpec, run_trial
@@ -24,14 +24,11 @@ def uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
-@pytest.fixture
-def fast_retries(monkeypatch) -> None:
-    """Retries with millisecond waits, so exhausting them takes no time."""
-    monkeypatch.setattr(tracking, "_policy", RetryPolicy(attempts=3, first_wait=0.001, max_wait=0.001))
+FAST_RETRIES = RetryPolicy(attempts=3, first_wait=0.001, max_wait=0.001)  # exhausting them takes no time
 
 
-def open_run(uri: str, name: str = "r") -> TrialRun:
-    return TrialRun(uri, "exp", f"id-{name}", name, {"study": "exp"}, {"learning_rate": 0.001})
+def open_run(uri: str, name: str = "r", policy: RetryPolicy = FAST_RETRIES) -> TrialRun:
+    return TrialRun(uri, "exp", f"id-{name}", name, {"study": "exp"}, {"learning_rate": 0.001}, retry_policy=policy)
 
 
 def steps(uri: str, run_id: str, key: str) -> list[int]:
@@ -46,7 +43,7 @@ def test_the_store_drops_a_batch_logged_twice_with_the_same_timestamps(uri) -> N
     assert steps(uri, run.run_id, "train_loss") == [0, 1, 2]
 
 
-def test_a_retried_batch_that_had_reached_the_store_is_logged_once(uri, fast_retries, monkeypatch) -> None:
+def test_a_retried_batch_that_had_reached_the_store_is_logged_once(uri, monkeypatch) -> None:
     with open_run(uri) as run:
         real_log_batch = run.client.log_batch
         failures = []
@@ -90,24 +87,27 @@ def test_log_epoch_returns_while_the_store_is_busy_and_all_is_written_before_fin
     assert len(calls) < 3 and sum(calls, []) == [0, 1, 2]  # what queued up behind the slow call went out at once
 
 
-def test_a_write_that_fails_for_good_is_raised_in_the_training_thread(uri, fast_retries, monkeypatch) -> None:
+def test_a_write_that_fails_for_good_is_raised_in_the_training_thread(uri, monkeypatch) -> None:
+    attempts = []
     with pytest.raises(MetricsNotLoggedError, match="store is down"), open_run(uri) as run:
         real_log_batch = run.client.log_batch
 
         def store_down_for_metrics(run_id, metrics=(), **kwargs):
             if metrics:
+                attempts.append(1)
                 raise MlflowException("store is down")
             real_log_batch(run_id, metrics=metrics, **kwargs)
 
         monkeypatch.setattr(run.client, "log_batch", store_down_for_metrics)
         run.log_epoch(0, {"train_loss": 0.9, "val_dice": None, "epoch_seconds": 1.0})
         run.flush()  # the next log_epoch would raise the same
+    assert len(attempts) == FAST_RETRIES.attempts  # the run's policy, given to its writer thread
     final = MlflowClient(uri).get_run(run.run_id)
     assert final.info.status == "FAILED"
     assert "store is down" in final.data.tags["error"]
 
 
-def test_a_failure_noticed_only_at_the_end_still_marks_the_run_failed(uri, fast_retries, monkeypatch) -> None:
+def test_a_failure_noticed_only_at_the_end_still_marks_the_run_failed(uri, monkeypatch) -> None:
     def disk_full(self, what, batch) -> None:
         raise OSError("no space left on device")
 
@@ -135,6 +135,23 @@ def small_study(name: str):
 
 class Crash(Exception):
     pass
+
+
+def test_a_trial_retries_its_tracking_calls_as_its_study_says(tmp_path, uri, monkeypatch) -> None:
+    study = small_study("retries")
+    study = study.model_copy(update={"tracking": study.tracking.model_copy(update={"retries": 3, "retry_wait": 0.25})})
+    policies = []
+
+    class RecordedRun(TrialRun):
+        def __init__(self, *args, retry_policy: RetryPolicy, **kwargs) -> None:
+            policies.append(retry_policy)
+            raise Crash
+
+    monkeypatch.setattr(trial_module, "TrialRun", RecordedRun)
+    spec = TrialSpec("retries", "synthetic", "unet", 1.0, 0)
+    with pytest.raises(Crash):
+        run_trial(spec, study, work_dir=tmp_path / "work", tracking_uri=uri, cache_root=tmp_path / "cache")
+    assert policies == [RetryPolicy(attempts=3, first_wait=0.25)]
 
 
 def test_epochs_still_queued_when_a_trial_dies_are_logged_on_resume(tmp_path, uri, monkeypatch) -> None:

@@ -42,6 +42,8 @@ from pydantic import (
     model_validator,
 )
 
+from trainables.schema import format_alpha as format_alpha  # its old home, kept for existing imports
+
 BUILTIN_TEXTURES = ("grass", "gravel", "brick")
 MICCAI_VARIANTS = ("noskip_unet", "unet", "attention_unet")
 JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
@@ -683,12 +685,6 @@ class StudyConfig(_Frozen):
         for name in THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
             payload["training"].pop(name, None)
         return stable_hash(payload)
-
-
-def format_alpha(alpha: float) -> str:
-    """Alpha as it appears in names and tags: two decimals unless more are needed (0.30, 0.125)."""
-    text = f"{alpha:.2f}"
-    return text if abs(float(text) - alpha) < 1e-9 else f"{alpha:.6g}"
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:

@@ -23,11 +23,11 @@ from trainables.config import (
     TEST_LEVEL_ORDER,
     StudyConfig,
     StudyConfigError,
-    format_alpha,
     load_study,
     stable_hash,
 )
 from trainables.perturb import perturb_set
+from trainables.schema import alpha_condition, format_alpha
 from trainables.synthetic import blend, generate_base, texture_fingerprint
 from trainables.texture import summarise, texture_similarities
 
@@ -206,7 +206,7 @@ def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: st
     test_ids = tuple(data.image_ids[i] for i in test)
     conditions = [
         TestCondition(
-            f"alpha_{format_alpha(alpha)}",
+            alpha_condition(alpha),
             alpha,
             input_images(data.images[index, test], scaling),
             data.masks[test],

@@ -10,6 +10,7 @@ from trainables.config import EvaluationConfig
 from trainables.data import TestCondition
 from trainables.loop import predict, to_tensor
 from trainables.metrics import dice_scores, surface_metrics
+from trainables.schema import condition_metric
 
 PER_IMAGE_COLUMNS = ("condition", "test_alpha", "image_id", "dice", "ts")
 SURFACE_COLUMNS = ("hd95", "asd", "nsd")
@@ -108,5 +109,5 @@ def condition_means(per_image: pd.DataFrame) -> dict[str, float]:
     names = ("dice", "ts") + tuple(c for c in SURFACE_COLUMNS if c in per_image.columns)
     for condition, rows in per_image.groupby("condition", sort=False):
         for name in names:
-            metrics[f"test_{name}.{condition}"] = float(rows[name].mean())
+            metrics[condition_metric(name, condition)] = float(rows[name].mean())
     return metrics

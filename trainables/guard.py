@@ -24,9 +24,10 @@ from pathlib import Path
 import filelock
 import torch
 
+from trainables.schema import STATE_RECOVERED_TAG
+
 log = logging.getLogger(__name__)
 
-STATE_RECOVERED_TAG = "skipsweep.state_recovered"
 TRIAL_LOCK = "trial.lock"
 TRIAL_OWNER = "trial.owner.json"
 STATE_KEYS = ("model", "best_model", "optimizer", "generator", "next_epoch", "best_val_dice", "best_epoch", "history")

@@ -1,19 +1,19 @@
-"""A look at the synthetic data, like Fig. 2 of the paper: examples per level and TS per level."""
+"""A look at the synthetic data, like Fig. 2 of the paper: examples per level and TS per level.
+
+Drawn on matplotlib's Agg canvas, without pyplot: no display, no backend chosen for the process.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from trainables.config import format_alpha  # noqa: E402
-from trainables.data import SyntheticData  # noqa: E402
+from trainables.data import SyntheticData
+from trainables.schema import format_alpha
 
 
-def preview_figure(data: SyntheticData, examples: int = 3, title: str = "") -> plt.Figure:
+def preview_figure(data: SyntheticData, examples: int = 3, title: str = "") -> Figure:
     """Example test images at every alpha level with their mask outlines, and TS per level.
 
     Args:
@@ -26,7 +26,8 @@ def preview_figure(data: SyntheticData, examples: int = 3, title: str = "") -> p
     """
     levels = len(data.alphas)
     shown = data.split["test"][:examples]
-    figure = plt.figure(figsize=(1.6 * max(levels, 4), 1.6 * len(shown) + 3.0))
+    figure = Figure(figsize=(1.6 * max(levels, 4), 1.6 * len(shown) + 3.0))
+    FigureCanvasAgg(figure)  # savefig writes PNG or PDF through it
     grid = figure.add_gridspec(len(shown) + 1, levels, height_ratios=[1] * len(shown) + [1.6])
     for column, alpha in enumerate(data.alphas):
         for row, index in enumerate(shown):

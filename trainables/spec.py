@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.config import format_alpha, stable_hash
+from trainables.config import stable_hash
+from trainables.schema import KEY_TAGS, format_alpha
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,6 @@ class TrialSpec:
         return f"{self.variant}/{self.dataset}{alpha}/s{self.seed}"
 
     def tags(self) -> dict[str, str]:
-        return {
-            "study": self.study,
-            "dataset": self.dataset,
-            "variant": self.variant,
-            "train_alpha": "" if self.train_alpha is None else format_alpha(self.train_alpha),
-            "seed": str(self.seed),
-        }
+        """The key fields as run tags (``train_alpha`` empty for a medical data set)."""
+        alpha = "" if self.train_alpha is None else format_alpha(self.train_alpha)
+        return dict(zip(KEY_TAGS, (self.study, self.dataset, self.variant, alpha, str(self.seed)), strict=True))

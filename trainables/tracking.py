@@ -27,6 +27,9 @@ that fails for good is raised in the training thread at the next ``log_epoch`` (
 at the end of the run), so the trial fails instead of training on without its
 record. Everything queued is written before summary metrics, artifacts and the
 run's final status.
+
+Every call takes its ``RetryPolicy`` from its caller (the study's ``tracking.retries`` and
+``tracking.retry_wait``); tag and metric names come from ``trainables.schema``.
 """
 
 from __future__ import annotations
@@ -46,34 +49,31 @@ from mlflow.entities import Run as MlflowRun
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainables.config import TrackingConfig
+from trainables.schema import (
+    ALPHA_CONDITION_PREFIX,
+    BEST_VAL_DICE,
+    EPOCH_METRICS,
+    ERROR_TAG,
+    IN_DOMAIN,
+    KIND_TAG,
+    STATUS_TAG,
+    STOP_REASON_TAG,
+    STUDY_TAG,
+    TRIAL_ID_TAG,
+    TRIAL_KIND,
+    condition_metric,
+    kind_filter,
+    search_all_runs,
+)
+
 log = logging.getLogger(__name__)
 
-TRIAL_ID_TAG = "skipsweep.trial_id"
-KIND_TAG = "skipsweep.kind"
-STATUS_TAG = "skipsweep.status"
-STOP_REASON_TAG = "skipsweep.stop_reason"  # why a driver stopped the run (KILLED); removed when the run finishes
-STALE_ON_SUCCESS = ("error", STOP_REASON_TAG)  # tags of an earlier failed or interrupted attempt
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-EPOCH_METRICS = ("train_loss", "val_dice", "epoch_seconds")
+STALE_ON_SUCCESS = (ERROR_TAG, STOP_REASON_TAG)  # tags of an earlier failed or interrupted attempt
 MAX_METRICS_PER_CALL = 1000  # MLflow's limit for one log_batch call
 _STOP = object()  # tells a MetricWriter to end
 
 T = TypeVar("T")
-
-
-def resolve_tracking_uri(configured: str | None = None, base: str | Path | None = None) -> str:
-    """The tracking URI to use, with a relative SQLite path made absolute.
-
-    Order: ``configured`` (the study file), ``$MLFLOW_TRACKING_URI``, then
-    ``sqlite:///mlflow.db`` in ``base`` (default: the working directory). Absolute,
-    because Ray moves each trial into a folder of its own.
-    """
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(base or Path.cwd()) / uri[len(prefix) :]
-        uri = prefix + str(path.resolve())
-    return uri
 
 
 @dataclass(frozen=True)
@@ -84,34 +84,36 @@ class RetryPolicy:
     first_wait: float = 0.5
     max_wait: float = 30.0
 
+    @classmethod
+    def from_config(cls, tracking: TrackingConfig) -> RetryPolicy:
+        """The policy a study file asks for: ``tracking.retries`` attempts, waits from ``tracking.retry_wait``."""
+        return cls(tracking.retries, tracking.retry_wait)
+
     @property
     def budget_seconds(self) -> float:
         """Total time spent waiting before the last attempt."""
         return sum(min(self.first_wait * 2**i, self.max_wait) for i in range(self.attempts - 1))
 
 
-_policy = RetryPolicy()
+DEFAULT_RETRY_POLICY = RetryPolicy()  # the study file's defaults (tracking.retries, tracking.retry_wait)
 
 
-def set_retry_policy(policy: RetryPolicy) -> None:
-    """Use ``policy`` for every tracking call of this process (a trial sets its study's).
+def only_our_retries() -> None:
+    """Make our back-off the one retry budget in force; call it where the work starts (a trial, the driver).
 
-    Our back-off is the one budget in force: MLflow's own HTTP retries (up to minutes
-    against a server that is down) are turned off unless the user set
-    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` explicitly.
+    MLflow's own HTTP retries (up to minutes against a server that is down) are turned
+    off unless the user set ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` explicitly. MLflow reads
+    the variable at each request, and has no other way to set it.
     """
-    global _policy
-    _policy = policy
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
-def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy | None = None) -> T:
+def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> T:
     """Run one tracking call, retrying with exponential back-off when the store does not answer.
 
     Raises the last error once the policy's attempts are used up, so a trial fails
     clearly instead of training on without its record.
     """
-    policy = policy or _policy
     wait = policy.first_wait
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -132,7 +134,7 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, tags={"skipsweep.study": name})
+        return client.create_experiment(name, tags={STUDY_TAG: name})
     except MlflowException:
         experiment = client.get_experiment_by_name(name)  # created by a concurrent process
         if experiment is None:
@@ -151,25 +153,19 @@ def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> M
     return runs[0] if runs else None
 
 
-def finished_trial_ids(tracking_uri: str, experiment: str) -> set[str]:
+def finished_trial_ids(tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> set[str]:
     """Trial ids whose run is FINISHED in the experiment (empty if it does not exist)."""
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return set()
-    finished: set[str] = set()
-    token = None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            filter_string=f"tags.`{KIND_TAG}` = 'trial' and attributes.status = 'FINISHED'",
-            max_results=1000,
-            page_token=token,
-        )
-        finished.update(run.data.tags[TRIAL_ID_TAG] for run in page if TRIAL_ID_TAG in run.data.tags)
-        token = page.token
-        if not token:
-            return finished
+
+    def search() -> list:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        status = f"{kind_filter(TRIAL_KIND)} and attributes.status = 'FINISHED'"
+        return search_all_runs(client, found.experiment_id, status)
+
+    runs = with_retries(search, "finished runs", policy)
+    return {run.data.tags[TRIAL_ID_TAG] for run in runs if TRIAL_ID_TAG in run.data.tags}
 
 
 class MetricWriter:
@@ -183,9 +179,10 @@ class MetricWriter:
     keys a metric on run, key, step, timestamp and value).
     """
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> None:
         self.client = client
         self.run_id = run_id
+        self.policy = policy
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._work, name=f"mlflow-writer-{run_id[:8]}", daemon=True)
@@ -238,7 +235,7 @@ class MetricWriter:
                     self._queue.task_done()
 
     def _write(self, what: str, batch: list[Metric]) -> None:
-        with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), what)
+        with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), what, self.policy)
 
 
 class MetricsNotLoggedError(RuntimeError):
@@ -258,6 +255,7 @@ class TrialRun:
         background: log epochs from a writer thread (default); False writes them in the caller's thread.
         system_metrics_seconds: sample MLflow's system metrics (``system/...``: CPU, memory, GPU) every
             this many seconds while the run trains; 0 = none.
+        retry_policy: how long each tracking call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
     """
 
     def __init__(
@@ -270,12 +268,14 @@ class TrialRun:
         params: dict,
         background: bool = True,
         system_metrics_seconds: float = 0.0,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> None:
         self.client = MlflowClient(tracking_uri)
+        self.retry_policy = retry_policy
         self.experiment = experiment
         self.trial_id = trial_id
         self.run_name = run_name
-        self.tags = {**tags, KIND_TAG: "trial", TRIAL_ID_TAG: trial_id}
+        self.tags = {**tags, KIND_TAG: TRIAL_KIND, TRIAL_ID_TAG: trial_id}
         self.params = {key: str(value) for key, value in params.items()}
         self.run_id: str | None = None
         self.already_finished = False
@@ -288,39 +288,42 @@ class TrialRun:
         self._monitor = None
 
     def __enter__(self) -> TrialRun:
-        experiment_id = with_retries(lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment")
-        existing = with_retries(lambda: find_trial_run(self.client, experiment_id, self.trial_id), "search")
+        experiment_id = self._retry(lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment")
+        existing = self._retry(lambda: find_trial_run(self.client, experiment_id, self.trial_id), "search")
         if existing is not None and existing.info.status == "FINISHED":
             self.run_id = existing.info.run_id
             self.already_finished = True
             return self
         if existing is None:
-            run = with_retries(
+            run = self._retry(
                 lambda: self.client.create_run(experiment_id, tags=self.tags, run_name=self.run_name), "create run"
             )
             self.run_id = run.info.run_id
             params = [Param(key, value) for key, value in self.params.items()]
-            with_retries(lambda: self.client.log_batch(self.run_id, params=params), "log params")
+            self._retry(lambda: self.client.log_batch(self.run_id, params=params), "log params")
         else:
             self.run_id = existing.info.run_id
             self.resumed = True
             self._stale_tags = [key for key in STALE_ON_SUCCESS if key in existing.data.tags]
-            with_retries(lambda: self.client.update_run(self.run_id, status="RUNNING"), "reopen run")
+            self._retry(lambda: self.client.update_run(self.run_id, status="RUNNING"), "reopen run")
             self._logged = {key: self._logged_steps(key) for key in EPOCH_METRICS}
             self.set_tags(self.tags)  # the node and commit that continue the trial replace the first ones
         self.set_tags({STATUS_TAG: "running"})
         if self._background:
-            self._writer = MetricWriter(self.client, self.run_id)
+            self._writer = MetricWriter(self.client, self.run_id, self.retry_policy)
         self._start_system_metrics()
         return self
 
+    def _retry(self, call: Callable[[], T], what: str) -> T:
+        return with_retries(call, what, self.retry_policy)
+
     def _logged_steps(self, key: str) -> set[int]:
-        history = with_retries(lambda: self.client.get_metric_history(self.run_id, key), "metric history")
+        history = self._retry(lambda: self.client.get_metric_history(self.run_id, key), "metric history")
         return {metric.step for metric in history}
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         batch = [RunTag(key, str(value)) for key, value in tags.items()]
-        with_retries(lambda: self.client.log_batch(self.run_id, tags=batch), "set tags")
+        self._retry(lambda: self.client.log_batch(self.run_id, tags=batch), "set tags")
 
     def log_epoch(self, epoch: int, metrics: dict[str, float | None]) -> None:
         """Log one epoch's metrics in one batch, skipping any already logged at this step.
@@ -341,7 +344,7 @@ class TrialRun:
             else:
                 self._writer.check()
         elif batch:
-            with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), f"log epoch {epoch}")
+            self._retry(lambda: self.client.log_batch(self.run_id, metrics=batch), f"log epoch {epoch}")
 
     def flush(self) -> None:
         """Wait until every queued epoch is in the store; raise if one could not be written."""
@@ -353,11 +356,11 @@ class TrialRun:
         self.flush()
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
-        with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics")
+        self._retry(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics")
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.flush()
-        with_retries(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), f"artifact {path}")
+        self._retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), f"artifact {path}")
 
     def __exit__(self, kind, error, traceback) -> bool:
         if self.already_finished:
@@ -372,9 +375,9 @@ class TrialRun:
             self._close_writer()
             self._stop_system_metrics()
             for key in self._stale_tags:  # a finished run carries no error of an earlier attempt
-                with_retries(lambda key=key: self.client.delete_tag(self.run_id, key), f"delete tag {key}")
+                self._retry(lambda key=key: self.client.delete_tag(self.run_id, key), f"delete tag {key}")
             self.set_tags({STATUS_TAG: "finished"})
-            with_retries(lambda: self.client.set_terminated(self.run_id, "FINISHED"), "finish run")
+            self._retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"), "finish run")
             return False
         self._close_writer()  # the epochs done so far are still worth having
         self._stop_system_metrics()
@@ -422,13 +425,15 @@ class TrialRun:
     def _mark_failed(self, kind: type, error: BaseException) -> None:
         try:
             message = f"{kind.__name__}: {error}"[:5000]
-            self.set_tags({STATUS_TAG: "failed", "error": message})
+            self.set_tags({STATUS_TAG: "failed", ERROR_TAG: message})
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception as tracking_error:  # the trial's own error is the one to raise
             log.error("could not mark run %s FAILED: %s", self.run_id, tracking_error)
 
 
-def mark_interrupted(tracking_uri: str, experiment: str, reason: str, since_ms: int) -> list[str]:
+def mark_interrupted(
+    tracking_uri: str, experiment: str, reason: str, since_ms: int, policy: RetryPolicy = DEFAULT_RETRY_POLICY
+) -> list[str]:
     """End the trial runs a stopped driver leaves unfinished as KILLED, tagged with ``reason``; return their names.
 
     Those are the RUNNING runs (one driver per study: every one is this driver's) and the
@@ -436,16 +441,15 @@ def mark_interrupted(tracking_uri: str, experiment: str, reason: str, since_ms: 
     rerun continues them like any unfinished run.
     """
     client = MlflowClient(tracking_uri)
-    found = with_retries(lambda: client.get_experiment_by_name(experiment), "experiment")
+    found = with_retries(lambda: client.get_experiment_by_name(experiment), "experiment", policy)
     if found is None:
         return []
     unfinished = with_retries(
-        lambda: client.search_runs(
-            [found.experiment_id],
-            filter_string=f"tags.`{KIND_TAG}` = 'trial' and attributes.status != 'FINISHED'",
-            max_results=1000,
+        lambda: search_all_runs(
+            client, found.experiment_id, f"{kind_filter(TRIAL_KIND)} and attributes.status != 'FINISHED'"
         ),
         "search unfinished runs",
+        policy,
     )
     stopped = [
         run
@@ -454,36 +458,32 @@ def mark_interrupted(tracking_uri: str, experiment: str, reason: str, since_ms: 
     ]
     tags = [RunTag(STATUS_TAG, "killed"), RunTag(STOP_REASON_TAG, reason)]
     for run in stopped:
-        with_retries(lambda run=run: client.log_batch(run.info.run_id, tags=tags), "set tags")
-        with_retries(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"), "kill run")
+        with_retries(lambda run=run: client.log_batch(run.info.run_id, tags=tags), "set tags", policy)
+        with_retries(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"), "kill run", policy)
     return sorted(run.info.run_name for run in stopped)
 
 
-def trial_summaries(tracking_uri: str, experiment: str) -> list[dict]:
+def trial_summaries(tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> list[dict]:
     """One row per trial run of the experiment: run name, status, best val Dice, in-domain test Dice."""
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    rows, token = [], None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'trial'", max_results=1000, page_token=token
+
+    def search() -> list:
+        found = client.get_experiment_by_name(experiment)
+        return [] if found is None else search_all_runs(client, found.experiment_id, kind_filter(TRIAL_KIND))
+
+    rows = []
+    for run in with_retries(search, "summary", policy):
+        metrics, train_alpha = run.data.metrics, run.data.tags.get("train_alpha")
+        in_domain = metrics.get(condition_metric("dice", IN_DOMAIN))
+        if in_domain is None and train_alpha:  # the tag is the formatted alpha of the condition's name
+            in_domain = metrics.get(condition_metric("dice", f"{ALPHA_CONDITION_PREFIX}{train_alpha}"))
+        rows.append(
+            {
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+                "best_val_dice": metrics.get(BEST_VAL_DICE),
+                "test_dice_in_domain": in_domain,
+                "run_id": run.info.run_id,
+            }
         )
-        for run in page:
-            metrics = run.data.metrics
-            in_domain = metrics.get("test_dice.in_domain")
-            if in_domain is None and run.data.tags.get("train_alpha"):
-                in_domain = metrics.get(f"test_dice.alpha_{run.data.tags['train_alpha']}")
-            rows.append(
-                {
-                    "run_name": run.info.run_name,
-                    "status": run.info.status,
-                    "best_val_dice": metrics.get("best_val_dice"),
-                    "test_dice_in_domain": in_domain,
-                    "run_id": run.info.run_id,
-                }
-            )
-        token = page.token
-        if not token:
-            return sorted(rows, key=lambda row: row["run_name"])
+    return sorted(rows, key=lambda row: row["run_name"])

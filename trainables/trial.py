@@ -41,13 +41,29 @@ from trainables.loop import (
 )
 from trainables.models import build_model
 from trainables.precision import resolve_channels_last, resolve_precision
+from trainables.schema import (
+    BEST_EPOCH,
+    BEST_VAL_DICE,
+    CHECKPOINT_FOLDER,
+    COMPILED_TAG,
+    CONFIG_HASH_TAG,
+    EPOCH_SECONDS,
+    GIT_COMMIT_TAG,
+    MEAN_EPOCH_SECONDS,
+    PER_IMAGE_ARTIFACT,
+    RESUMED_TAG,
+    SPLIT_HASH_TAG,
+    SPLIT_MANIFEST_ARTIFACT,
+    TRAIN_LOSS,
+    VAL_DICE,
+    resolve_tracking_uri,
+)
 from trainables.spec import TrialSpec
-from trainables.tracking import RetryPolicy, TrialRun, resolve_tracking_uri, set_retry_policy
+from trainables.tracking import RetryPolicy, TrialRun, only_our_retries
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
-RESUMED_TAG = "skipsweep.resumed_at_epoch"
 
 
 @dataclass(frozen=True)
@@ -156,13 +172,13 @@ def run_trial(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(tracking_uri or config.tracking.uri)
-    set_retry_policy(RetryPolicy(config.tracking.retries, config.tracking.retry_wait))
+    only_our_retries()
     data = trial_data(config, spec.dataset, spec.train_alpha, cache_root or config.storage.cache)
     tags = {
         **spec.tags(),
-        "config_hash": config.config_hash(),
-        "split_hash": data.manifest["hash"],
-        "git_commit": git_commit(),
+        CONFIG_HASH_TAG: config.config_hash(),
+        SPLIT_HASH_TAG: data.manifest["hash"],
+        GIT_COMMIT_TAG: git_commit(),
         **(extra_tags or {}),
     }
     params = {
@@ -171,9 +187,15 @@ def run_trial(
         "channels_last": channels_last,
         "torch_threads": torch.get_num_threads(),  # results depend on it
     }
-    sampling = config.tracking.system_metrics_seconds
     record = TrialRun(
-        uri, config.experiment_name, spec.trial_id, spec.run_name, tags, params, system_metrics_seconds=sampling
+        uri,
+        config.experiment_name,
+        spec.trial_id,
+        spec.run_name,
+        tags,
+        params,
+        system_metrics_seconds=config.tracking.system_metrics_seconds,
+        retry_policy=RetryPolicy.from_config(config.tracking),
     )
     with hold_trial(work_dir, spec.run_name), record as run:  # a duplicate of this trial stops before logging
         if run.already_finished:
@@ -215,7 +237,7 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
     if training.compile:
         example = to_memory_format(train_x[: training.batch_size], channels_last)
         network, mode = compile_with_fallback(model, example, amp)
-        run.set_tags({"skipsweep.compiled": str(mode == "compiled").lower()})
+        run.set_tags({COMPILED_TAG: str(mode == "compiled").lower()})
     for epoch in range(state.next_epoch, training.epochs):
         started = time.perf_counter()
         loss = train_epoch(
@@ -252,7 +274,7 @@ def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on
 
 def _log_epoch(run: TrialRun, row: dict) -> None:
     """Log one row of the training history as the run's epoch metrics; steps already in the store are skipped."""
-    metrics = {"train_loss": row["train_loss"], "val_dice": row["val_dice"], "epoch_seconds": row["seconds"]}
+    metrics = {TRAIN_LOSS: row["train_loss"], VAL_DICE: row["val_dice"], EPOCH_SECONDS: row["seconds"]}
     run.log_epoch(row["epoch"], metrics)
 
 
@@ -264,7 +286,7 @@ def _relog_history(run: TrialRun, history: list[dict]) -> None:
 
 def _finish(spec, config, data, run, model, network, best_model, state, work_dir: Path, device) -> TrialResult:
     training = config.training
-    checkpoints = work_dir / "checkpoints"
+    checkpoints = work_dir / CHECKPOINT_FOLDER
     checkpoints.mkdir(exist_ok=True)
     last_model = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     best_model = {key: value.cpu() for key, value in (best_model or last_model).items()}
@@ -280,22 +302,22 @@ def _finish(spec, config, data, run, model, network, best_model, state, work_dir
         training.dice_threshold,
         channels_last=_numerics(training, device)[1],
     )
-    per_image.to_parquet(work_dir / "per_image.parquet", index=False)
-    (work_dir / "split_manifest.json").write_text(json.dumps(data.manifest, indent=2))
+    per_image.to_parquet(work_dir / PER_IMAGE_ARTIFACT, index=False)
+    (work_dir / SPLIT_MANIFEST_ARTIFACT).write_text(json.dumps(data.manifest, indent=2))
     test_metrics = condition_means(per_image)
     epoch_seconds = [row["seconds"] for row in state.history]
     run.log_metrics(
         {
-            "best_val_dice": state.best_val_dice,
-            "best_epoch": state.best_epoch,
-            "mean_epoch_seconds": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
+            BEST_VAL_DICE: state.best_val_dice,
+            BEST_EPOCH: state.best_epoch,
+            MEAN_EPOCH_SECONDS: float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
             **test_metrics,
         }
     )
-    run.log_artifact(checkpoints / "best.pt", "checkpoints")
-    run.log_artifact(checkpoints / "last.pt", "checkpoints")
-    run.log_artifact(work_dir / "per_image.parquet")
-    run.log_artifact(work_dir / "split_manifest.json")
+    run.log_artifact(checkpoints / "best.pt", CHECKPOINT_FOLDER)
+    run.log_artifact(checkpoints / "last.pt", CHECKPOINT_FOLDER)
+    run.log_artifact(work_dir / PER_IMAGE_ARTIFACT)
+    run.log_artifact(work_dir / SPLIT_MANIFEST_ARTIFACT)
     log.info(
         "%s: best val Dice %.4f at epoch %d; %s",
         spec.run_name,

@@ -1,0 +1,126 @@
+"""The MLflow layout of a study, named once: what a trial writes is what ``analysis`` reads.
+
+Standard library only, so that ``analysis`` imports it without torch, Ray or MONAI
+(``trainables/__init__.py`` is empty). The MLflow calls themselves live in
+``trainables.tracking`` (trials, driver) and ``analysis.export`` (export): both take
+their tag and metric names, the default store and the paged run search from here.
+
+    from trainables.schema import KIND_TAG, TRIAL_KIND, kind_filter, search_all_runs
+    runs = search_all_runs(MlflowClient(uri), experiment_id, kind_filter(TRIAL_KIND))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+# The store -----------------------------------------------------------------------------------------------------
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SEARCH_PAGE_SIZE = 1000  # MLflow's largest page of search_runs
+
+# Tags ------------------------------------------------------------------------------------------------------------
+
+STUDY_TAG = "skipsweep.study"  # on the experiment (found by it when its name differs) and on the report run
+LEASE_TAG = "skipsweep.driver"  # on the experiment: the driver that owns the study, and until when
+KIND_TAG = "skipsweep.kind"  # what a run is: TRIAL_KIND or REPORT_KIND
+TRIAL_KIND = "trial"
+REPORT_KIND = "report"
+TRIAL_ID_TAG = "skipsweep.trial_id"  # the stable id of the trial key: a trial's run is found by it
+STATUS_TAG = "skipsweep.status"  # running, finished, failed or killed
+STOP_REASON_TAG = "skipsweep.stop_reason"  # why a driver stopped the run (KILLED); removed when the run finishes
+RESUMED_TAG = "skipsweep.resumed_at_epoch"  # the epoch the latest resume took over at
+COMPILED_TAG = "skipsweep.compiled"  # whether torch.compile ran, when the study asks for it
+STATE_RECOVERED_TAG = "skipsweep.state_recovered"  # an unreadable state.pt was set aside (where to)
+ERROR_TAG = "error"  # the error of a failed attempt
+KEY_TAGS = ("study", "dataset", "variant", "train_alpha", "seed")  # the trial key; train_alpha empty for medical
+CONFIG_HASH_TAG = "config_hash"
+SPLIT_HASH_TAG = "split_hash"
+GIT_COMMIT_TAG = "git_commit"
+PROVENANCE_TAGS = (CONFIG_HASH_TAG, SPLIT_HASH_TAG, GIT_COMMIT_TAG)
+
+# Metrics ---------------------------------------------------------------------------------------------------------
+
+TRAIN_LOSS = "train_loss"  # step = epoch
+VAL_DICE = "val_dice"  # step = epoch, validation epochs only
+EPOCH_SECONDS = "epoch_seconds"  # step = epoch
+EPOCH_METRICS = (TRAIN_LOSS, VAL_DICE, EPOCH_SECONDS)
+BEST_VAL_DICE = "best_val_dice"
+BEST_EPOCH = "best_epoch"
+MEAN_EPOCH_SECONDS = "mean_epoch_seconds"
+IN_DOMAIN = "in_domain"  # the test condition of a medical data set's own test images
+ALPHA_CONDITION_PREFIX = "alpha_"  # a synthetic test set at one alpha: alpha_0.30
+
+# Artifacts -------------------------------------------------------------------------------------------------------
+
+PER_IMAGE_ARTIFACT = "per_image.parquet"
+SPLIT_MANIFEST_ARTIFACT = "split_manifest.json"
+CHECKPOINT_FOLDER = "checkpoints"
+
+
+def format_alpha(alpha: float) -> str:
+    """Alpha as it appears in names, tags and tables: two decimals unless more are needed (0.30, 0.125).
+
+    Run names, trial ids and ``train_alpha`` tags are made with it: changing it would
+    orphan every stored run, so it only ever gains cases.
+    """
+    text = f"{alpha:.2f}"
+    return text if abs(float(text) - alpha) < 1e-9 else f"{alpha:.6g}"
+
+
+def alpha_condition(alpha: float) -> str:
+    """The test condition of the synthetic test set at ``alpha``: ``alpha_0.30``."""
+    return f"{ALPHA_CONDITION_PREFIX}{format_alpha(alpha)}"
+
+
+def condition_metric(metric: str, condition: str) -> str:
+    """The run metric of a per-image metric averaged over one test condition: ``test_dice.alpha_0.30``."""
+    return f"test_{metric}.{condition}"
+
+
+def kind_filter(kind: str) -> str:
+    """MLflow's filter string for the runs of one kind (``TRIAL_KIND`` or ``REPORT_KIND``)."""
+    return f"tags.`{KIND_TAG}` = '{kind}'"
+
+
+def resolve_tracking_uri(configured: str | None = None, base: str | Path | None = None) -> str:
+    """The tracking URI to use, with a relative SQLite path made absolute.
+
+    Order: ``configured`` (the study file or a command's option), ``$MLFLOW_TRACKING_URI``,
+    then ``sqlite:///mlflow.db`` in ``base`` (default: the working directory). Absolute,
+    because Ray moves each trial into a folder of its own.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(base or Path.cwd()) / uri[len(prefix) :]
+        uri = prefix + str(path.resolve())
+    return uri
+
+
+def search_all_runs(
+    client: Any, experiment_id: str, filter_string: str = "", page_size: int = SEARCH_PAGE_SIZE, **options: Any
+) -> list:
+    """Every run of an experiment that matches ``filter_string``, read page by page.
+
+    Args:
+        client: an ``mlflow.MlflowClient`` (passed in: this module does not import MLflow).
+        experiment_id: the experiment to search.
+        filter_string: MLflow's filter, e.g. :func:`kind_filter`; empty = every active run.
+        page_size: runs per call (MLflow answers at most 1000).
+        **options: more arguments of ``search_runs``, e.g. ``order_by``.
+
+    Returns:
+        The runs of every page, in MLflow's order.
+    """
+    runs: list = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=page_size, page_token=token, **options
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
