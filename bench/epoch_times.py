@@ -24,6 +24,7 @@ import torch
 from trainables.config import VARIANTS, ModelConfig
 from trainables.loop import compile_with_fallback, grad_scaler, pick_device, seed_everything, train_epoch
 from trainables.models import build_model
+from trainables.runtime import RuntimeOptions
 
 OPTIONS = ("eager", "channels_last", "compile", "bf16", "fp16")
 
@@ -37,8 +38,8 @@ def epoch_seconds(variant: str, size: int, repeats: int, device: torch.device, o
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = torch.rand(70, 1, size, size, device=device)
     masks = (torch.rand(70, 1, size, size, device=device) > 0.5).float()
-    precision = option if option in ("bf16", "fp16") else "none"
-    scaler = grad_scaler(device, precision)
+    runtime = RuntimeOptions(device, option if option in ("bf16", "fp16") else "fp32", channels_last)
+    scaler = grad_scaler(device, runtime.precision)
     network = model
     if option == "compile":
         started = time.perf_counter()
@@ -46,7 +47,9 @@ def epoch_seconds(variant: str, size: int, repeats: int, device: torch.device, o
         print(f"# {variant} {size}px: torch.compile {mode}, {time.perf_counter() - started:.1f} s", flush=True)
 
     def epoch() -> float:
-        return train_epoch(network, optimizer, images, masks, 8, 0.5, generator, precision, scaler, channels_last)
+        return train_epoch(
+            network, optimizer, images, masks, generator, runtime, batch_size=8, rotate_prob=0.5, scaler=scaler
+        )
 
     epoch()  # warm-up (and the compile of the last, smaller batch)
     times = []

@@ -31,7 +31,7 @@ from monai.transforms import Compose, RandRotate90d
 from PIL import Image
 
 from trainables.config import StudyConfig
-from trainables.data import TrialData
+from trainables.datasets.arrays import TrialData
 from trainables.loop import seed_everything
 from trainables.metrics import dice_scores
 from trainables.models import build_model

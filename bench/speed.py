@@ -36,6 +36,7 @@ from trainables.config import ModelConfig
 from trainables.loop import pick_device, seed_everything, train_epoch
 from trainables.models import build_model
 from trainables.precision import device_has_native_bf16
+from trainables.runtime import RuntimeOptions
 
 SETTINGS = {"fp32": ("fp32", False), "fp32+CL": ("fp32", True), "bf16": ("bf16", False), "bf16+CL": ("bf16", True)}
 VARIANTS = ("noskip_unet", "unet", "attention_unet")
@@ -81,17 +82,17 @@ def make_setup(variant: str, model_config: ModelConfig, size: int, batch: int, c
 
 def train_step(setup: Setup, precision: str, channels_last: bool) -> float:
     """Seconds of one training step: ``train_epoch`` over exactly one batch (it ends in a device sync)."""
+    runtime = RuntimeOptions(setup.images.device, precision, channels_last)
     started = time.perf_counter()
     train_epoch(
         setup.model,
         setup.optimizer,
         setup.images,
         setup.masks,
-        len(setup.images),
-        0.5,
         setup.generator,
-        precision,
-        channels_last=channels_last,
+        runtime,
+        batch_size=len(setup.images),
+        rotate_prob=0.5,
     )
     return time.perf_counter() - started
 

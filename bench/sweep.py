@@ -45,7 +45,7 @@ import yaml
 from bench.reference import local_tracking_uri, reference_trial, write_trial_files
 from orchestrator.expand import expand
 from trainables.config import StudyConfig, StudyConfigError, parse_study
-from trainables.data import trial_data
+from trainables.datasets.registry import trial_data
 from trainables.loop import pick_device
 from trainables.tracking import ensure_experiment
 from trainables.trial import TrialSpec, run_trial
@@ -185,19 +185,25 @@ def run_skipsweep(specs: list[TrialSpec], study: StudyConfig, workers: int, root
 
 
 def run_reference(specs: list[TrialSpec], study: StudyConfig, root: Path, cache: Path, device: str, uri, workers: int):
-    """(a): the trials one after another, the reference way, after writing their PNG files."""
+    """(a): the trials one after another, the reference way, after writing their PNG files.
+
+    Each data set's trials see the study as ``run_trial`` shows it to them (``StudyConfig.for_dataset``:
+    its model / training overrides), so both ways train the same protocol.
+    """
+    views = {name: study.for_dataset(name) for name in {spec.dataset for spec in specs}}
     files = {}
     for spec in specs:
         folder = root / "png" / f"{spec.dataset}_{spec.train_alpha}"
         if folder not in files:
-            files[folder] = write_trial_files(trial_data(study, spec.dataset, spec.train_alpha, cache), folder)
+            data = trial_data(views[spec.dataset], spec.dataset, spec.train_alpha, cache)
+            files[folder] = write_trial_files(data, folder)
     uri = uri or local_tracking_uri(root, "reference")
     dice = {}
     with GpuSampler() as sampler:
         started = time.perf_counter()
         for spec in specs:
             folder = root / "png" / f"{spec.dataset}_{spec.train_alpha}"
-            outcome = reference_trial(spec, study, files[folder], uri, torch.device(device), workers)
+            outcome = reference_trial(spec, views[spec.dataset], files[folder], uri, torch.device(device), workers)
             dice[spec.run_name] = outcome["best_val_dice"]
         wall = time.perf_counter() - started
     return BenchRun("reference", None, wall, sampler, dice)

@@ -24,7 +24,7 @@ import yaml
 
 from orchestrator.expand import expand
 from trainables.config import load_study, parse_study
-from trainables.data import prepare_synthetic
+from trainables.datasets.synthetic.prepare import prepare_synthetic
 from trainables.trial import run_trial
 
 

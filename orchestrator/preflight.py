@@ -18,7 +18,8 @@ from pathlib import Path
 
 from orchestrator.preflight_model import check_models
 from orchestrator.preflight_sizes import check_memory
-from trainables.config import BUILTIN_TEXTURES, SYNTHETIC_DATASETS, StudyConfig, StudyConfigError
+from trainables.config import StudyConfig, StudyConfigError
+from trainables.datasets.registry import check_data
 
 PROBE_SECONDS = 5.0
 TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
@@ -144,22 +145,6 @@ def check_writable_folder(path: str | Path, what: str) -> None:
         raise StudyConfigError(f"{what} {path} cannot be created: {ancestor} is not writable")
 
 
-def check_textures(study: StudyConfig, source: str) -> None:
-    """Texture files of the synthetic data sets open as 2D images."""
-    from trainables.synthetic import load_texture
-
-    for dataset in SYNTHETIC_DATASETS:
-        synthetic = getattr(study.datasets, dataset)
-        for key in ("background", "foreground") if synthetic is not None else ():
-            name = getattr(synthetic, key)
-            if name in BUILTIN_TEXTURES:
-                continue
-            try:
-                load_texture(name)
-            except ValueError as error:
-                raise StudyConfigError(f"{source}: datasets.{dataset}.{key}: {error}") from None
-
-
 def trial_device(study: StudyConfig, address: str | None = None) -> tuple[str, str]:
     """Where the study's trials will run, ``cpu`` or ``cuda``, and why; ``cuda`` when it cannot be known here.
 
@@ -171,7 +156,7 @@ def trial_device(study: StudyConfig, address: str | None = None) -> tuple[str, s
         return "cpu", "resources.gpu is 0"
     if address or os.environ.get("RAY_ADDRESS"):
         return "cuda", "a remote cluster"
-    import torch
+    import torch  # only when it matters: loading torch takes seconds
 
     return ("cuda", "this machine has CUDA") if torch.cuda.is_available() else ("cpu", "this machine has no CUDA GPU")
 
@@ -195,11 +180,14 @@ def check_precision(study: StudyConfig, source: str, address: str | None = None)
 def preflight(
     study: StudyConfig, source: str, tracking_uri: str, storage: str, cache: str, address: str | None = None
 ) -> None:
-    """Every check, cheapest first; raises ``StudyConfigError`` on the first problem (``address``: ``--address``)."""
+    """Every check, the study's own files first; raises ``StudyConfigError`` on the first problem.
+
+    ``address`` is ``--address``. The data files come first: the memory estimate counts the medical cases.
+    """
+    check_data(study, source)
     check_precision(study, source, address)
     check_storage(storage)
     check_writable_folder(cache, "cache folder")
     check_memory(study, source)
-    check_textures(study, source)
     check_tracking_uri(tracking_uri)
     check_models(study, source)

@@ -25,9 +25,9 @@ def probe_model(variant: str, study: StudyConfig) -> str | None:
         variant: a network variant.
         study: the study as the data set's trials see it (``StudyConfig.for_dataset``).
     """
-    import torch
+    import torch  # here, not at the top: only a study that gets this far pays for loading torch
 
-    from trainables.models import build_model
+    from trainables.models import build_model  # imports torch too
 
     size, batch = study.image_size, min(PROBE_BATCH, study.training.batch_size)
     try:

@@ -10,7 +10,11 @@ a study refused here cannot run, one accepted may still need more.
 
 from __future__ import annotations
 
-from trainables.config import MEDICAL_DATASETS, StudyConfig, StudyConfigError
+import psutil
+
+from trainables.config import StudyConfig, StudyConfigError
+from trainables.datasets.medical.layouts import check_layout
+from trainables.datasets.registry import is_synthetic
 
 # bytes per image pixel: uint8 mask + float32 background and foreground crops, the blend's float32 temporaries
 SYNTHETIC_BASE_BYTES = 1 + 4 + 4 + 12
@@ -31,8 +35,6 @@ def format_bytes(count: float) -> str:
 
 def available_memory() -> int:
     """Bytes of memory this machine can give a new process now (psutil's ``available``)."""
-    import psutil
-
     return int(psutil.virtual_memory().available)
 
 
@@ -58,9 +60,10 @@ def synthetic_bytes(study: StudyConfig) -> int:
 
 
 def medical_bytes(study: StudyConfig, name: str) -> int:
-    """Bytes of a medical data set, counting one slice per case (volumes have more: a floor)."""
-    from trainables.medical import check_layout
+    """Bytes of a medical data set, counting one slice per case (volumes have more: a floor).
 
+    The folder's layout has been checked (:func:`trainables.datasets.registry.check_data`).
+    """
     cases = check_layout(name, getattr(study.datasets, name).path)
     return MEDICAL_BYTES * study.image_size**2 * len(cases) * (1 + len(study.test_levels))
 
@@ -74,7 +77,7 @@ def check_memory(study: StudyConfig, source: str, available: int | None = None) 
     available = available_memory() if available is None else available
     for name in study.datasets.names:
         view = study.for_dataset(name)
-        data = medical_bytes(view, name) if name in MEDICAL_DATASETS else synthetic_bytes(view)
+        data = synthetic_bytes(view) if is_synthetic(name) else medical_bytes(view, name)
         similarity = ts_bytes(view)
         if data + similarity <= available:
             continue
@@ -82,7 +85,7 @@ def check_memory(study: StudyConfig, source: str, available: int | None = None) 
             keys = "texture_similarity.resize_to" if view.texture_similarity.resize_to else "image_size"
             side = view.texture_similarity.resize_to or view.image_size
             what = f"the texture similarity of one image at {side} x {side} px"
-        elif name in MEDICAL_DATASETS:
+        elif not is_synthetic(name):
             keys = "image_size"
             what = f"its slices at {view.image_size} x {view.image_size} px"
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ from orchestrator.expand import expand, trial_table
 from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
 from trainables.config import VARIANTS, StudyConfigError, load_study
+from trainables.datasets.registry import check_data, prepare_dataset
 from trainables.schema import resolve_tracking_uri
 from trainables.tracking import (
     DEFAULT_RETRY_POLICY,
@@ -105,20 +107,12 @@ def prepare_data(study, source: str, cache: str) -> None:
     (exit 2) instead of every trial failing on it; on one machine the trials reuse the
     cache. A cache folder this call created is removed again when preparation fails.
     """
-    import shutil
-
-    from trainables.data import prepare_synthetic
-    from trainables.medical import MedicalDataError, prepare_medical
-
     existed = Path(cache).exists()
     try:
         for name in study.datasets.names:
             print(f"[{study.study}] preparing data set {name} in {cache}", flush=True)
-            if name in ("synthetic", "synthetic_background"):
-                prepare_synthetic(study.for_dataset(name), cache)
-            else:
-                prepare_medical(study.for_dataset(name), name, cache)
-    except (MedicalDataError, ValueError, OSError) as error:
+            prepare_dataset(study, name, cache)
+    except (ValueError, OSError) as error:  # a MedicalDataError is a ValueError
         if not existed:
             shutil.rmtree(cache, ignore_errors=True)
         where = f"datasets.{name}"
@@ -146,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         study = load_study(args.config)
+        if args.dry_run:  # a real run checks the data folders and textures in preflight
+            check_data(study, args.config)
         seconds = _epoch_seconds(args.epoch_seconds)
         if args.checkpoint_every < 1:
             raise StudyConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
@@ -198,7 +194,7 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
             check_trial_fits(study.resources.cpu, ray.nodes(), args.config)
             gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
             started = time.monotonic()
-            outcome = run_sweep(study, args.config, todo, paths, gpu, args.checkpoint_every, args.verbose)
+            outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose)
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
         finally:
             ray.shutdown()

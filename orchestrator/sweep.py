@@ -4,6 +4,10 @@ Each trial is a function trainable, a thin adapter over ``trainables.trial.run_t
 it reports ``train_loss`` / ``val_dice`` each epoch with ``tune.report``, hands Tune
 the trial's checkpoint folder, and resumes from ``tune.get_checkpoint()`` when Tune
 retries it after a failure. Logging to MLflow happens inside the trial (see README).
+
+The validated study, the paths and the checkpoint cadence reach every trial once, through
+``tune.with_parameters`` (Ray's object store): no trial parses or re-checks the study file,
+and Tune's own trial config holds only the trial key.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from ray import tune
 
 from orchestrator.progress import ProgressPrinter
-from trainables.config import StudyConfig, parse_study
+from trainables.config import StudyConfig
 from trainables.guard import set_aside_corrupt_state
 from trainables.spec import TrialSpec
 
@@ -51,13 +55,14 @@ def _node_tags() -> dict[str, str]:
     return {"ray.node_id": context.get_node_id(), "ray.node_ip": ray.util.get_node_ip_address()}
 
 
-def _trainable(settings: dict) -> None:
-    from trainables.trial import STATE_FILE, EpochReport, run_trial  # torch + MONAI: only in the worker, once
+def _trainable(
+    settings: dict, *, study: StudyConfig, paths: SweepPaths, checkpoint_every: int, device: str | None = None
+) -> None:
+    """One trial in a Ray worker: ``settings["trial"]`` is its key; the rest comes from ``tune.with_parameters``."""
+    from trainables.training import STATE_FILE, EpochReport  # torch + MONAI: only in the worker, once
+    from trainables.trial import run_trial  # looked up at each call: tests/run_with_a_killed_trial.py wraps it
 
     spec = TrialSpec(**settings["trial"])
-    study = parse_study(settings["study"], source=settings["source"])
-    paths = SweepPaths(**settings["paths"])
-    checkpoint_every = settings["checkpoint_every"]
     work_dir = trial_work_dir(paths.storage_path, study.study, spec.trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
     # an unreadable state.pt is kept beside the work folder; the trial resumes from Tune's checkpoint, else epoch 0
@@ -77,8 +82,7 @@ def _trainable(settings: dict) -> None:
         }
         if epoch.val_dice is not None:
             metrics["val_dice"] = epoch.val_dice
-        last = epoch.epoch == study.training.epochs - 1
-        if (epoch.epoch + 1) % checkpoint_every == 0 or last:
+        if (epoch.epoch + 1) % checkpoint_every == 0 or epoch.last:
             with tempfile.TemporaryDirectory() as folder:
                 shutil.copy(epoch.checkpoint_dir / STATE_FILE, Path(folder) / STATE_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -94,6 +98,7 @@ def _trainable(settings: dict) -> None:
         on_epoch=report,
         extra_tags={**_node_tags(), **recovered},
         threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
+        device=device,
     )
     shutil.rmtree(work_dir, ignore_errors=True)  # everything of value is in MLflow now
     tune.report(
@@ -109,7 +114,6 @@ def _trainable(settings: dict) -> None:
 
 def run_sweep(
     study: StudyConfig,
-    source: str,
     specs: list[TrialSpec],
     paths: SweepPaths,
     gpu_per_trial: float,
@@ -120,7 +124,6 @@ def run_sweep(
 
     Args:
         study: the validated study.
-        source: the study file's name, for messages.
         specs: the trials to run (finished ones already left out).
         paths: absolute tracking URI, cache root and storage path.
         gpu_per_trial: the GPU fraction, already checked against the cluster.
@@ -130,14 +133,13 @@ def run_sweep(
     Returns:
         ``{trial_id: "TERMINATED" | "ERROR" | "NOT_RUN"}``.
     """
-    trainable = tune.with_resources(_trainable, {"cpu": study.resources.cpu, "gpu": gpu_per_trial})
-    param_space = {
-        "trial": tune.grid_search([asdict(spec) for spec in specs]),
-        "study": study.model_dump(mode="json"),  # resolved: absolute texture paths; trials re-validate
-        "source": source,
-        "paths": asdict(paths),
-        "checkpoint_every": checkpoint_every,
-    }
+    # validated once, in the driver (absolute data and texture paths): trials get the object, not a dump to re-parse
+    device = "cpu" if gpu_per_trial == 0 else None  # a trial given no GPU never takes one on a GPU node
+    with_study = tune.with_parameters(
+        _trainable, study=study, paths=paths, checkpoint_every=checkpoint_every, device=device
+    )
+    trainable = tune.with_resources(with_study, {"cpu": study.resources.cpu, "gpu": gpu_per_trial})
+    param_space = {"trial": tune.grid_search([asdict(spec) for spec in specs])}  # the key only: Tune's config
     progress = ProgressPrinter(study.study, [spec.variant for spec in specs], started=time.monotonic())
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C stops the driver (orchestrator.interrupts), not Tune
     # read when the Tuner starts: num_to_keep=1 forces a snapshot at each checkpoint, so Tune's warning is noise

@@ -4,7 +4,7 @@ They stand in for BUSI, MSD Task09 Spleen, MSD Task02 Heart and GlaS, which cann
 downloaded here. Each lesion or organ has its own texture, so the test levels move TS.
 
     python -m tests.medical_fixtures OUT_DIR     # OUT_DIR/{Dataset_BUSI_with_GT,Task09_Spleen,Task02_Heart,GlaS}
-    SKIPSWEEP_DATA=OUT_DIR python -m trainables.data prepare --config conf/example_medical_tiny.yaml
+    SKIPSWEEP_DATA=OUT_DIR python -m trainables.datasets prepare --config conf/example_medical_tiny.yaml
 """
 
 from __future__ import annotations

@@ -34,10 +34,10 @@ def kill_once(marker: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def killing_trainable(trainable: Callable[[dict], None], epoch: int, marker: str) -> Callable[[dict], None]:
+def killing_trainable(trainable: Callable[..., None], epoch: int, marker: str) -> Callable[..., None]:
     """``trainable`` with its trial killed (once per sweep) right after it reported ``epoch``."""
 
-    def _trainable(settings: dict) -> None:  # runs in a Ray worker
+    def _trainable(settings: dict, **parameters) -> None:  # runs in a Ray worker; parameters: tune.with_parameters
         import trainables.trial as trial
 
         run_trial = trial.run_trial
@@ -52,7 +52,7 @@ def killing_trainable(trainable: Callable[[dict], None], epoch: int, marker: str
 
         trial.run_trial = run_trial_killed_at_epoch  # the trainable imports it when it is called
         try:
-            trainable(settings)
+            trainable(settings, **parameters)
         finally:
             trial.run_trial = run_trial
 

@@ -488,7 +488,7 @@ def test_a_texture_path_expands_variables(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_an_opaque_gray_alpha_texture_is_read_as_its_gray_channel(tmp_path: Path) -> None:
-    from trainables.synthetic import load_texture
+    from trainables.datasets.synthetic.generate import load_texture
 
     path = tmp_path / "gray_alpha.png"
     path.write_bytes(picture_bytes([np.stack([GRAY, np.full_like(GRAY, 255)], axis=-1)], "LA"))

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from trainables.config import StudyConfigError, load_study, parse_study
+from trainables.datasets.registry import check_data
 
 try:
     from medical_fixtures import write_all
@@ -137,8 +138,9 @@ def test_bad_study_is_refused_naming_file_and_key(tmp_path: Path, data: dict, ke
 def test_missing_texture_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_with(("datasets", "synthetic", "foreground"), "textures/nope.png")))
-    with pytest.raises(StudyConfigError, match=r"datasets\.synthetic\.foreground.*nope\.png"):
-        load_study(path)
+    study = load_study(path)  # the schema reads no files: the data check does, before a study runs
+    with pytest.raises(StudyConfigError, match=r"bad\.yaml: datasets\.synthetic\.foreground.*nope\.png"):
+        check_data(study, str(path))
 
 
 def test_texture_file_is_resolved_relative_to_the_study(tmp_path: Path) -> None:

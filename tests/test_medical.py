@@ -15,9 +15,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from trainables.config import BusiConfig, HeartConfig, SpleenConfig, StudyConfigError, load_study, parse_study
-from trainables.data import main as data_main
-from trainables.data import trial_data
-from trainables.medical import MedicalDataError, load_medical, medical_trial_data, patient_split, prepare_medical
+from trainables.datasets.__main__ import main as data_main
+from trainables.datasets.medical.layouts import MedicalDataError
+from trainables.datasets.medical.prepare import load_medical, medical_trial_data, patient_split, prepare_medical
+from trainables.datasets.registry import check_data, trial_data
 from trainables.trial import TrialSpec, run_trial, trial_params
 
 try:
@@ -183,7 +184,7 @@ def test_preparing_twice_reuses_the_cache_and_a_changed_file_rebuilds(fixtures, 
     def refuse(*args) -> None:
         raise AssertionError("the cache should have been reused")
 
-    monkeypatch.setattr("trainables.medical._build", refuse)
+    monkeypatch.setattr("trainables.datasets.medical.prepare._build", refuse)
     assert prepare_medical(study, "spleen", cache) == first
     assert (first / "meta.json").stat().st_mtime_ns == built
     monkeypatch.undo()
@@ -197,7 +198,7 @@ def test_preparing_twice_reuses_the_cache_and_a_changed_file_rebuilds(fixtures, 
 
 
 def test_an_all_background_volume_is_warned_about_and_skipped(fixtures, tmp_path, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="trainables.medical"):
+    with caplog.at_level(logging.WARNING, logger="trainables.datasets.medical.prepare"):
         data = load_medical(prepare_medical(fixtures["study"], "spleen", tmp_path / "cache"))
     assert any("spleen_6.nii.gz" in r.getMessage() and "no foreground" in r.getMessage() for r in caplog.records)
     assert "spleen_6" not in data.patients
@@ -243,14 +244,14 @@ def _short_nifti_label(root: Path) -> Path:
 
 
 BAD_DATA = [
-    ("missing folder", "load", _remove(FOLDERS["busi"]), "busi"),
-    ("busi without benign and malignant", "load", _busi_without_categories, "busi"),
-    ("busi image without its mask", "load", _remove(f"{FOLDERS['busi']}/benign/benign (2)_mask.png"), "busi"),
-    ("msd without dataset.json", "load", _remove(f"{FOLDERS['spleen']}/dataset.json"), "spleen"),
-    ("msd with a broken dataset.json", "load", _garbage(f"{FOLDERS['heart']}/dataset.json"), "heart"),
-    ("msd without labelsTr", "load", _remove(f"{FOLDERS['heart']}/labelsTr"), "heart"),
-    ("msd label missing", "load", _remove(f"{FOLDERS['spleen']}/labelsTr/spleen_3.nii.gz"), "spleen"),
-    ("glas image without annotation", "load", _remove(f"{FOLDERS['glas']}/train_2_anno.bmp"), "glas"),
+    ("missing folder", "check", _remove(FOLDERS["busi"]), "busi"),
+    ("busi without benign and malignant", "check", _busi_without_categories, "busi"),
+    ("busi image without its mask", "check", _remove(f"{FOLDERS['busi']}/benign/benign (2)_mask.png"), "busi"),
+    ("msd without dataset.json", "check", _remove(f"{FOLDERS['spleen']}/dataset.json"), "spleen"),
+    ("msd with a broken dataset.json", "check", _garbage(f"{FOLDERS['heart']}/dataset.json"), "heart"),
+    ("msd without labelsTr", "check", _remove(f"{FOLDERS['heart']}/labelsTr"), "heart"),
+    ("msd label missing", "check", _remove(f"{FOLDERS['spleen']}/labelsTr/spleen_3.nii.gz"), "spleen"),
+    ("glas image without annotation", "check", _remove(f"{FOLDERS['glas']}/train_2_anno.bmp"), "glas"),
     ("png mask shape differs", "prepare", _small_png_mask, "busi"),
     ("nifti label shape differs", "prepare", _short_nifti_label, "spleen"),
     ("corrupt png", "prepare", _garbage(f"{FOLDERS['busi']}/benign/benign (3).png"), "busi"),
@@ -264,9 +265,9 @@ def test_bad_data_is_refused_naming_the_path(tmp_path: Path, monkeypatch, stage:
     write_all(tmp_path / "data")
     named = change(tmp_path / "data")
     monkeypatch.setenv("SKIPSWEEP_DATA", str(tmp_path / "data"))
-    if stage == "load":
+    if stage == "check":
         with pytest.raises(StudyConfigError) as error:
-            load_study(TINY)
+            check_data(load_study(TINY), str(TINY))
         assert str(TINY) in str(error.value) and f"datasets.{dataset}.path" in str(error.value)
     else:
         with pytest.raises(MedicalDataError) as error:

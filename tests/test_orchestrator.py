@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,17 @@ def test_dry_run_prints_the_table_and_touches_nothing(tmp_path: Path, capsys, mo
     assert list(tmp_path.iterdir()) == []  # no MLflow store, no cache, no results
 
 
+def test_dry_run_refuses_a_missing_texture_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    study = {"study": "t", "variants": ["unet"], "seeds": [0], "datasets": {"synthetic": {"levels": [0.5]}}}
+    study["datasets"]["synthetic"]["foreground"] = "missing.png"
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(study))
+    assert main(["--config", str(tmp_path / "t.yaml"), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "datasets.synthetic.foreground" in error and "missing.png" in error and "trial(s)" not in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["t.yaml"]
+
+
 def test_gpu_fraction_becomes_zero_with_one_warning_on_a_cpu_cluster(recwarn) -> None:
     assert _gpu_fraction(0.25, {"CPU": 2.0}) == 0.0
     assert len(recwarn) == 1 and "no GPU" in str(recwarn[0].message)
@@ -128,3 +140,25 @@ def test_bad_study_fails_with_status_2_before_ray_or_mlflow(tmp_path: Path) -> N
     assert "RAY_NOT_IMPORTED" in result.stdout
     assert "bad.yaml" in result.stderr and "datasets.synthetic.levels" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_trial_given_no_gpu_trains_on_the_cpu_even_on_a_gpu_node(monkeypatch) -> None:
+    from orchestrator import sweep
+
+    handed: list[dict] = []
+
+    def capture(trainable, **parameters):
+        handed.append(parameters)
+        raise _Stop  # what Tune would do with it is not the question
+
+    monkeypatch.setattr(sweep.tune, "with_parameters", capture)
+    study = load_study(ROOT / "conf" / "quick.yaml")
+    paths = sweep.SweepPaths("sqlite:////tmp/unused.db", "/tmp/cache", "/tmp/storage")
+    for gpu in (0.0, 0.25):
+        with contextlib.suppress(_Stop):
+            sweep.run_sweep(study, expand(study), paths, gpu)
+    assert [parameters["device"] for parameters in handed] == ["cpu", None]  # None: CUDA where Ray gave a GPU

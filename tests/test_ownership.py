@@ -25,7 +25,9 @@ from orchestrator.expand import expand
 from orchestrator.ownership import DRIVER_OWNER, LEASE_TAG, StudyLease, claim_study
 from trainables.config import StudyConfigError, load_study
 from trainables.guard import STATE_RECOVERED_TAG, TrialBusyError
-from trainables.trial import RESUMED_TAG, STATE_FILE, run_trial
+from trainables.schema import RESUMED_TAG
+from trainables.training import STATE_FILE
+from trainables.trial import run_trial
 
 HOLD = """
 import sys, time

@@ -25,6 +25,7 @@ from trainables.precision import (
     resolve_channels_last,
     resolve_precision,
 )
+from trainables.runtime import RuntimeOptions
 from trainables.trial import TrialSpec, run_trial
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -97,7 +98,11 @@ def tiny_training(images: int, batch_size: int, precision: str, epochs: int, sha
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.rand(images, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     y = (x > 0.5).float()
-    return [train_epoch(model, optimizer, x, y, batch_size, 0.0, generator, precision) for _ in range(epochs)]
+    runtime = RuntimeOptions(CPU, precision=precision)
+    return [
+        train_epoch(model, optimizer, x, y, generator, runtime, batch_size=batch_size, rotate_prob=0.0)
+        for _ in range(epochs)
+    ]
 
 
 def test_a_last_batch_of_one_image_trains() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainables.cache import cached_directory
 from trainables.config import SyntheticConfig, parse_study
-from trainables.data import load_synthetic, prepare_synthetic, synthetic_trial_data
-from trainables.synthetic import blend, generate_base, random_mask
+from trainables.datasets.cache import cached_directory
+from trainables.datasets.synthetic.generate import blend, generate_base, random_mask
+from trainables.datasets.synthetic.prepare import load_synthetic, prepare_synthetic, synthetic_trial_data
 
 SMALL = {"train": 6, "val": 2, "test": 4}
 
@@ -149,7 +149,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_stale_staging_folder_of_a_killed_builder_is_removed(tmp_path: Path) -> None:
-    from trainables.cache import cache_path
+    from trainables.datasets.cache import cache_path
 
     final = cache_path(tmp_path, "thing", {"k": 3})
     stale = tmp_path / f".{final.name}.dead"
@@ -162,7 +162,7 @@ def test_stale_staging_folder_of_a_killed_builder_is_removed(tmp_path: Path) -> 
 def test_preview_command_writes_a_figure(tmp_path: Path, capsys) -> None:
     import yaml
 
-    from trainables.data import main
+    from trainables.datasets.__main__ import main
 
     study = tmp_path / "tiny.yaml"
     study.write_text(yaml.safe_dump(tiny_study().model_dump(mode="json")))
@@ -175,7 +175,7 @@ def test_preview_command_writes_a_figure(tmp_path: Path, capsys) -> None:
 
 
 def test_data_command_refuses_a_bad_study_with_status_2(tmp_path: Path, capsys) -> None:
-    from trainables.data import main
+    from trainables.datasets.__main__ import main
 
     study = tmp_path / "bad.yaml"
     study.write_text("study: x\nvariants: [unet]\nseeds: [-1]\ndatasets: {synthetic: {}}\n")
@@ -220,7 +220,7 @@ def test_released_masks_are_filled_single_shapes_around_the_centre() -> None:
 
 
 def test_mask_construction_is_part_of_the_cache_key() -> None:
-    from trainables.data import synthetic_cache_key
+    from trainables.datasets.synthetic.prepare import synthetic_cache_key
 
     assert synthetic_cache_key(tiny_study()) != synthetic_cache_key(tiny_study(mask={"construction": "released"}))
 
@@ -229,7 +229,7 @@ def test_mask_construction_is_part_of_the_cache_key() -> None:
 
 
 def test_input_images_by_hand() -> None:
-    from trainables.data import input_images
+    from trainables.datasets.arrays import input_images
 
     images = np.array([[[0, 51], [102, 255]], [[51, 51], [102, 102]], [[7, 7], [7, 7]]], np.uint8)
     divided = input_images(images)
@@ -242,7 +242,7 @@ def test_input_images_by_hand() -> None:
 
 
 def test_min_max_scaling_reaches_every_image_a_trial_sees(tmp_path: Path) -> None:
-    from trainables.data import input_images
+    from trainables.datasets.arrays import input_images
 
     plain = synthetic_trial_data(tiny_study(), 0.3, tmp_path)
     study = tiny_study().model_copy(
@@ -265,7 +265,7 @@ def test_min_max_scaling_reaches_every_image_a_trial_sees(tmp_path: Path) -> Non
 
 def test_background_direction_is_its_own_data_set(tmp_path: Path) -> None:
     from orchestrator.expand import expand
-    from trainables.data import trial_data
+    from trainables.datasets.registry import trial_data
 
     bleed = {"levels": [0.3, 0.9], "split": SMALL, "foreground": "brick", "direction": "background_bleed"}
     base = tiny_study()

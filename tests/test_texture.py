@@ -7,9 +7,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from trainables.config import PerturbationConfig, SyntheticConfig, TextureSimilarityConfig
-from trainables.perturb import background_blur, perturb_set, speckle
-from trainables.synthetic import blend, generate_base
-from trainables.texture import (
+from trainables.datasets.perturb import background_blur, perturb_set, speckle
+from trainables.datasets.synthetic.generate import blend, generate_base
+from trainables.datasets.texture import (
     kl_divergence,
     lbp_bin_count,
     lbp_histograms,

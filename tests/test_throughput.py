@@ -9,11 +9,12 @@ from mlflow.tracking import MlflowClient
 from trial_studies import small_study
 
 from trainables.config import ModelConfig, StudyConfigError, parse_study
-from trainables.data import TestCondition as Condition  # aliased: pytest would try to collect Test*
+from trainables.datasets.arrays import TestCondition as Condition  # aliased: pytest would try to collect Test*
 from trainables.evaluate import evaluate_conditions
 from trainables.loop import compile_with_fallback, predict, rotate90, seed_everything, train_epoch
 from trainables.metrics import dice_scores
 from trainables.models import build_model
+from trainables.runtime import RuntimeOptions
 from trainables.trial import TrialSpec, run_trial, trial_params
 
 SMALL_MODEL = ModelConfig(channels=(4, 8, 16), strides=(2, 2))
@@ -70,11 +71,12 @@ def test_one_stream_over_all_conditions_gives_the_per_condition_dice(batch_size)
     seed_everything(0)
     model = build_model("unet", SMALL_MODEL)
     tests = conditions(np.random.default_rng(0))
-    device = torch.device("cpu")
-    per_image = evaluate_conditions(model, tests, study().evaluation, device, batch_size, 0.5)
+    per_image = evaluate_conditions(model, tests, study().evaluation, RuntimeOptions("cpu", eval_batch_size=batch_size))
     assert list(per_image.condition) == ["c0"] * 5 + ["c1"] * 3 + ["c2"] * 7
     for condition in tests:  # the old path: each condition on its own, two images at a time
-        prediction = predict(model, torch.from_numpy(condition.images)[:, None], 2, 0.5)
+        prediction = predict(
+            model, torch.from_numpy(condition.images)[:, None], RuntimeOptions("cpu", eval_batch_size=2)
+        )
         expected = dice_scores(prediction, torch.from_numpy(condition.masks.astype(np.float32))[:, None])
         got = per_image.loc[per_image.condition == condition.name, "dice"].to_numpy()
         np.testing.assert_array_equal(got, expected.numpy().astype(np.float64))
@@ -90,8 +92,9 @@ def test_channels_last_trains_to_the_same_losses_on_cpu() -> None:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         images = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1))
         masks = (images > 0.5).float()
+        runtime = RuntimeOptions("cpu", channels_last=channels_last)
         losses[channels_last] = [
-            train_epoch(model, optimizer, images, masks, 4, 0.5, generator, channels_last=channels_last)
+            train_epoch(model, optimizer, images, masks, generator, runtime, batch_size=4, rotate_prob=0.5)
             for _ in range(3)
         ]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)

@@ -11,10 +11,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from trainables.config import parse_study
-from trainables.data import trial_data
+from trainables.datasets.registry import trial_data
 from trainables.evaluate import evaluate_conditions
-from trainables.loop import pick_device, seed_everything
+from trainables.loop import seed_everything
 from trainables.models import build_model
+from trainables.runtime import RuntimeOptions
 from trainables.trial import TrialSpec, run_trial
 
 
@@ -90,7 +91,7 @@ def test_run_follows_the_mlflow_contract(store) -> None:
     model = build_model("unet", study.model)
     model.load_state_dict(torch.load(local, weights_only=True))
     data = trial_data(study, "synthetic", 0.4, store["cache"])
-    per_image = evaluate_conditions(model, data.conditions, study.evaluation, pick_device("cpu"), 4, 0.5)
+    per_image = evaluate_conditions(model, data.conditions, study.evaluation, RuntimeOptions("cpu", eval_batch_size=4))
     for condition, rows in per_image.groupby("condition"):
         assert rows["dice"].mean() == pytest.approx(metrics[f"test_dice.{condition}"], abs=1e-6)
         assert rows["ts"].mean() == pytest.approx(metrics[f"test_ts.{condition}"], abs=1e-6)
@@ -115,7 +116,9 @@ def test_training_learns_on_an_easy_set(store) -> None:
     seed_everything(0)
     untrained = build_model("unet", study.model)
     data = trial_data(study, "synthetic", 1.0, store["cache"])
-    baseline = evaluate_conditions(untrained, data.conditions, study.evaluation, pick_device("cpu"), 4, 0.5)
+    baseline = evaluate_conditions(
+        untrained, data.conditions, study.evaluation, RuntimeOptions("cpu", eval_batch_size=4)
+    )
     untrained_dice = baseline.loc[baseline.condition == "in_domain", "dice"].mean()
     assert result.test_metrics["test_dice.in_domain"] > untrained_dice + 0.25
     assert result.test_metrics["test_dice.in_domain"] > 0.55

@@ -13,8 +13,9 @@ that convention sets ``alpha_convention: released`` and its levels are read as
 ``1 - value``. Inside the project every alpha is in the paper's convention.
 
 Medical data sets (``busi``, ``spleen``, ``heart``, ``glas``) name the folder where the data
-already lie (``path``: ``${VAR}`` expanded, relative to the study file); their layout is
-checked at load. Each may carry partial ``model`` / ``training`` overrides (the medical
+already lie (``path``: ``${VAR}`` expanded, relative to the study file). The schema reads no
+data: ``trainables.datasets.registry.check_data`` checks the folders and texture files before a
+study runs. Each medical data set may carry partial ``model`` / ``training`` overrides (the medical
 experiments use a 6-level U-Net and lr 1e-2): :meth:`StudyConfig.for_dataset` applies them.
 
     python -m trainables.config conf/quick.yaml   # validate and print a study
@@ -729,27 +730,28 @@ def _expand_path(value: str, base: Path, where: str) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _check_medical_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
-    """Resolve each medical data set's folder and check its layout before any work starts."""
-    from trainables.medical import MedicalDataError, check_layout  # medical imports this module
+def _resolve_medical_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
+    """Each medical data set's folder with ``${VAR}`` and ``~`` expanded, resolved against ``base``.
 
+    Whether the folder holds its data set is checked before a study runs, by
+    :func:`trainables.datasets.registry.check_data`: the schema reads no data.
+    """
     resolved = {}
     for name in config.datasets.medical:
         dataset = getattr(config.datasets, name)
-        where = f"{source}: datasets.{name}.path"
-        path = _expand_path(dataset.path, base, where)
-        try:
-            check_layout(name, path)
-        except MedicalDataError as error:
-            raise StudyConfigError(f"{where}: {error}") from None
+        path = _expand_path(dataset.path, base, f"{source}: datasets.{name}.path")
         resolved[name] = dataset.model_copy(update={"path": str(path)})
     if not resolved:
         return config
     return config.model_copy(update={"datasets": config.datasets.model_copy(update=resolved)})
 
 
-def _check_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
-    """Texture files of each synthetic data set: ``${VAR}`` and ``~`` expanded, resolved against ``base``, present."""
+def _resolve_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
+    """Texture files of each synthetic data set: ``${VAR}`` and ``~`` expanded, resolved against ``base``.
+
+    That they exist and open as images is checked before a study runs, by
+    :func:`trainables.datasets.registry.check_data`.
+    """
     updates = {}
     for name in SYNTHETIC_DATASETS:
         synthetic = getattr(config.datasets, name)
@@ -758,15 +760,8 @@ def _check_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyC
         resolved = {}
         for key in ("background", "foreground"):
             value = getattr(synthetic, key)
-            if value in BUILTIN_TEXTURES:
-                continue
-            path = _expand_path(value, base, f"{source}: datasets.{name}.{key}")
-            if not path.is_file():
-                raise StudyConfigError(
-                    f"{source}: datasets.{name}.{key}: texture '{value}' is neither a built-in texture "
-                    f"({', '.join(BUILTIN_TEXTURES)}) nor an existing image file (looked for {path})"
-                )
-            resolved[key] = str(path)
+            if value not in BUILTIN_TEXTURES:
+                resolved[key] = str(_expand_path(value, base, f"{source}: datasets.{name}.{key}"))
         if resolved:
             updates[name] = synthetic.model_copy(update=resolved)
     if not updates:
@@ -797,8 +792,8 @@ def parse_study(data: Any, source: str = "<study>", base: Path | None = None) ->
             message = f"unknown key '{first['loc'][-1]}'"
         more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
         raise StudyConfigError(f"{source}: {location}: {message}{more}") from None
-    config = _check_texture_paths(config, base or Path.cwd(), source)
-    return _check_medical_paths(config, base or Path.cwd(), source)
+    config = _resolve_texture_paths(config, base or Path.cwd(), source)
+    return _resolve_medical_paths(config, base or Path.cwd(), source)
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -831,7 +826,11 @@ def load_study(path: str | Path) -> StudyConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Validate study files and print them as resolved JSON; exit status 2 on a bad file."""
+    """Validate study files, check the data files they name, print them as resolved JSON; exit status 2 on a bad one."""
+    # The data checks read the disk and live in the datasets package, which builds on this module:
+    # only this command loads them, never the schema.
+    from trainables.datasets.registry import check_data
+
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print("usage: python -m trainables.config STUDY.yaml [...]", file=sys.stderr)
@@ -839,6 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in argv:
         try:
             config = load_study(name)
+            check_data(config, name)
         except StudyConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -847,4 +847,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m` runs this file as __main__, a second copy of the module: run the package's, whose
+    # StudyConfigError is the one the data checks raise.
+    from trainables.config import main as package_main
+
+    raise SystemExit(package_main())

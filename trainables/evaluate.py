@@ -7,9 +7,10 @@ import pandas as pd
 import torch
 
 from trainables.config import EvaluationConfig
-from trainables.data import TestCondition
+from trainables.datasets.arrays import TestCondition
 from trainables.loop import predict, to_tensor
 from trainables.metrics import dice_scores, surface_metrics
+from trainables.runtime import RuntimeOptions
 from trainables.schema import condition_metric
 
 PER_IMAGE_COLUMNS = ("condition", "test_alpha", "image_id", "dice", "ts")
@@ -20,32 +21,20 @@ def evaluate_conditions(
     model: torch.nn.Module,
     conditions: tuple[TestCondition, ...],
     evaluation: EvaluationConfig,
-    device: torch.device,
-    batch_size: int,
-    threshold: float,
-    mixed_precision: str = "none",
-    channels_last: bool = False,
+    runtime: RuntimeOptions,
 ) -> pd.DataFrame:
     """One row per (condition, image): Dice, TS and, when asked, HD95, ASD and NSD.
 
-    The images of all conditions are predicted as one stream, ``batch_size`` at a time,
-    so a trial with many small test sets runs a few full batches instead of a short
-    pass per condition; the per-image results are the same either way. Predictions are
-    fp32 unless ``mixed_precision`` asks otherwise (trials keep fp32: bf16 moves out-of-domain Dice).
+    The images of all conditions are predicted as one stream, ``runtime.eval_batch_size``
+    at a time, so a trial with many small test sets runs a few full batches instead of a
+    short pass per condition; the per-image results are the same either way. Predictions
+    are fp32 whatever ``runtime.precision`` (bf16 moves out-of-domain Dice).
 
     Returns:
         A frame with columns ``condition, test_alpha, image_id, dice, ts`` (+ surface
         metrics), in the order of ``conditions``.
     """
-    predictions = predict_images(
-        [condition.images for condition in conditions],
-        model,
-        device,
-        batch_size,
-        threshold,
-        mixed_precision,
-        channels_last,
-    )
+    predictions = predict_images([condition.images for condition in conditions], model, runtime)
     frames = []
     for condition, prediction in zip(conditions, predictions, strict=True):
         target = torch.from_numpy(condition.masks.astype(np.float32))[:, None]
@@ -69,35 +58,16 @@ def evaluate_conditions(
     return pd.concat(frames, ignore_index=True)
 
 
-def predict_images(
-    image_sets: list[np.ndarray],
-    model: torch.nn.Module,
-    device: torch.device,
-    batch_size: int,
-    threshold: float,
-    mixed_precision: str = "none",
-    channels_last: bool = False,
-) -> list[torch.Tensor]:
+def predict_images(image_sets: list[np.ndarray], model: torch.nn.Module, runtime: RuntimeOptions) -> list[torch.Tensor]:
     """Binary predictions of several (n_i, H, W) image sets, in batches that run across set borders.
 
-    Only one batch at a time is on ``device``.
+    The sets stay on the CPU; :func:`~trainables.loop.predict` moves one batch at a time to ``runtime.device``.
 
     Returns:
         One (n_i, 1, H, W) boolean CPU tensor per set.
     """
-    stream = np.concatenate(image_sets)
-    chunks = [
-        predict(
-            model,
-            to_tensor(stream[start : start + batch_size], device),
-            batch_size,
-            threshold,
-            mixed_precision,
-            channels_last,
-        ).cpu()
-        for start in range(0, len(stream), batch_size)
-    ]
-    return list(torch.cat(chunks).split([len(images) for images in image_sets]))
+    stream = to_tensor(np.concatenate(image_sets), torch.device("cpu"))
+    return list(predict(model, stream, runtime).split([len(images) for images in image_sets]))
 
 
 def condition_means(per_image: pd.DataFrame) -> dict[str, float]:

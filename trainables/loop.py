@@ -20,6 +20,7 @@ import torch
 from monai.losses import DiceLoss
 
 from trainables.metrics import dice_scores
+from trainables.runtime import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +113,25 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     masks: torch.Tensor,
+    generator: torch.Generator,
+    runtime: RuntimeOptions,
+    *,
     batch_size: int,
     rotate_prob: float,
-    generator: torch.Generator,
-    mixed_precision: str = "none",
     scaler: torch.amp.GradScaler | None = None,
-    channels_last: bool = False,
 ) -> float:
     """One pass over the training set in a random order; returns the mean batch loss.
 
-    ``mixed_precision`` is a resolved precision (``fp32``/``none``, ``bf16``, ``fp16``) for the forward pass;
-    the loss and the weights stay in fp32.
+    Args:
+        model: the network, on ``runtime.device`` (channels-last when ``runtime.channels_last``).
+        optimizer: its optimiser.
+        images: (N, 1, H, W) training images on ``runtime.device``.
+        masks: (N, 1, H, W) binary masks, same device.
+        generator: the CPU generator that draws the order and the rotations.
+        runtime: device, forward-pass precision and layout; the loss and the weights stay in fp32.
+        batch_size: images per step (a last batch of one joins the one before, see :func:`batch_bounds`).
+        rotate_prob: probability of a random 90-degree rotation per image.
+        scaler: the fp16 loss scaler (:func:`grad_scaler`); None for fp32 and bf16.
 
     The losses stay on the device until the end of the epoch: one synchronisation per epoch, not per batch.
     """
@@ -134,8 +143,8 @@ def train_epoch(
         batch = order[start:stop]
         batch_images, batch_masks = rotate90(images[batch], masks[batch], rotate_prob, generator)
         optimizer.zero_grad(set_to_none=True)
-        with autocast(images.device, mixed_precision):
-            logits = model(to_memory_format(batch_images, channels_last))
+        with autocast(runtime.device, runtime.precision):
+            logits = model(to_memory_format(batch_images, runtime.channels_last))
         loss = loss_function(logits.float(), batch_masks)
         if scaler is None:
             loss.backward()
@@ -149,40 +158,29 @@ def train_epoch(
 
 
 @torch.no_grad()
-def predict(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    batch_size: int,
-    threshold: float,
-    mixed_precision: str = "none",
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """Binary predictions (N, 1, H, W) of ``sigmoid(model(x)) > threshold``.
+def predict(model: torch.nn.Module, images: torch.Tensor, runtime: RuntimeOptions) -> torch.Tensor:
+    """Binary predictions (N, 1, H, W) of ``sigmoid(model(x)) > runtime.threshold``, in fp32.
 
-    Trials predict in fp32 (the default) even when they train in bf16: bf16 inference
-    moves out-of-domain Dice, the quantity a study measures.
+    ``images`` may lie on the CPU or on ``runtime.device``: they are predicted
+    ``runtime.eval_batch_size`` at a time, each batch moved to the device and its
+    prediction back to where ``images`` lie, so only one batch is on the device at once.
+    Trials predict in fp32 even when they train in bf16: bf16 inference moves
+    out-of-domain Dice, the quantity a study measures.
     """
     model.eval()
     outputs = []
-    for start in range(0, images.shape[0], batch_size):
-        with autocast(images.device, mixed_precision):
-            logits = model(to_memory_format(images[start : start + batch_size], channels_last))
-        outputs.append(torch.sigmoid(logits.float()) > threshold)
+    for start in range(0, images.shape[0], runtime.eval_batch_size):
+        batch = images[start : start + runtime.eval_batch_size].to(runtime.device)
+        logits = model(to_memory_format(batch, runtime.channels_last))
+        outputs.append((torch.sigmoid(logits.float()) > runtime.threshold).to(images.device))
     return torch.cat(outputs)
 
 
 def validation_dice(
-    model,
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    batch_size: int,
-    threshold: float,
-    mixed_precision: str = "none",
-    channels_last: bool = False,
+    model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, runtime: RuntimeOptions
 ) -> float:
-    """Mean Dice over the validation set."""
-    prediction = predict(model, images, batch_size, threshold, mixed_precision, channels_last)
-    return float(dice_scores(prediction, masks).mean())
+    """Mean Dice over the validation set (``images`` and ``masks`` on one device), predicted in fp32."""
+    return float(dice_scores(predict(model, images, runtime), masks).mean())
 
 
 @dataclass
@@ -237,12 +235,12 @@ def load_checkpoint(
 
 
 def compile_with_fallback(
-    model: torch.nn.Module, example: torch.Tensor, mixed_precision: str = "none"
+    model: torch.nn.Module, example: torch.Tensor, precision: str = "fp32"
 ) -> tuple[torch.nn.Module, str]:
     """``torch.compile(model)``, tried at once on ``example``; the eager model when anything fails.
 
     Compilation happens at the first call, so one training step (forward and backward,
-    in ``mixed_precision``) and one fp32 evaluation pass run here; the weights,
+    in ``precision``) and one fp32 evaluation pass run here; the weights,
     batch-norm statistics and gradients are put back afterwards, so the trial's results
     do not depend on this warm-up.
 
@@ -254,7 +252,7 @@ def compile_with_fallback(
     try:
         compiled = torch.compile(model)
         compiled.train()
-        with autocast(example.device, mixed_precision):
+        with autocast(example.device, precision):
             logits = compiled(example)
         logits.float().mean().backward()
         compiled.eval()

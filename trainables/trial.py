@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,59 +22,28 @@ import numpy as np
 import torch
 
 from trainables.config import StudyConfig
-from trainables.data import trial_data
+from trainables.datasets.registry import trial_data
 from trainables.evaluate import condition_means, evaluate_conditions
-from trainables.guard import hold_trial, set_aside_corrupt_state
-from trainables.loop import (
-    TrainState,
-    compile_with_fallback,
-    grad_scaler,
-    load_checkpoint,
-    pick_device,
-    save_checkpoint,
-    seed_everything,
-    to_memory_format,
-    to_tensor,
-    train_epoch,
-    validation_dice,
-)
-from trainables.models import build_model
-from trainables.precision import resolve_channels_last, resolve_precision
+from trainables.guard import hold_trial
+from trainables.loop import pick_device
+from trainables.runtime import RuntimeOptions
 from trainables.schema import (
     BEST_EPOCH,
     BEST_VAL_DICE,
     CHECKPOINT_FOLDER,
-    COMPILED_TAG,
     CONFIG_HASH_TAG,
-    EPOCH_SECONDS,
     GIT_COMMIT_TAG,
     MEAN_EPOCH_SECONDS,
     PER_IMAGE_ARTIFACT,
-    RESUMED_TAG,
     SPLIT_HASH_TAG,
     SPLIT_MANIFEST_ARTIFACT,
-    TRAIN_LOSS,
-    VAL_DICE,
     resolve_tracking_uri,
 )
 from trainables.spec import TrialSpec
 from trainables.tracking import RetryPolicy, TrialRun, only_our_retries
+from trainables.training import EpochReport, TrainedModel, train_model
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "state.pt"
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    """What the trial tells its caller after each epoch (the Ray adapter reports it)."""
-
-    epoch: int
-    train_loss: float
-    val_dice: float | None
-    best_val_dice: float
-    seconds: float
-    checkpoint_dir: Path
 
 
 @dataclass
@@ -148,7 +116,7 @@ def run_trial(
 
     Args:
         spec: the trial key.
-        config: the validated study.
+        config: the validated study; the trial's data set's ``model`` / ``training`` overrides are applied here.
         work_dir: folder for the trial's checkpoint and result files.
         tracking_uri: MLflow URI; default from the study, the environment or ``sqlite:///mlflow.db``.
         cache_root: prepared-data cache; default the study's ``storage.cache``.
@@ -164,9 +132,10 @@ def run_trial(
     Raises:
         PrecisionError: fp16 asked for on a CPU, before anything is read, created or logged.
     """
-    config = config.for_dataset(spec.dataset)  # the data set's model / training overrides (same config hash)
-    torch_device = pick_device(device)
-    precision, channels_last = _numerics(config.training, torch_device)
+    # The one place a trial applies its data set's model / training overrides (same config hash): every
+    # stage below (data, training, evaluation, params) gets this view.
+    config = config.for_dataset(spec.dataset)
+    runtime = RuntimeOptions.for_training(config.training, pick_device(device))
     if threads is not None:
         torch.set_num_threads(threads)
     work_dir = Path(work_dir)
@@ -183,8 +152,8 @@ def run_trial(
     }
     params = {
         **trial_params(config),
-        "precision": precision,  # what ran: fp32, bf16 or fp16 (mixed_precision may say auto)
-        "channels_last": channels_last,
+        "precision": runtime.precision,  # what ran: fp32, bf16 or fp16 (mixed_precision may say auto)
+        "channels_last": runtime.channels_last,
         "torch_threads": torch.get_num_threads(),  # results depend on it
     }
     record = TrialRun(
@@ -201,107 +170,24 @@ def run_trial(
         if run.already_finished:
             log.info("%s: already finished in run %s, skipped", spec.run_name, run.run_id)
             return TrialResult(spec, run.run_id, skipped=True)
-        return _train_and_evaluate(spec, config, data, run, work_dir, resume_from, on_epoch, torch_device)
-
-
-def _numerics(training, device: torch.device) -> tuple[str, bool]:
-    """The precision (fp32, bf16, fp16) the trial trains in on ``device``, and whether it runs channels-last."""
-    precision = resolve_precision(training.mixed_precision, device)
-    return precision, resolve_channels_last(training.channels_last, device, precision)
-
-
-def _train_and_evaluate(spec, config, data, run, work_dir: Path, resume_from, on_epoch, device) -> TrialResult:
-    training = config.training
-    amp, channels_last = _numerics(training, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = training.cudnn_benchmark
-    generator = seed_everything(spec.seed)
-    model = build_model(spec.variant, config.model).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
-    scaler = grad_scaler(device, amp)
-    state, best_model = TrainState(), None
-    checkpoint = Path(resume_from or work_dir) / STATE_FILE
-    recovered = set_aside_corrupt_state(checkpoint)  # a truncated state.pt: start again from epoch 0
-    if recovered:
-        run.set_tags({**recovered, RESUMED_TAG: 0})  # epochs already in the run are not logged again
-    if checkpoint.is_file():
-        state, best_model = load_checkpoint(checkpoint, model, optimizer, generator, scaler)
-        log.info("%s: resuming at epoch %d from %s", spec.run_name, state.next_epoch, checkpoint)
-        _relog_history(run, state.history)
-        run.set_tags({RESUMED_TAG: state.next_epoch})  # the latest resume: where the checkpoint took over
-    train_x, train_y = to_tensor(data.train_images, device), to_tensor(data.train_masks, device)
-    val_x, val_y = to_tensor(data.val_images, device), to_tensor(data.val_masks, device)
-    network = model  # what is called; weights are saved and loaded through ``model``
-    if training.compile:
-        example = to_memory_format(train_x[: training.batch_size], channels_last)
-        network, mode = compile_with_fallback(model, example, amp)
-        run.set_tags({COMPILED_TAG: str(mode == "compiled").lower()})
-    for epoch in range(state.next_epoch, training.epochs):
-        started = time.perf_counter()
-        loss = train_epoch(
-            network,
-            optimizer,
-            train_x,
-            train_y,
-            training.batch_size,
-            training.rotate_prob,
-            generator,
-            amp,
-            scaler,
-            channels_last,
+        trained = train_model(
+            spec, config, data, run, runtime, work_dir=work_dir, resume_from=resume_from, on_epoch=on_epoch
         )
-        val_dice = None
-        if (epoch + 1) % training.val_every == 0 or epoch == training.epochs - 1:
-            val_dice = validation_dice(  # in fp32, like the test sets: the best epoch is picked on fp32 Dice
-                network, val_x, val_y, training.eval_batch_size, training.dice_threshold, channels_last=channels_last
-            )
-            if val_dice > state.best_val_dice:
-                state.best_val_dice, state.best_epoch = val_dice, epoch
-                best_model = {key: value.detach().clone() for key, value in model.state_dict().items()}
-        seconds = time.perf_counter() - started
-        state.history.append({"epoch": epoch, "train_loss": loss, "val_dice": val_dice, "seconds": seconds})
-        # Queued, not written: the writer thread logs it while the next epoch trains. A crash before it is
-        # written leaves the epoch in the saved history, and a resumed trial logs it again (_relog_history).
-        _log_epoch(run, state.history[-1])
-        state.next_epoch = epoch + 1
-        save_checkpoint(work_dir / STATE_FILE, model, optimizer, generator, state, best_model, scaler)
-        if on_epoch is not None:
-            on_epoch(EpochReport(epoch, loss, val_dice, state.best_val_dice, seconds, work_dir))
-    return _finish(spec, config, data, run, model, network, best_model, state, work_dir, device)
+        return _finish(spec, config, data, run, trained, runtime, work_dir)
 
 
-def _log_epoch(run: TrialRun, row: dict) -> None:
-    """Log one row of the training history as the run's epoch metrics; steps already in the store are skipped."""
-    metrics = {TRAIN_LOSS: row["train_loss"], VAL_DICE: row["val_dice"], EPOCH_SECONDS: row["seconds"]}
-    run.log_epoch(row["epoch"], metrics)
-
-
-def _relog_history(run: TrialRun, history: list[dict]) -> None:
-    """Log the epochs of a saved history that the store lacks (their batch was still queued when the trial died)."""
-    for row in history:
-        _log_epoch(run, row)
-
-
-def _finish(spec, config, data, run, model, network, best_model, state, work_dir: Path, device) -> TrialResult:
-    training = config.training
+def _finish(spec, config, data, run, trained: TrainedModel, runtime: RuntimeOptions, work_dir: Path) -> TrialResult:
+    """Save the best and last weights, test the chosen one on every condition, log it all; the trial's result."""
+    model, state = trained.model, trained.state
     checkpoints = work_dir / CHECKPOINT_FOLDER
     checkpoints.mkdir(exist_ok=True)
     last_model = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    best_model = {key: value.cpu() for key, value in (best_model or last_model).items()}
+    best_model = {key: value.cpu() for key, value in (trained.best_model or last_model).items()}
     torch.save(best_model, checkpoints / "best.pt")
     torch.save(last_model, checkpoints / "last.pt")
-    model.load_state_dict(best_model if training.test_checkpoint == "best" else last_model)
-    per_image = evaluate_conditions(  # in fp32 whatever the training precision: bf16 moves out-of-domain Dice
-        network,
-        data.conditions,
-        config.evaluation,
-        device,
-        training.eval_batch_size,
-        training.dice_threshold,
-        channels_last=_numerics(training, device)[1],
-    )
+    model.load_state_dict(best_model if config.training.test_checkpoint == "best" else last_model)
+    # in fp32 whatever the training precision: bf16 moves out-of-domain Dice
+    per_image = evaluate_conditions(trained.network, data.conditions, config.evaluation, runtime)
     per_image.to_parquet(work_dir / PER_IMAGE_ARTIFACT, index=False)
     (work_dir / SPLIT_MANIFEST_ARTIFACT).write_text(json.dumps(data.manifest, indent=2))
     test_metrics = condition_means(per_image)

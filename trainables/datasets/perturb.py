@@ -1,4 +1,4 @@
-"""Test-time perturbations for the out-of-domain test levels (pure, seeded functions).
+"""Test-time perturbations for the out-of-domain test levels (pure, seeded functions), and the test sets they make.
 
 | level     | what is done                                   | effect on TS  |
 | --------- | ---------------------------------------------- | ------------- |
@@ -19,7 +19,9 @@ import numpy as np
 from skimage.filters import gaussian
 from skimage.util import random_noise
 
-from trainables.config import PerturbationConfig
+from trainables.config import TEST_LEVEL_ORDER, PerturbationConfig, StudyConfig
+from trainables.datasets.arrays import TestCondition, input_images
+from trainables.datasets.texture import texture_similarities
 
 
 def speckle(image: np.ndarray, variance: float, seed: int) -> np.ndarray:
@@ -62,3 +64,27 @@ def perturb_set(images: np.ndarray, masks: np.ndarray, level: PerturbationConfig
         image_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
         out[index] = perturb(image, mask, level, image_seed)
     return out
+
+
+def level_seed(data_seed: int, level: str) -> int:
+    """Noise seed of a test level: a function of the data seed only, never of variant or seed."""
+    return int(np.random.SeedSequence([data_seed, 7, TEST_LEVEL_ORDER.index(level)]).generate_state(1)[0])
+
+
+def perturbed_conditions(
+    config: StudyConfig, images: np.ndarray, masks: np.ndarray, test_alpha: float, image_ids: tuple[str, ...]
+) -> list[TestCondition]:
+    """The study's out-of-domain test levels applied to one in-domain test set (float images in [0, 1]).
+
+    The perturbation works on the image / 255, as the released code's does on its 8-bit files; the
+    study's ``training.input_scaling`` is applied afterwards (TS is measured before it).
+    """
+    conditions = []
+    for level in TEST_LEVEL_ORDER:
+        if level not in config.test_levels:
+            continue
+        perturbed = perturb_set(images, masks, config.test_levels[level], level_seed(config.data_seed, level))
+        ts = texture_similarities(perturbed, masks, config.texture_similarity)
+        shown = input_images(perturbed, config.training.input_scaling)
+        conditions.append(TestCondition(level, test_alpha, shown, masks, ts, image_ids))
+    return conditions

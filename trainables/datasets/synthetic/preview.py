@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from trainables.data import SyntheticData
+from trainables.datasets.synthetic.prepare import SyntheticData
 from trainables.schema import format_alpha
 
 

@@ -27,7 +27,7 @@ from skimage.transform import resize
 from skimage.util import img_as_float
 
 from trainables.config import BUILTIN_TEXTURES, MaskConfig, SyntheticConfig
-from trainables.texture_file import read_texture_file
+from trainables.datasets.synthetic.texture_file import read_texture_file
 
 _SPLIT_STREAM = 1_000_003  # a SeedSequence word that separates the split from the per-image draws
 

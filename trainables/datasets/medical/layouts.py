@@ -1,0 +1,151 @@
+"""Which files make a medical data set, by its published layout: listed and checked without reading any image.
+
+BUSI, the Medical Segmentation Decathlon tasks (spleen, heart) and GlaS; the package docstring
+(:mod:`trainables.datasets.medical`) describes each layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BUSI_CATEGORIES = ("benign", "malignant")
+BUSI_MASK = re.compile(r"_mask(_\d+)?$")
+MSD_LAYOUT = "Medical Segmentation Decathlon layout: dataset.json, imagesTr/, labelsTr/"
+METADATA_FILES = ("dataset.json", "Grade.csv")
+
+
+class MedicalDataError(ValueError):
+    """A data folder in the wrong layout or a file that cannot be used; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image or volume of a data set, with its mask file(s)."""
+
+    patient: str
+    case_id: str
+    image: Path
+    masks: tuple[Path, ...]
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def busi_cases(root: Path) -> list[Case]:
+    """BUSI: ``benign/`` and ``malignant/`` hold ``X.png`` with ``X_mask.png`` and maybe ``X_mask_1.png``."""
+    missing = [f"{name}/" for name in BUSI_CATEGORIES if not (root / name).is_dir()]
+    if missing:
+        raise MedicalDataError(f"{root}: expected the BUSI subfolders benign/ and malignant/, missing {missing}")
+    cases = []
+    for category in BUSI_CATEGORIES:
+        pictures = [p for p in _visible_files(root / category) if p.suffix.lower() == ".png"]
+        names = {p.name for p in pictures}
+        for image in pictures:
+            if BUSI_MASK.search(image.stem):
+                continue
+            mask = image.with_name(f"{image.stem}_mask.png")
+            if mask.name not in names:
+                raise MedicalDataError(
+                    f"{mask}: not found, the mask of {image.name} (BUSI layout: 'X.png', 'X_mask.png')"
+                )
+            extra = re.compile(re.escape(image.stem) + r"_mask_\d+\.png")
+            masks = [mask] + [p for p in pictures if extra.fullmatch(p.name)]
+            cases.append(Case(image.stem, image.stem, image, tuple(masks)))
+    if not cases:
+        raise MedicalDataError(f"{root}: no images in benign/ or malignant/ (BUSI layout: 'X.png' with 'X_mask.png')")
+    return cases
+
+
+def msd_cases(root: Path) -> list[Case]:
+    """A Medical Segmentation Decathlon task: the volumes that ``dataset.json`` lists under "training"."""
+    manifest = root / "dataset.json"
+    if not manifest.is_file():
+        raise MedicalDataError(f"{manifest}: not found ({MSD_LAYOUT})")
+    for folder in ("imagesTr", "labelsTr"):
+        if not (root / folder).is_dir():
+            raise MedicalDataError(f"{root / folder}: folder not found ({MSD_LAYOUT})")
+    try:
+        entries = [(entry["image"], entry["label"]) for entry in json.loads(manifest.read_text())["training"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise MedicalDataError(
+            f"{manifest}: unreadable, or no 'training' list of image/label ({one_line(error)})"
+        ) from None
+    cases = []
+    for image_name, label_name in entries:
+        image, label = root / image_name, root / label_name
+        for path in (image, label):
+            if not path.is_file():
+                raise MedicalDataError(f"{path}: listed in {manifest} but not found")
+        case_id = image.name.removesuffix(".gz").removesuffix(".nii")
+        cases.append(Case(case_id, case_id, image, (label,)))
+    if not cases:
+        raise MedicalDataError(f"{manifest}: the 'training' list is empty")
+    return cases
+
+
+def _glas_patients(table: Path) -> dict[str, str]:
+    """Image name -> patient id from GlaS's ``Grade.csv`` (columns 'name' and 'patient ID'); {} without one."""
+    if not table.is_file():
+        return {}
+    try:
+        with table.open(newline="") as handle:
+            rows = [
+                {k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(handle)
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise MedicalDataError(f"{table}: unreadable ({one_line(error)})") from None
+    if not rows:
+        return {}
+    column = next((key for key in rows[0] if "patient" in key), None)
+    if column is None or "name" not in rows[0]:
+        raise MedicalDataError(f"{table}: expected the columns 'name' and 'patient ID'")
+    return {row["name"]: f"patient_{row[column]}" for row in rows}
+
+
+def glas_cases(root: Path) -> list[Case]:
+    """GlaS: ``X.bmp`` with ``X_anno.bmp`` (PNG too) in one folder; patients from ``Grade.csv`` when present."""
+    pictures = [p for p in _visible_files(root) if p.suffix.lower() in (".bmp", ".png")]
+    annotations = {p.stem.removesuffix("_anno"): p for p in pictures if p.stem.endswith("_anno")}
+    if not annotations:
+        raise MedicalDataError(f"{root}: no 'X_anno.bmp' annotations (GlaS layout: 'X.bmp' with 'X_anno.bmp')")
+    patients = _glas_patients(root / "Grade.csv")
+    cases = []
+    for image in pictures:
+        if image.stem.endswith("_anno"):
+            continue
+        if image.stem not in annotations:
+            expected = image.with_name(f"{image.stem}_anno{image.suffix}")
+            raise MedicalDataError(f"{expected}: not found, the annotation of {image.name} (GlaS layout)")
+        cases.append(Case(patients.get(image.stem, image.stem), image.stem, image, (annotations[image.stem],)))
+    return cases
+
+
+LAYOUTS: dict[str, Callable[[Path], list[Case]]] = {
+    "busi": busi_cases,
+    "spleen": msd_cases,
+    "heart": msd_cases,
+    "glas": glas_cases,
+}
+
+
+def check_layout(name: str, path: str | Path) -> list[Case]:
+    """The cases of data set ``name`` in ``path``; cheap (lists files, reads none but the metadata).
+
+    Raises:
+        MedicalDataError: a missing folder, or a layout that is not the published one (naming the path).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise MedicalDataError(f"{path}: folder not found (it should hold the {name} data set as published)")
+    return LAYOUTS[name](path)

@@ -1,0 +1,125 @@
+"""The one place that knows which data sets exist: every switch on a data set's name is here.
+
+Synthetic data sets (``synthetic``, ``synthetic_background``) are generated from textures;
+medical ones (``busi``, ``spleen``, ``heart``, ``glas``) are read from the user's disk in
+their published layouts. The orchestrator, the trial and the data command ask this module:
+
+- :func:`check_data`: the files a study names are there, in their layout, before anything runs;
+- :func:`prepare_dataset`: a data set built into the cache, once per machine;
+- :func:`prepare_report`: the same, described in a few lines (the data command prints it);
+- :func:`trial_data`: the arrays of one trial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainables.config import (
+    BUILTIN_TEXTURES,
+    MEDICAL_DATASETS,
+    SYNTHETIC_DATASETS,
+    StudyConfig,
+    StudyConfigError,
+    SyntheticConfig,
+)
+from trainables.datasets.arrays import TrialData
+from trainables.datasets.medical.layouts import MedicalDataError, check_layout
+from trainables.datasets.medical.prepare import medical_report, medical_trial_data, prepare_medical
+from trainables.datasets.synthetic.generate import load_texture
+from trainables.datasets.synthetic.prepare import prepare_synthetic, synthetic_report, synthetic_trial_data
+
+
+def is_synthetic(name: str) -> bool:
+    """Whether data set ``name`` is generated (trained per alpha level) rather than read from disk.
+
+    Raises:
+        ValueError: for a name that is no data set.
+    """
+    if name in SYNTHETIC_DATASETS:
+        return True
+    if name in MEDICAL_DATASETS:
+        return False
+    raise ValueError(f"unknown data set '{name}'")
+
+
+def check_data(study: StudyConfig, source: str) -> None:
+    """Every file the study's data sets name is there and usable; run before anything is created.
+
+    Texture files must exist and open as one opaque 2D image; medical folders must hold their
+    data set in its published layout (files are listed, only metadata files are read).
+
+    Args:
+        study: the study, its paths already expanded by :func:`trainables.config.load_study`.
+        source: the study file, named in the error.
+
+    Raises:
+        StudyConfigError: one line naming ``source``, the key and the path.
+    """
+    for name in study.datasets.names:
+        dataset = getattr(study.datasets, name)
+        if is_synthetic(name):
+            _check_textures(dataset, name, source)
+            continue
+        try:
+            check_layout(name, dataset.path)
+        except MedicalDataError as error:
+            raise StudyConfigError(f"{source}: datasets.{name}.path: {error}") from None
+
+
+def _check_textures(synthetic: SyntheticConfig, name: str, source: str) -> None:
+    for key in ("background", "foreground"):
+        texture = getattr(synthetic, key)
+        if texture in BUILTIN_TEXTURES:
+            continue
+        where = f"{source}: datasets.{name}.{key}"
+        if not Path(texture).is_file():
+            raise StudyConfigError(
+                f"{where}: texture '{texture}' is neither a built-in texture ({', '.join(BUILTIN_TEXTURES)}) "
+                "nor an existing image file"
+            )
+        try:
+            load_texture(texture)
+        except ValueError as error:
+            raise StudyConfigError(f"{where}: {error}") from None
+
+
+def prepare_dataset(study: StudyConfig, name: str, cache_root: str | Path) -> Path:
+    """Build data set ``name`` of the study into ``cache_root`` (once per machine and content); its folder.
+
+    Raises:
+        MedicalDataError: a medical file that cannot be used (the message names it).
+        ValueError: ``name`` is not a data set of the study.
+    """
+    synthetic, view = is_synthetic(name), study.for_dataset(name)
+    if synthetic:
+        return prepare_synthetic(view, cache_root)
+    return prepare_medical(view, name, cache_root)
+
+
+def prepare_report(study: StudyConfig, name: str, cache_root: str | Path) -> str:
+    """Prepare data set ``name`` and describe it in a few lines of text.
+
+    Synthetic: its cache folder and TS per alpha level; medical: patients and slices per split
+    and TS per test level.
+    """
+    synthetic, view = is_synthetic(name), study.for_dataset(name)
+    if synthetic:
+        return synthetic_report(view, name, cache_root)
+    return medical_report(view, name, cache_root)
+
+
+def trial_data(study: StudyConfig, dataset: str, train_alpha: float | None, cache_root: str | Path) -> TrialData:
+    """The arrays of one trial of ``dataset``, trained at ``train_alpha`` (synthetic data sets; None for medical).
+
+    Args:
+        study: the study, or its view for ``dataset`` (:meth:`StudyConfig.for_dataset`).
+        dataset: a data set of the study.
+        train_alpha: the alpha level trained on; None for a medical data set.
+        cache_root: the prepared-data cache.
+    """
+    synthetic, view = is_synthetic(dataset), study.for_dataset(dataset)
+    if synthetic:
+        if train_alpha is None:
+            raise ValueError("a synthetic trial needs a train_alpha")
+        return synthetic_trial_data(view, train_alpha, cache_root)
+    return medical_trial_data(view, dataset, cache_root)

@@ -1,0 +1,130 @@
+"""Queries and updates over a study's experiment, not one run: create it, find a trial's run, list and stop runs.
+
+The driver calls these (``ensure_experiment`` before any trial starts, so trials never
+race on a fresh store's schema; ``finished_trial_ids`` to skip finished trials;
+``mark_interrupted`` when it is stopped; ``trial_summaries`` for its closing table),
+and ``TrialRun`` finds its run again with ``find_trial_run``. Every call but
+``ensure_experiment`` and ``find_trial_run`` (which their callers retry) goes through
+``with_retries`` with the caller's policy.
+"""
+
+from __future__ import annotations
+
+from mlflow.entities import Run as MlflowRun
+from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from trainables.schema import (
+    ALPHA_CONDITION_PREFIX,
+    BEST_VAL_DICE,
+    IN_DOMAIN,
+    STATUS_TAG,
+    STOP_REASON_TAG,
+    STUDY_TAG,
+    TRIAL_ID_TAG,
+    TRIAL_KIND,
+    condition_metric,
+    kind_filter,
+    search_all_runs,
+)
+from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, with_retries
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """Create the store (schema) and the experiment once, before any trial starts; return its id."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, tags={STUDY_TAG: name})
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)  # created by a concurrent process
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def find_trial_run(client: MlflowClient, experiment_id: str, trial_id: str) -> MlflowRun | None:
+    """The run of one trial key (the most recent if a store somehow holds several)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=5,
+    )
+    return runs[0] if runs else None
+
+
+def finished_trial_ids(tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> set[str]:
+    """Trial ids whose run is FINISHED in the experiment (empty if it does not exist)."""
+    client = MlflowClient(tracking_uri)
+
+    def search() -> list:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        status = f"{kind_filter(TRIAL_KIND)} and attributes.status = 'FINISHED'"
+        return search_all_runs(client, found.experiment_id, status)
+
+    runs = with_retries(search, "finished runs", policy)
+    return {run.data.tags[TRIAL_ID_TAG] for run in runs if TRIAL_ID_TAG in run.data.tags}
+
+
+def mark_interrupted(
+    tracking_uri: str, experiment: str, reason: str, since_ms: int, policy: RetryPolicy = DEFAULT_RETRY_POLICY
+) -> list[str]:
+    """End the trial runs a stopped driver leaves unfinished as KILLED, tagged with ``reason``; return their names.
+
+    Those are the RUNNING runs (one driver per study: every one is this driver's) and the
+    runs that ended FAILED at or after ``since_ms`` (trials that saw the signal too). A
+    rerun continues them like any unfinished run.
+    """
+    client = MlflowClient(tracking_uri)
+    found = with_retries(lambda: client.get_experiment_by_name(experiment), "experiment", policy)
+    if found is None:
+        return []
+    unfinished = with_retries(
+        lambda: search_all_runs(
+            client, found.experiment_id, f"{kind_filter(TRIAL_KIND)} and attributes.status != 'FINISHED'"
+        ),
+        "search unfinished runs",
+        policy,
+    )
+    stopped = [
+        run
+        for run in unfinished
+        if run.info.status == "RUNNING" or (run.info.status == "FAILED" and (run.info.end_time or 0) >= since_ms)
+    ]
+    tags = [RunTag(STATUS_TAG, "killed"), RunTag(STOP_REASON_TAG, reason)]
+    for run in stopped:
+        with_retries(lambda run=run: client.log_batch(run.info.run_id, tags=tags), "set tags", policy)
+        with_retries(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"), "kill run", policy)
+    return sorted(run.info.run_name for run in stopped)
+
+
+def trial_summaries(tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> list[dict]:
+    """One row per trial run of the experiment: run name, status, best val Dice, in-domain test Dice."""
+    client = MlflowClient(tracking_uri)
+
+    def search() -> list:
+        found = client.get_experiment_by_name(experiment)
+        return [] if found is None else search_all_runs(client, found.experiment_id, kind_filter(TRIAL_KIND))
+
+    rows = []
+    for run in with_retries(search, "summary", policy):
+        metrics, train_alpha = run.data.metrics, run.data.tags.get("train_alpha")
+        in_domain = metrics.get(condition_metric("dice", IN_DOMAIN))
+        if in_domain is None and train_alpha:  # the tag is the formatted alpha of the condition's name
+            in_domain = metrics.get(condition_metric("dice", f"{ALPHA_CONDITION_PREFIX}{train_alpha}"))
+        rows.append(
+            {
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+                "best_val_dice": metrics.get(BEST_VAL_DICE),
+                "test_dice_in_domain": in_domain,
+                "run_id": run.info.run_id,
+            }
+        )
+    return sorted(rows, key=lambda row: row["run_name"])
