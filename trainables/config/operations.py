@@ -1,0 +1,54 @@
+"""Operational sections of a study: cluster resources, run tracking, file storage.
+
+None of them changes a trial's result, so none is part of the config hash.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from trainables.config.names import _Frozen
+
+
+class ResourcesConfig(_Frozen):
+    """What each trial asks the cluster for."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
+    gpu: float = Field(0.25, ge=0, le=1, description="Fraction of a GPU per trial (0.25: four trials share one).")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Cap on trials running at once; null = as resources allow."
+    )
+    max_failures: int = Field(2, ge=0, description="Retries of a failed trial from its last checkpoint.")
+
+
+class TrackingConfig(_Frozen):
+    """Where runs are logged."""
+
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; null = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory.",
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; null = the study name.")
+    retries: int = Field(
+        8,
+        ge=1,
+        le=50,
+        description="Attempts per tracking call before the trial fails (waits double from retry_wait, at most 30 s "
+        "each: the default rides out about a minute of a server that is down).",
+    )
+    retry_wait: float = Field(0.5, gt=0, le=60, description="First wait between attempts, in seconds.")
+    system_metrics_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="Sampling interval of MLflow's system metrics (system/cpu_utilization_percentage, memory, GPU "
+        "with nvidia-ml-py) in each trial run; 0 = off.",
+    )
+
+
+class StorageConfig(_Frozen):
+    """Where files go."""
+
+    results: str = Field(
+        "ray_results", description="Ray Tune storage path (a shared file system or object store on a cluster)."
+    )
+    cache: str = Field(".skipsweep_cache", description="Per-node cache of prepared data sets.")

@@ -1,0 +1,182 @@
+"""The study: the grid of trials (variants, seeds, data sets, test levels) and the protocol they share."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+
+from trainables.config.datasets import DatasetsConfig
+from trainables.config.names import (
+    JOURNAL_VARIANTS,
+    MAX_SEED,
+    MAX_STUDY_NAME,
+    TEST_LEVEL_ORDER,
+    THROUGHPUT_FIELDS,
+    VARIANTS,
+    _Frozen,
+    stable_hash,
+)
+from trainables.config.operations import ResourcesConfig, StorageConfig, TrackingConfig
+from trainables.config.protocol import (
+    EvaluationConfig,
+    ModelConfig,
+    PerturbationConfig,
+    TextureSimilarityConfig,
+    TrainingConfig,
+)
+
+
+def _listed_once(values: tuple, what: str) -> tuple:
+    """``values`` unchanged, or a ValueError when one of them is listed twice."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"a {what} is listed twice")
+    return values
+
+
+class StudyConfig(_Frozen):
+    """One robustness study: the grid of trials and the protocol they share."""
+
+    study: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=MAX_STUDY_NAME,
+        description="Study name (a folder name: letters, digits, _ . -); the MLflow experiment unless set.",
+    )
+    description: str = Field("", description="Free text.")
+    variants: tuple[str, ...] = Field(min_length=1, description=f"Network variants, from {', '.join(VARIANTS)}.")
+    seeds: tuple[int, ...] = Field(min_length=1, description="Training seeds, one trial each (paper: 3).")
+    data_seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seed of everything about the data: crops, masks, splits, noise."
+    )
+    image_size: int = Field(256, ge=16, description="Square image side in pixels (paper 256).")
+    datasets: DatasetsConfig = Field(description="Data sets of the study.")
+    test_levels: dict[str, PerturbationConfig] = Field(
+        default_factory=dict,
+        description="Out-of-domain test levels (hardest, harder, in_domain, easier, easiest) applied to each test set.",
+    )
+    texture_similarity: TextureSimilarityConfig = Field(default_factory=TextureSimilarityConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    _study_hash: str | None = PrivateAttr(None)  # set on a per-data-set view: it keeps the study's hash
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, variants: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+        return _listed_once(variants, "variant")
+
+    @field_validator("seeds")
+    @classmethod
+    def _valid_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if any(s < 0 for s in seeds):
+            raise ValueError(f"seeds must be >= 0, got {list(seeds)}")
+        if any(s > MAX_SEED for s in seeds):
+            raise ValueError(f"seeds must be <= 2**63 - 1 (a 64-bit signed integer), got {list(seeds)}")
+        return _listed_once(seeds, "seed")
+
+    @field_validator("study")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"'{name}' is not a study name: it names a folder under storage and cache")
+        return name
+
+    @field_validator("test_levels")
+    @classmethod
+    def _known_levels(
+        cls, levels: dict[str, PerturbationConfig], info: ValidationInfo
+    ) -> dict[str, PerturbationConfig]:
+        unknown = [name for name in levels if name not in TEST_LEVEL_ORDER]
+        if unknown:
+            raise ValueError(f"unknown test level(s) {unknown}; known: {list(TEST_LEVEL_ORDER)}")
+        size = info.data.get("image_size")
+        for name, level in levels.items():  # a wider blur is the image's mean, and its kernel fills memory
+            if size is not None and level.sigma is not None and level.sigma > size:
+                raise ValueError(f"{name}.sigma {level.sigma:g} exceeds image_size {size} px")
+        return levels
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudyConfig:
+        if not self.datasets.names:
+            raise ValueError("datasets: at least one data set is needed")
+        self._check_depth(self.model, "")
+        for name in self.datasets.medical:
+            self._check_depth(self._dataset_sections(name).get("model", self.model), f" (datasets.{name}.model)")
+        if self.datasets.medical and not self.test_levels:
+            raise ValueError(f"test_levels: medical data sets {list(self.datasets.medical)} need at least in_domain")
+        fixed_depth = [v for v in self.variants if v in JOURNAL_VARIANTS]
+        if fixed_depth and self.image_size % 32:
+            raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
+        return self
+
+    def _check_depth(self, model: ModelConfig, where: str) -> None:
+        depth = 2 ** len(model.strides)
+        if self.image_size % depth:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {depth} for {len(model.strides)} strides{where}"
+            )
+
+    def _dataset_sections(self, name: str) -> dict[str, BaseModel]:
+        """A data set's ``model`` / ``training`` overrides merged onto the study's, validated."""
+        dataset = getattr(self.datasets, name)
+        sections = {}
+        for key in ("model", "training"):
+            partial = getattr(dataset, key, None)
+            if not partial:
+                continue
+            base = getattr(self, key)
+            try:
+                sections[key] = type(base).model_validate({**base.model_dump(), **partial})
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join([f"datasets.{name}.{key}", *(str(part) for part in first["loc"])])
+                raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        return sections
+
+    def for_dataset(self, name: str) -> StudyConfig:
+        """The study as the trials of data set ``name`` see it: its ``model`` / ``training`` overrides applied.
+
+        The view keeps the study's :meth:`config_hash`, so that all runs of one study stay comparable.
+
+        Raises:
+            ValueError: when ``name`` is not a data set of the study.
+        """
+        if name not in self.datasets.names:
+            raise ValueError(f"'{name}' is not a data set of study {self.study} {list(self.datasets.names)}")
+        sections: dict[str, BaseModel] = self._dataset_sections(name)
+        if name == "synthetic_background":  # its trials read it where every synthetic trial reads its data set
+            sections["datasets"] = self.datasets.model_copy(update={"synthetic": self.datasets.synthetic_background})
+        if not sections:
+            return self
+        view = self.model_copy(update=sections)
+        view._study_hash = self.config_hash()
+        return view
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.study
+
+    def config_hash(self) -> str:
+        """Hash of everything that defines a trial's result, but not the grid's extent.
+
+        Seeds, variants and alpha levels are the grid (adding a seed keeps the hash);
+        resources, tracking and storage are operational, and so is where a medical data
+        set lies on disk (its content is pinned by the split hash). Runs with different
+        hashes must not be compared.
+        """
+        if self._study_hash is not None:
+            return self._study_hash
+        payload = self.model_dump(
+            mode="json", exclude={"study", "description", "variants", "seeds", "resources", "tracking", "storage"}
+        )
+        for dataset in payload["datasets"].values():
+            if isinstance(dataset, dict):
+                dataset.pop("levels", None)
+                dataset.pop("path", None)
+        for name in THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
+            payload["training"].pop(name, None)
+        return stable_hash(payload)
