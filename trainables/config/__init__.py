@@ -4,7 +4,8 @@ Every number of the protocol (shared/PROTOCOL.md) is a field here, with its
 description; nothing downstream reads a raw dict. A study file is refused before
 any work starts, with a message that names the file and the key.
 
-- ``names``: variant, data-set and test-level names, limits, :func:`stable_hash`.
+- ``names``: variant, data-set and test-level names, limits, :func:`stable_hash` (no pydantic, no I/O).
+- ``base``: :class:`Section`, the frozen base of every section (unknown keys refused).
 - ``datasets``: the synthetic and medical data sets (the alpha convention is stated there).
 - ``protocol``: model, training, evaluation, test levels, texture similarity.
 - ``operations``: resources, tracking, storage.

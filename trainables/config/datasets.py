@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from trainables.config.names import MEDICAL_DATASETS, _Frozen
+from trainables.config.base import Section
+from trainables.config.names import MEDICAL_DATASETS
 from trainables.config.protocol import ModelConfig, TrainingConfig
 
 
-class MaskConfig(_Frozen):
+class MaskConfig(Section):
     """Random smooth closed masks: a closed Bezier curve through random points, filled."""
 
     construction: Literal["sectors", "released"] = Field(
@@ -63,7 +64,7 @@ class MaskConfig(_Frozen):
         return self
 
 
-class SplitConfig(_Frozen):
+class SplitConfig(Section):
     """Image counts per split; the same images form each split at every alpha level."""
 
     train: int = Field(70, ge=1, description="Training images per level (paper 70).")
@@ -75,7 +76,7 @@ class SplitConfig(_Frozen):
         return self.train + self.val + self.test
 
 
-class SyntheticConfig(_Frozen):
+class SyntheticConfig(Section):
     """The synthetic texture data set: two textures blended inside random masks."""
 
     background: str = Field("grass", description="Background texture: a scikit-image name or an image file path.")
@@ -126,7 +127,7 @@ class SyntheticConfig(_Frozen):
         return tuple(sorted(round(v, 6) for v in self.levels))
 
 
-class MedicalSplitConfig(_Frozen):
+class MedicalSplitConfig(Section):
     """Shares of the PATIENTS (volumes; images where a data set has no patient ids) in each split.
 
     The papers give slice counts; the defaults are those counts as shares (BUSI 400 / 100 / 147
@@ -153,7 +154,7 @@ def _split(train: float, val: float, test: float) -> Any:
     )
 
 
-class MedicalDatasetConfig(_Frozen):
+class MedicalDatasetConfig(Section):
     """A medical data set read from the user's disk, in its original published layout (never downloaded)."""
 
     path: str = Field(
@@ -241,7 +242,7 @@ class GlasConfig(MedicalDatasetConfig):
     split: MedicalSplitConfig = _split(0.412, 0.103, 0.485)
 
 
-class DatasetsConfig(_Frozen):
+class DatasetsConfig(Section):
     """The data sets of the study, by name: synthetic textures and medical data from the user's disk."""
 
     synthetic: SyntheticConfig | None = Field(None, description="The synthetic texture data set.")

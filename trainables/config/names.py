@@ -1,7 +1,7 @@
 """The study vocabulary: variant, data-set and test-level names, limits, and the content hash.
 
-Plain names and constants that the schemas, the data sets and the orchestrator share, and the
-frozen base that every section of a study file derives from.
+Plain names and constants that the schemas, the data sets and the orchestrator share; no
+pydantic, no I/O.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from trainables.schema import format_alpha as format_alpha  # its old home, kept for existing imports
 
@@ -24,10 +22,6 @@ SYNTHETIC_DATASETS = ("synthetic", "synthetic_background")  # trained per alpha 
 THROUGHPUT_FIELDS = ("channels_last", "compile", "cudnn_benchmark", "evaluation_batch_size")  # not hashed
 MAX_SEED = 2**63 - 1  # seeds are int64 in runs.parquet; torch takes up to 2**64 - 1, numpy's legacy seed 2**32 - 1
 MAX_STUDY_NAME = 100  # one path component under storage and cache, with room for Ray's own suffixes
-
-
-class _Frozen(BaseModel):  # every section of a study file: immutable, unknown keys refused
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:

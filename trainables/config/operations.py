@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from trainables.config.names import _Frozen
+from trainables.config.base import Section
 
 
-class ResourcesConfig(_Frozen):
+class ResourcesConfig(Section):
     """What each trial asks the cluster for."""
 
     cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
@@ -21,7 +21,7 @@ class ResourcesConfig(_Frozen):
     max_failures: int = Field(2, ge=0, description="Retries of a failed trial from its last checkpoint.")
 
 
-class TrackingConfig(_Frozen):
+class TrackingConfig(Section):
     """Where runs are logged."""
 
     uri: str | None = Field(
@@ -45,7 +45,7 @@ class TrackingConfig(_Frozen):
     )
 
 
-class StorageConfig(_Frozen):
+class StorageConfig(Section):
     """Where files go."""
 
     results: str = Field(

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from trainables.config.names import _Frozen
+from trainables.config.base import Section
 
 
-class TextureSimilarityConfig(_Frozen):
+class TextureSimilarityConfig(Section):
     """Texture similarity TS = KL between LBP histograms of background and foreground.
 
     ``preset: paper`` (default) is Eq. 1 of the paper; ``preset: released``
@@ -62,7 +62,7 @@ class TextureSimilarityConfig(_Frozen):
         return data
 
 
-class PerturbationConfig(_Frozen):
+class PerturbationConfig(Section):
     """One out-of-domain test level applied to a test set."""
 
     kind: Literal["none", "speckle", "background_blur"] = Field(description="What is done to the test image.")
@@ -86,7 +86,7 @@ class PerturbationConfig(_Frozen):
         return self
 
 
-class ModelConfig(_Frozen):
+class ModelConfig(Section):
     """Network shape shared by every variant (MONAI; random init, no dropout, no residual units)."""
 
     channels: tuple[int, ...] = Field(
@@ -124,7 +124,7 @@ class ModelConfig(_Frozen):
         return self
 
 
-class TrainingConfig(_Frozen):
+class TrainingConfig(Section):
     """The training protocol, the same for every variant."""
 
     epochs: int = Field(100, ge=1, description="Epochs, no early stopping (paper 100).")
@@ -188,7 +188,7 @@ class TrainingConfig(_Frozen):
         return self.evaluation_batch_size or 4 * self.batch_size
 
 
-class EvaluationConfig(_Frozen):
+class EvaluationConfig(Section):
     """What is measured on the test sets."""
 
     surface_metrics: bool = Field(False, description="Also HD95, ASD and NSD (journal metrics).")

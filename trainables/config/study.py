@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from trainables.config.base import Section
 from trainables.config.datasets import DatasetsConfig
 from trainables.config.names import (
     JOURNAL_VARIANTS,
@@ -12,7 +13,6 @@ from trainables.config.names import (
     TEST_LEVEL_ORDER,
     THROUGHPUT_FIELDS,
     VARIANTS,
-    _Frozen,
     stable_hash,
 )
 from trainables.config.operations import ResourcesConfig, StorageConfig, TrackingConfig
@@ -32,7 +32,7 @@ def _listed_once(values: tuple, what: str) -> tuple:
     return values
 
 
-class StudyConfig(_Frozen):
+class StudyConfig(Section):
     """One robustness study: the grid of trials and the protocol they share."""
 
     study: str = Field(
