@@ -11,14 +11,11 @@ import json
 import sys
 
 from trainables.config.loading import StudyConfigError, load_study
+from trainables.datasets.registry import check_data  # the data checks build on the schema; only this command reads disk
 
 
 def main(argv: list[str] | None = None) -> int:
     """Validate study files, check the data files they name, print them as resolved JSON; exit status 2 on a bad one."""
-    # The data checks read the disk and live in the datasets package, which builds on this package:
-    # only this command loads them, never the schema.
-    from trainables.datasets.registry import check_data
-
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print("usage: python -m trainables.config STUDY.yaml [...]", file=sys.stderr)

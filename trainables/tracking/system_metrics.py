@@ -33,7 +33,7 @@ def start_system_metrics(
     if seconds <= 0:
         return None
     try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # psutil: only when sampling
 
         logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # four INFO lines a run otherwise
         monitor = SystemMetricsMonitor(
