@@ -17,7 +17,7 @@ from types import FrameType
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt, which it replaces
+class Interrupted(BaseException):  # a BaseException like KeyboardInterrupt, which it replaces
     """The driver received SIGINT or SIGTERM.
 
     A ``BaseException``, so no ``except Exception`` on the way up (ours, Ray's, MLflow's) swallows it.

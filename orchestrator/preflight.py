@@ -64,7 +64,7 @@ def _probe_mlflow_server(uri: str, timeout: float) -> None:
     probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
     request = urllib.request.Request(probe, headers=_mlflow_auth_headers())
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=_tls_context()) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=_tls_context()) as answer:
             body = answer.read(1_000_000)
         if not isinstance(json.loads(body), dict):
             raise ValueError("not a JSON object")
@@ -91,7 +91,7 @@ def _probe_mlflow_server(uri: str, timeout: float) -> None:
 def _tls_context() -> ssl.SSLContext | None:
     """TLS as MLflow's client does it: its CA bundle, or no verification where the user turned it off."""
     if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-        return ssl._create_unverified_context()  # noqa: S323 - the user's explicit choice, as in MLflow
+        return ssl._create_unverified_context()  # the user's explicit choice, as in MLflow
     bundle = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
     return ssl.create_default_context(cafile=bundle) if bundle else None
 

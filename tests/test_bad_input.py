@@ -310,7 +310,7 @@ CASES = [(name, make, [], fragments) for name, make, fragments in STUDY_CASES] +
 class _NotMlflow(BaseHTTPRequestHandler):
     """A web server that is up (``/health`` answers) but is not MLflow; ``/private/...`` asks for a login."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:  # the name http.server calls
         status = 200 if self.path == "/health" else 401 if self.path.startswith("/private") else 404
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")

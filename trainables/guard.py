@@ -24,6 +24,7 @@ from pathlib import Path
 import filelock
 import torch
 
+from trainables.files import write_text_atomic
 from trainables.schema import STATE_RECOVERED_TAG
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,7 @@ class OwnedLock:
         except filelock.Timeout:
             raise LockBusyError(self.lock_path, read_owner(self.owner_path)) from None
         previous = read_owner(self.owner_path)  # still there: its holder died without releasing
-        temporary = self.owner_path.with_name(self.owner_path.name + ".tmp")
-        temporary.write_text(json.dumps(owner_record(**extra)))
-        os.replace(temporary, self.owner_path)
+        write_text_atomic(self.owner_path, json.dumps(owner_record(**extra)))
         return previous
 
     def release(self) -> None:
@@ -145,7 +144,7 @@ def set_aside_corrupt_state(path: str | Path, keep_in: str | Path | None = None)
             raise ValueError(f"missing {', '.join(missing)}")
     except PermissionError:
         raise
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = path.with_name(f"{path.name}.corrupt-{stamp}")
         if keep_in is not None:

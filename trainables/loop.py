@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from monai.losses import DiceLoss
 
+from trainables.files import replacing
 from trainables.metrics import dice_scores
 from trainables.runtime import RuntimeOptions
 
@@ -202,7 +202,7 @@ def save_checkpoint(
     best_model: dict | None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    """Write the full training state atomically (temp file, then rename)."""
+    """Write the full training state atomically (temp file, then rename: :func:`trainables.files.replacing`)."""
     payload = {
         "model": model.state_dict(),
         "best_model": best_model if best_model is not None else model.state_dict(),
@@ -215,9 +215,8 @@ def save_checkpoint(
     }
     if scaler is not None:
         payload["grad_scaler"] = scaler.state_dict()
-    temporary = path.with_suffix(".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    with replacing(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def load_checkpoint(

@@ -1,6 +1,6 @@
 """Study files: one YAML document parsed into frozen, typed objects.
 
-Every number of the protocol (shared/PROTOCOL.md) is a field here, with its
+Every number of the study protocol is a field here, with its
 description; nothing downstream reads a raw dict. A study file is refused before
 any work starts, with a message that names the file and the key.
 

@@ -141,7 +141,7 @@ def load_study(path: str | Path) -> StudyConfig:
         found = "UTF-16 text" if utf16 else f"not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start})"
         raise StudyConfigError(f"{path}: study files are UTF-8 text, this one is {found}; save it as UTF-8") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

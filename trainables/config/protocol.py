@@ -1,6 +1,6 @@
 """The protocol every trial of a study shares: network, training, evaluation, test levels, texture similarity.
 
-Every number of the protocol (shared/PROTOCOL.md) is a field here, with its description.
+Every number of the study protocol is a field here, with its description.
 """
 
 from __future__ import annotations
@@ -155,18 +155,16 @@ class TrainingConfig(Section):
     channels_last: bool | Literal["auto"] = Field(
         False,
         description="Channels-last memory layout for model and inputs (a speed option); auto: on CPUs, and on "
-        "CUDA with bf16/fp16 (measured faster on CPU in fp32 and bf16; GPU measurement pending).",
+        "CUDA with bf16/fp16.",
     )
     compile: bool = Field(
         False,
         description="torch.compile the model, falling back to eager on any compiler error (tag "
-        "skipsweep.compiled says which ran). Off by default: measured on CPU only (no faster there, 70 s to "
-        "compile at 256 px); GPU measurement pending.",
+        "skipsweep.compiled says which ran). Compiling takes a minute or more per trial.",
     )
     cudnn_benchmark: bool = Field(
         True,
-        description="cuDNN picks the fastest convolution algorithms (fixed shapes make this pay); no-op on CPU. "
-        "GPU measurement pending.",
+        description="cuDNN picks the fastest convolution algorithms (fixed shapes make this pay); no-op on CPU.",
     )
     evaluation_batch_size: int | None = Field(
         None,

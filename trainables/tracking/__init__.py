@@ -1,6 +1,6 @@
 """Every MLflow call of a trial lives in this package: one experiment per study, one run per trial key.
 
-The layout (DESIGN.md) that ``analysis`` reads:
+The layout that ``analysis`` reads (README "MLflow layout"; the names live in ``trainables.schema``):
 
 - run name ``variant/dataset[/a0.30]/s1``; tags for every key field (``study``,
   ``dataset``, ``variant``, ``train_alpha``, ``seed``), ``skipsweep.kind=trial``,
