@@ -1,0 +1,161 @@
+"""Turn a study's MLflow runs into typed, ordered tables, refusing runs that cannot be compared.
+
+Pure pandas over run objects already read (:mod:`analysis.export_runs` reads them): one row per
+run, the ``runs``/``epochs``/``per_image`` columns and their dtypes, and the checks that every
+finished run shares one config hash, one split hash per data set and a trial key of its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.frames import JOURNAL_METRICS
+from trainables.schema import CONFIG_HASH_TAG, EPOCH_METRICS, ERROR_TAG, PROVENANCE_TAGS, SPLIT_HASH_TAG, TRIAL_ID_TAG
+from trainables.schema import KEY_TAGS as TRIAL_KEY_TAGS
+
+HISTORY_METRICS = EPOCH_METRICS  # per-epoch metrics: epochs.parquet, not runs.parquet
+KEY_TAGS = TRIAL_KEY_TAGS + PROVENANCE_TAGS
+PER_IMAGE_COLUMNS = {"condition": str, "test_alpha": "float64", "image_id": str, "dice": "float64", "ts": "float64"}
+EPOCH_COLUMNS = {
+    "run_id": str,
+    "epoch": "int64",
+    "train_loss": "float64",
+    "val_dice": "float64",
+    "epoch_seconds": "float64",
+}
+
+
+class ExportError(ValueError):
+    """The runs of a study cannot be exported as they are; the message says which and why."""
+
+
+def excluded_entry(run) -> dict[str, str]:
+    """The ``export.json`` entry of a trial run left out: run_id, run_name, status, error."""
+    tags = run.data.tags
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name or "",
+        "status": run.info.status,
+        "error": tags.get(ERROR_TAG, ""),
+    }
+
+
+def run_row(run) -> dict:
+    """One ``runs.parquet`` row of a finished run: ids, key and provenance tags, times, params, final metrics.
+
+    Raises:
+        ExportError: The run lacks a dataset, variant or seed tag, or its train_alpha or seed does not parse.
+    """
+    tags, name = run.data.tags, run.info.run_name or run.info.run_id
+    missing = [key for key in ("dataset", "variant", "seed") if not tags.get(key)]
+    if missing:
+        raise ExportError(f"run {name} ({run.info.run_id}) lacks the tag(s) {missing}")
+    row = {"run_id": run.info.run_id, "run_name": name, "trial_id": tags.get(TRIAL_ID_TAG, "")}
+    row.update({key: tags.get(key, "") for key in KEY_TAGS})
+    try:
+        row["train_alpha"] = float(row["train_alpha"]) if row["train_alpha"] else np.nan
+        row["seed"] = int(row["seed"])
+    except ValueError as err:
+        raise ExportError(f"run {name} ({run.info.run_id}): bad train_alpha or seed tag ({err})") from err
+    row["status"] = run.info.status
+    row["start_time"] = run.info.start_time
+    row["end_time"] = run.info.end_time
+    row.update({f"param.{key}": value for key, value in run.data.params.items()})
+    row.update({key: value for key, value in run.data.metrics.items() if key not in HISTORY_METRICS})
+    return row
+
+
+def row_order(row: dict) -> tuple:
+    """Sort key of a run row: dataset, variant, train_alpha (NaN last), seed, run id."""
+    alpha = row["train_alpha"]
+    return (
+        row["dataset"],
+        row["variant"],
+        np.isnan(alpha),
+        0.0 if np.isnan(alpha) else alpha,
+        row["seed"],
+        row["run_id"],
+    )
+
+
+def refuse_mixed(rows: list[dict]) -> None:
+    """Refuse rows whose config hashes differ, whose split hashes differ within a data set, or that share a key.
+
+    Raises:
+        ExportError: Naming every such group of runs.
+    """
+    problems = []
+    problems += _mixed(rows, CONFIG_HASH_TAG, scope="the study")
+    for dataset in sorted({row["dataset"] for row in rows}):
+        problems += _mixed([r for r in rows if r["dataset"] == dataset], SPLIT_HASH_TAG, scope=f"data set {dataset}")
+    keys: dict[tuple, list[str]] = {}
+    for row in rows:
+        keys.setdefault((row["dataset"], row["variant"], row["train_alpha"], row["seed"]), []).append(row["run_name"])
+    duplicates = {key: names for key, names in keys.items() if len(names) > 1}
+    if duplicates:
+        listed = "; ".join(f"{', '.join(names)}" for names in duplicates.values())
+        problems.append(f"several finished runs share a trial key (delete the extra ones in MLflow): {listed}")
+    if problems:
+        raise ExportError("refusing to export: " + " | ".join(problems))
+
+
+def _mixed(rows: list[dict], key: str, scope: str) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(f"{row['run_name']} ({row['run_id']})")
+    if len(groups) < 2:
+        return []
+    listed = "; ".join(f"{key}={value or '<empty>'}: {', '.join(names)}" for value, names in sorted(groups.items()))
+    return [f"runs of {scope} have different {key.replace('_', ' ')}es, so their results cannot be compared: {listed}"]
+
+
+def runs_table(rows: list[dict]) -> pd.DataFrame:
+    """``runs.parquet``: fixed columns, then params, then metrics, each typed (params by :func:`typed_param`)."""
+    fixed = ["run_id", "run_name", "trial_id", *TRIAL_KEY_TAGS, "status", *PROVENANCE_TAGS, "start_time", "end_time"]
+    params = sorted({key for row in rows for key in row if key.startswith("param.")})
+    metrics = sorted({key for row in rows for key in row} - set(fixed) - set(params))
+    frame = pd.DataFrame(rows, columns=fixed + params + metrics)
+    for column in fixed:
+        if column not in ("train_alpha", "seed", "start_time", "end_time"):  # typed below
+            frame[column] = frame[column].astype(str)
+    frame["train_alpha"] = frame["train_alpha"].astype("float64")
+    frame["seed"] = frame["seed"].astype("int64")
+    for column in ("start_time", "end_time"):
+        frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True).astype("datetime64[ms, UTC]")
+    for column in params:
+        frame[column] = typed_param(frame[column])
+    for column in metrics:
+        frame[column] = frame[column].astype("float64")
+    if "best_epoch" in frame and frame["best_epoch"].notna().all():
+        frame["best_epoch"] = frame["best_epoch"].astype("int64")
+    return frame
+
+
+def typed_param(values: pd.Series) -> pd.Series:
+    """Params are strings in MLflow: a column becomes int64 or float64 when every value parses as one."""
+    present = values.dropna().astype(str)
+    numbers = pd.to_numeric(present, errors="coerce")
+    if present.empty or numbers.isna().any():
+        return values.astype(object).astype(str)
+    if len(present) == len(values) and present.str.fullmatch(r"[+-]?\d+").all():
+        return numbers.astype("int64")
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def per_image_columns(frames: list[pd.DataFrame]) -> dict[str, object]:
+    """``per_image.parquet``'s columns and dtypes: the fixed ones, then each journal metric some run has."""
+    columns: dict[str, object] = {"run_id": str, **PER_IMAGE_COLUMNS}
+    columns.update({metric: "float64" for metric in JOURNAL_METRICS if any(metric in frame for frame in frames)})
+    return columns
+
+
+def concat_in_run_order(frames: list[pd.DataFrame], columns: dict[str, object], run_order: list[str]) -> pd.DataFrame:
+    """The frames stacked with exactly ``columns`` (typed), rows ordered by ``run_order`` and stable within a run."""
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+    frame = frame.reindex(columns=list(columns))
+    for column, dtype in columns.items():
+        frame[column] = frame[column].astype(dtype)
+    order = {run_id: position for position, run_id in enumerate(run_order)}
+    rank = frame["run_id"].map(order)
+    return frame.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
