@@ -31,7 +31,7 @@ def _check_server_answers(uri: str, timeout: float = HEALTH_PROBE_SECONDS) -> No
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # http(s) only (checked above)
             return
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
