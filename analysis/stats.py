@@ -55,7 +55,11 @@ def wilcoxon_signed_rank(differences) -> float:
 def bootstrap_ci(
     values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0, chunk: int = 250
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean.
+    """Percentile bootstrap interval of the mean (``scipy.stats.bootstrap``, ``method="percentile"``).
+
+    Each of ``n_resamples`` resamples draws ``len(values)`` indices with replacement from a
+    ``numpy.random.default_rng(seed)`` generator; the interval is the linear-interpolated
+    percentiles of the resampled means.
 
     Args:
         values: Sample (e.g. paired differences); NaN values are ignored.
@@ -65,22 +69,26 @@ def bootstrap_ci(
         chunk: Resamples drawn at once (bounds memory on large samples).
 
     Returns:
-        ``(low, high)``; NaNs when the sample is empty.
+        ``(low, high)``; NaNs when the sample is empty, ``(value, value)`` for a single value
+        (every resample is that value; scipy refuses samples of one).
     """
     x = np.asarray(values, dtype="float64")
     x = x[np.isfinite(x)]
     if x.size == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = np.concatenate(
-        [
-            x[rng.integers(0, x.size, size=(min(chunk, n_resamples - start), x.size))].mean(axis=1)
-            for start in range(0, n_resamples, chunk)
-        ]
-    )
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    if x.size == 1:
+        return float(x[0]), float(x[0])
+    interval = scipy_stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n_resamples,
+        batch=chunk,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(interval.low), float(interval.high)
 
 
 def holm(p_values) -> np.ndarray:

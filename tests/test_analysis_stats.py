@@ -45,6 +45,31 @@ def test_bootstrap_interval_contains_mean_and_is_reproducible():
     assert all(math.isnan(v) for v in bootstrap_ci([]))
 
 
+def _hand_written_bootstrap_ci(x: np.ndarray, n_resamples: int, confidence: float, seed: int, chunk: int = 250):
+    """The loop ``bootstrap_ci`` replaced: ``scipy.stats.bootstrap`` must give the same interval."""
+    rng = np.random.default_rng(seed)
+    means = np.concatenate(
+        [
+            x[rng.integers(0, x.size, size=(min(chunk, n_resamples - start), x.size))].mean(axis=1)
+            for start in range(0, n_resamples, chunk)
+        ]
+    )
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    return tuple(np.percentile(means, [tail, 100.0 - tail]))
+
+
+@pytest.mark.parametrize("size", [2, 3, 40, 333])
+@pytest.mark.parametrize(("n_resamples", "confidence", "seed"), [(2000, 0.95, 0), (999, 0.9, 7)])
+def test_bootstrap_matches_the_hand_written_percentile_bootstrap(size, n_resamples, confidence, seed):
+    sample = np.random.default_rng(size).normal(size=size)
+    expected = _hand_written_bootstrap_ci(sample, n_resamples, confidence, seed)
+    assert_allclose(bootstrap_ci(sample, n_resamples, confidence, seed), expected, rtol=0, atol=1e-12)
+
+
+def test_bootstrap_of_one_value_is_that_value():
+    assert bootstrap_ci([0.25, np.nan]) == (0.25, 0.25)
+
+
 def test_holm_hand_example():
     # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> raised to 0.06 (monotone).
     adjusted = holm([0.01, 0.04, 0.03, 0.005])

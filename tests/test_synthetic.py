@@ -241,6 +241,26 @@ def test_input_images_by_hand() -> None:
     np.testing.assert_array_equal(scaled[2], 0.0)  # a flat image becomes 0, as MONAI's ScaleIntensity does
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_input_images_equal_monai_scaling_on_random_images(dtype) -> None:
+    from monai.transforms import ScaleIntensity, ScaleIntensityRange
+
+    from trainables.datasets.arrays import input_images
+
+    rng = np.random.default_rng(0)
+    if dtype == np.uint8:
+        images = rng.integers(0, 256, size=(20, 16, 16), dtype=np.uint8)
+    else:
+        images = rng.random((20, 16, 16), dtype=np.float32)
+    images[3] = images[3, 0, 0]  # a flat image
+    floats = images.astype(np.float32) / 255.0 if dtype == np.uint8 else images
+    per_image = ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True, dtype=np.float32)
+    np.testing.assert_allclose(input_images(images, "min_max"), np.asarray(per_image(floats)), rtol=0, atol=1e-7)
+    if dtype == np.uint8:
+        divide = ScaleIntensityRange(a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, dtype=np.float32)
+        np.testing.assert_allclose(input_images(images), np.asarray(divide(images)), rtol=0, atol=1e-7)
+
+
 def test_min_max_scaling_reaches_every_image_a_trial_sees(tmp_path: Path) -> None:
     from trainables.datasets.arrays import input_images
 

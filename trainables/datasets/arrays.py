@@ -56,6 +56,10 @@ def input_images(images: np.ndarray, scaling: str = "divide_255") -> np.ndarray:
         images: uint8 images (divided by 255 first) or float images in [0, 1].
         scaling: ``divide_255`` keeps that; ``min_max`` maps each image's own minimum to 0 and
             maximum to 1, like the released pipeline's ``ScaleIntensityd`` (a flat image becomes 0).
+
+    Kept in numpy rather than MONAI's ``ScaleIntensity(channel_wise=True)`` / ``ScaleIntensityRange``: on finite
+    images those give bit-identical values (``tests/test_synthetic.py`` checks it), but they raise on an empty
+    batch, turn an image with a NaN pixel into NaN instead of 0, and return a torch ``MetaTensor``.
     """
     images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
     if scaling == "divide_255":

@@ -5,6 +5,15 @@ in order, each in one ``log_batch`` call (batches that queued up behind a slow c
 out together), with retries. A write that fails for good is kept and raised in the
 training thread at its next ``submit`` or ``flush``, so the trial fails instead of
 training on without its record.
+
+This thread is kept rather than MLflow's own ``log_batch(..., synchronous=False)`` /
+``MLFLOW_ENABLE_ASYNC_LOGGING`` (checked against MLflow 3.17): that queue does merge batches up
+to 1000 items, but it sends them from a pool of threads (``MLFLOW_ASYNC_LOGGING_THREADPOOL_SIZE``,
+10 by default) with no retry, and a failed write is only logged and kept on the returned
+future, so an epoch could be lost or arrive out of order unless every future were kept and waited on.
+Here one thread writes in order, retries with timestamps fixed at queue time (a retried row
+duplicates the stored one exactly and is dropped, so a retry or resume never doubles an epoch),
+and a write that fails for good is raised in the training thread at its next ``submit`` or ``flush``.
 """
 
 from __future__ import annotations
