@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
+import trainables.config.names as names
 from trainables.config.base import Section
 from trainables.config.datasets import DatasetsConfig
-from trainables.config.names import (
-    JOURNAL_VARIANTS,
-    MAX_SEED,
-    MAX_STUDY_NAME,
-    TEST_LEVEL_ORDER,
-    THROUGHPUT_FIELDS,
-    VARIANTS,
-    stable_hash,
-)
 from trainables.config.operations import ResourcesConfig, StorageConfig, TrackingConfig
 from trainables.config.protocol import (
     EvaluationConfig,
@@ -37,14 +29,14 @@ class StudyConfig(Section):
 
     study: str = Field(
         pattern=r"^[A-Za-z0-9_.-]+$",
-        max_length=MAX_STUDY_NAME,
+        max_length=names.MAX_STUDY_NAME,
         description="Study name (a folder name: letters, digits, _ . -); the MLflow experiment unless set.",
     )
     description: str = Field("", description="Free text.")
-    variants: tuple[str, ...] = Field(min_length=1, description=f"Network variants, from {', '.join(VARIANTS)}.")
+    variants: tuple[str, ...] = Field(min_length=1, description=f"Network variants, from {', '.join(names.VARIANTS)}.")
     seeds: tuple[int, ...] = Field(min_length=1, description="Training seeds, one trial each (paper: 3).")
     data_seed: int = Field(
-        0, ge=0, le=MAX_SEED, description="Seed of everything about the data: crops, masks, splits, noise."
+        0, ge=0, le=names.MAX_SEED, description="Seed of everything about the data: crops, masks, splits, noise."
     )
     image_size: int = Field(256, ge=16, description="Square image side in pixels (paper 256).")
     datasets: DatasetsConfig = Field(description="Data sets of the study.")
@@ -64,9 +56,9 @@ class StudyConfig(Section):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, variants: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [v for v in variants if v not in VARIANTS]
+        unknown = [v for v in variants if v not in names.VARIANTS]
         if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+            raise ValueError(f"unknown variant(s) {unknown}; known: {list(names.VARIANTS)}")
         return _listed_once(variants, "variant")
 
     @field_validator("seeds")
@@ -74,7 +66,7 @@ class StudyConfig(Section):
     def _valid_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
         if any(s < 0 for s in seeds):
             raise ValueError(f"seeds must be >= 0, got {list(seeds)}")
-        if any(s > MAX_SEED for s in seeds):
+        if any(s > names.MAX_SEED for s in seeds):
             raise ValueError(f"seeds must be <= 2**63 - 1 (a 64-bit signed integer), got {list(seeds)}")
         return _listed_once(seeds, "seed")
 
@@ -90,9 +82,9 @@ class StudyConfig(Section):
     def _known_levels(
         cls, levels: dict[str, PerturbationConfig], info: ValidationInfo
     ) -> dict[str, PerturbationConfig]:
-        unknown = [name for name in levels if name not in TEST_LEVEL_ORDER]
+        unknown = [name for name in levels if name not in names.TEST_LEVEL_ORDER]
         if unknown:
-            raise ValueError(f"unknown test level(s) {unknown}; known: {list(TEST_LEVEL_ORDER)}")
+            raise ValueError(f"unknown test level(s) {unknown}; known: {list(names.TEST_LEVEL_ORDER)}")
         size = info.data.get("image_size")
         for name, level in levels.items():  # a wider blur is the image's mean, and its kernel fills memory
             if size is not None and level.sigma is not None and level.sigma > size:
@@ -108,7 +100,7 @@ class StudyConfig(Section):
             self._check_depth(self._dataset_sections(name).get("model", self.model), f" (datasets.{name}.model)")
         if self.datasets.medical and not self.test_levels:
             raise ValueError(f"test_levels: medical data sets {list(self.datasets.medical)} need at least in_domain")
-        fixed_depth = [v for v in self.variants if v in JOURNAL_VARIANTS]
+        fixed_depth = [v for v in self.variants if v in names.JOURNAL_VARIANTS]
         if fixed_depth and self.image_size % 32:
             raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
         return self
@@ -177,6 +169,6 @@ class StudyConfig(Section):
             if isinstance(dataset, dict):
                 dataset.pop("levels", None)
                 dataset.pop("path", None)
-        for name in THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
+        for name in names.THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
             payload["training"].pop(name, None)
-        return stable_hash(payload)
+        return names.stable_hash(payload)
