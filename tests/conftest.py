@@ -51,6 +51,9 @@ def kill_all(pids: list[int]) -> None:
 
 
 RAY_TOKEN = secrets.token_hex(32)  # one per test session: every node, driver and client of a test shares it
+# Inherited by every process this test session starts (Ray workers inherit it from their raylet), so the
+# clean-up below touches this session's processes only, never those of another test run on the machine.
+SESSION_MARK = ("SKIPSWEEP_TEST_SESSION", os.environ.setdefault("SKIPSWEEP_TEST_SESSION", secrets.token_hex(8)))
 LOOPBACK_HEAD, LOOPBACK_WORKER = "127.0.0.2", "127.0.0.3"  # Ray rewrites 127.0.0.1 to the host's own address
 CLUSTER_MARKERS = (
     "ray::",
@@ -83,12 +86,23 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def started_by_this_session(pid: int) -> bool:
+    """Whether ``pid`` carries this test session's mark in its environment."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"{SESSION_MARK[0]}={SESSION_MARK[1]}".encode() in environ
+
+
 def cluster_pids() -> set[int]:
-    """PIDs of Ray and MLflow processes on this machine (never this test process)."""
+    """PIDs of the Ray and MLflow processes this test session started (never this test process)."""
     return {
         pid
         for pid, cmdline in command_lines().items()
-        if "pytest" not in cmdline and any(marker in cmdline for marker in CLUSTER_MARKERS)
+        if "pytest" not in cmdline
+        and any(marker in cmdline for marker in CLUSTER_MARKERS)
+        and started_by_this_session(pid)
     }
 
 
