@@ -13,8 +13,7 @@ from __future__ import annotations
 import psutil
 
 from trainables.config import StudyConfig, StudyConfigError
-from trainables.datasets.medical.layouts import check_layout
-from trainables.datasets.registry import is_synthetic
+from trainables.datasets.registry import is_synthetic, study_cases
 
 # bytes per image pixel: uint8 mask + float32 background and foreground crops, the blend's float32 temporaries
 SYNTHETIC_BASE_BYTES = 1 + 4 + 4 + 12
@@ -64,8 +63,7 @@ def medical_bytes(study: StudyConfig, name: str) -> int:
 
     The folder's layout has been checked (:func:`trainables.datasets.registry.check_data`).
     """
-    cases = check_layout(name, getattr(study.datasets, name).path)
-    return MEDICAL_BYTES * study.image_size**2 * len(cases) * (1 + len(study.test_levels))
+    return MEDICAL_BYTES * study.image_size**2 * len(study_cases(study, name)) * (1 + len(study.test_levels))
 
 
 def check_memory(study: StudyConfig, source: str, available: int | None = None) -> None:

@@ -14,11 +14,19 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from trainables.config import BusiConfig, HeartConfig, SpleenConfig, StudyConfigError, load_study, parse_study
+from trainables.config import (
+    MEDICAL_DATASETS,
+    BusiConfig,
+    HeartConfig,
+    SpleenConfig,
+    StudyConfigError,
+    load_study,
+    parse_study,
+)
 from trainables.datasets.__main__ import main as data_main
 from trainables.datasets.medical.layouts import MedicalDataError
-from trainables.datasets.medical.prepare import load_medical, medical_trial_data, patient_split, prepare_medical
-from trainables.datasets.registry import check_data, trial_data
+from trainables.datasets.medical.prepare import load_medical, patient_split
+from trainables.datasets.registry import MEDICAL_LAYOUTS, check_data, prepare_dataset, trial_data
 from trainables.trial import TrialSpec, run_trial, trial_params
 
 try:
@@ -63,9 +71,13 @@ def study_with(datasets: dict, image_size: int = 32, **extra) -> dict:
     }
 
 
+def test_the_registry_knows_the_layout_of_every_medical_data_set() -> None:
+    assert set(MEDICAL_LAYOUTS) == set(MEDICAL_DATASETS)
+
+
 @pytest.mark.parametrize("name", ["busi", "spleen", "heart", "glas"])
 def test_fixtures_load_to_the_expected_slices_per_split(fixtures, name: str) -> None:
-    data = load_medical(prepare_medical(fixtures["study"], name, fixtures["cache"]))
+    data = load_medical(prepare_dataset(fixtures["study"], name, fixtures["cache"]))
     expected = fixtures["expected"][name]
     assert sorted(set(data.patients)) == sorted(expected)
     assert tuple(len(data.split[part]) for part in ("train", "val", "test")) == PATIENTS_PER_SPLIT[name]
@@ -78,12 +90,12 @@ def test_fixtures_load_to_the_expected_slices_per_split(fixtures, name: str) -> 
 
 @pytest.mark.parametrize("name", ["busi", "spleen", "heart", "glas"])
 def test_no_patient_appears_in_two_splits(fixtures, name: str) -> None:
-    data = medical_trial_data(fixtures["study"], name, fixtures["cache"])
+    data = trial_data(fixtures["study"], name, None, fixtures["cache"])
     manifest = data.manifest
     train, val, test = (set(manifest["patients"][part]) for part in ("train", "val", "test"))
     assert not (train & val) and not (train & test) and not (val & test)
     assert train | val | test == set(fixtures["expected"][name])
-    prepared = load_medical(prepare_medical(fixtures["study"], name, fixtures["cache"]))
+    prepared = load_medical(prepare_dataset(fixtures["study"], name, fixtures["cache"]))
     owner = dict(zip(prepared.slice_ids, prepared.patients, strict=True))
     for part in ("train", "val", "test"):
         assert {owner[slice_id] for slice_id in manifest[part]} <= set(manifest["patients"][part])
@@ -93,7 +105,7 @@ def test_no_patient_appears_in_two_splits(fixtures, name: str) -> None:
 
 
 def test_glas_images_of_one_patient_stay_together(fixtures) -> None:
-    data = load_medical(prepare_medical(fixtures["study"], "glas", fixtures["cache"]))
+    data = load_medical(prepare_dataset(fixtures["study"], "glas", fixtures["cache"]))
     assert dict(zip(data.slice_ids, data.patients, strict=True))["testA_2"] == "patient_1"
     assert {p for s, p in zip(data.slice_ids, data.patients, strict=True) if s.startswith("testA")} == {"patient_1"}
 
@@ -116,7 +128,7 @@ def test_patient_split_follows_the_shares(dataset: str, patients: int, counts: t
 
 
 def test_busi_extra_masks_are_unioned_and_normal_is_excluded(fixtures) -> None:
-    data = load_medical(prepare_medical(fixtures["study"], "busi", fixtures["cache"]))
+    data = load_medical(prepare_dataset(fixtures["study"], "busi", fixtures["cache"]))
     assert not [s for s in data.slice_ids if s.startswith("normal")]
     root = fixtures["root"] / FOLDERS["busi"] / "benign"
     first, extra = read_picture(root / "benign (1)_mask.png") > 0, read_picture(root / "benign (1)_mask_1.png") > 0
@@ -146,7 +158,7 @@ def test_png_and_bmp_load_as_written(tmp_path: Path, layout: str) -> None:
             save_png(tmp_path / f"{name}.bmp", np.stack([np.where(mask, 0.9, 0.1)] * 3, axis=2))
             save_png(tmp_path / f"{name}_anno.bmp", mask)
     study = parse_study(study_with({layout: {"path": str(tmp_path)}}))
-    data = load_medical(prepare_medical(study, layout, tmp_path / "cache"))
+    data = load_medical(prepare_dataset(study, layout, tmp_path / "cache"))
     for name, mask in shapes.items():
         loaded = data.masks[data.slice_ids.index(name)]
         assert np.array_equal(loaded > 0, mask)  # the same array as written: no transpose, no flip
@@ -169,7 +181,7 @@ def test_nifti_slices_point_the_same_way_whatever_the_storage(tmp_path: Path, sl
     storages = ("ras", "lps", "permuted")
     write_msd_task(tmp_path, "case", "CT", {storage: (image, label, storage) for storage in storages})
     spleen = {"path": str(tmp_path), "slice_axis": slice_axis, "window": [-150, 250]}
-    data = load_medical(prepare_medical(parse_study(study_with({"spleen": spleen})), "spleen", tmp_path / "cache"))
+    data = load_medical(prepare_dataset(parse_study(study_with({"spleen": spleen})), "spleen", tmp_path / "cache"))
     assert sorted(data.patients) == sorted(storages)  # one slice each
     for index in range(3):
         assert np.array_equal(data.masks[index] > 0, letter)
@@ -178,28 +190,28 @@ def test_nifti_slices_point_the_same_way_whatever_the_storage(tmp_path: Path, sl
 
 def test_preparing_twice_reuses_the_cache_and_a_changed_file_rebuilds(fixtures, monkeypatch, tmp_path) -> None:
     study, cache = fixtures["study"], tmp_path / "cache"
-    first = prepare_medical(study, "spleen", cache)
+    first = prepare_dataset(study, "spleen", cache)
     built = (first / "meta.json").stat().st_mtime_ns
 
     def refuse(*args) -> None:
         raise AssertionError("the cache should have been reused")
 
     monkeypatch.setattr("trainables.datasets.medical.prepare._build", refuse)
-    assert prepare_medical(study, "spleen", cache) == first
+    assert prepare_dataset(study, "spleen", cache) == first
     assert (first / "meta.json").stat().st_mtime_ns == built
     monkeypatch.undo()
     label = fixtures["root"] / FOLDERS["spleen"] / "labelsTr" / "spleen_2.nii.gz"
     stat = label.stat()
     try:
         os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-        assert prepare_medical(study, "spleen", cache) != first  # the folder's content is part of the key
+        assert prepare_dataset(study, "spleen", cache) != first  # the folder's content is part of the key
     finally:
         os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_an_all_background_volume_is_warned_about_and_skipped(fixtures, tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="trainables.datasets.medical.prepare"):
-        data = load_medical(prepare_medical(fixtures["study"], "spleen", tmp_path / "cache"))
+        data = load_medical(prepare_dataset(fixtures["study"], "spleen", tmp_path / "cache"))
     assert any("spleen_6.nii.gz" in r.getMessage() and "no foreground" in r.getMessage() for r in caplog.records)
     assert "spleen_6" not in data.patients
 
@@ -271,7 +283,7 @@ def test_bad_data_is_refused_naming_the_path(tmp_path: Path, monkeypatch, stage:
         assert str(TINY) in str(error.value) and f"datasets.{dataset}.path" in str(error.value)
     else:
         with pytest.raises(MedicalDataError) as error:
-            prepare_medical(load_study(TINY), dataset, tmp_path / "cache")
+            prepare_dataset(load_study(TINY), dataset, tmp_path / "cache")
         assert not list((tmp_path / "cache").glob(f"{dataset}-*[!k]"))  # nothing half-built left behind
     message = str(error.value)
     assert str(named) in message, message

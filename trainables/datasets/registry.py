@@ -12,6 +12,7 @@ their published layouts. The orchestrator, the trial and the data command ask th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from trainables.config import (
@@ -23,10 +24,18 @@ from trainables.config import (
     SyntheticConfig,
 )
 from trainables.datasets.arrays import TrialData
-from trainables.datasets.medical.layouts import MedicalDataError, check_layout
+from trainables.datasets.medical.layouts import Case, MedicalDataError, busi_cases, glas_cases, msd_cases, read_layout
 from trainables.datasets.medical.prepare import medical_report, medical_trial_data, prepare_medical
 from trainables.datasets.synthetic.generate import load_texture
 from trainables.datasets.synthetic.prepare import prepare_synthetic, synthetic_report, synthetic_trial_data
+
+# How each medical data set lies on disk (the reader of its published layout)
+MEDICAL_LAYOUTS: dict[str, Callable[[Path], list[Case]]] = {
+    "busi": busi_cases,
+    "spleen": msd_cases,
+    "heart": msd_cases,
+    "glas": glas_cases,
+}
 
 
 def is_synthetic(name: str) -> bool:
@@ -40,6 +49,20 @@ def is_synthetic(name: str) -> bool:
     if name in MEDICAL_DATASETS:
         return False
     raise ValueError(f"unknown data set '{name}'")
+
+
+def medical_cases(name: str, path: str | Path) -> list[Case]:
+    """The files of medical data set ``name`` in ``path``, in its published layout; none is read but metadata.
+
+    Raises:
+        MedicalDataError: a missing folder or another layout (naming the path).
+    """
+    return read_layout(name, path, MEDICAL_LAYOUTS[name])
+
+
+def study_cases(study: StudyConfig, name: str) -> list[Case]:
+    """The files of the study's medical data set ``name``, from the folder the study names."""
+    return medical_cases(name, getattr(study.datasets, name).path)
 
 
 def check_data(study: StudyConfig, source: str) -> None:
@@ -61,7 +84,7 @@ def check_data(study: StudyConfig, source: str) -> None:
             _check_textures(dataset, name, source)
             continue
         try:
-            check_layout(name, dataset.path)
+            medical_cases(name, dataset.path)
         except MedicalDataError as error:
             raise StudyConfigError(f"{source}: datasets.{name}.path: {error}") from None
 
@@ -93,7 +116,7 @@ def prepare_dataset(study: StudyConfig, name: str, cache_root: str | Path) -> Pa
     synthetic, view = is_synthetic(name), study.for_dataset(name)
     if synthetic:
         return prepare_synthetic(view, cache_root)
-    return prepare_medical(view, name, cache_root)
+    return prepare_medical(view, name, study_cases(view, name), cache_root)
 
 
 def prepare_report(study: StudyConfig, name: str, cache_root: str | Path) -> str:
@@ -105,7 +128,7 @@ def prepare_report(study: StudyConfig, name: str, cache_root: str | Path) -> str
     synthetic, view = is_synthetic(name), study.for_dataset(name)
     if synthetic:
         return synthetic_report(view, name, cache_root)
-    return medical_report(view, name, cache_root)
+    return medical_report(view, name, study_cases(view, name), cache_root)
 
 
 def trial_data(study: StudyConfig, dataset: str, train_alpha: float | None, cache_root: str | Path) -> TrialData:
@@ -122,4 +145,4 @@ def trial_data(study: StudyConfig, dataset: str, train_alpha: float | None, cach
         if train_alpha is None:
             raise ValueError("a synthetic trial needs a train_alpha")
         return synthetic_trial_data(view, train_alpha, cache_root)
-    return medical_trial_data(view, dataset, cache_root)
+    return medical_trial_data(view, dataset, study_cases(view, dataset), cache_root)

@@ -3,8 +3,9 @@
     python -m trainables.datasets prepare --config conf/example_medical_tiny.yaml
 
 Nothing is downloaded: a study names the folder where a data set already lies
-(``datasets.<name>.path``) and :func:`~trainables.datasets.medical.layouts.check_layout` checks it
-before the study runs (:func:`trainables.datasets.registry.check_data`).
+(``datasets.<name>.path``) and :func:`~trainables.datasets.registry.medical_cases` lists it, in the
+layout :data:`~trainables.datasets.registry.MEDICAL_LAYOUTS` names, before the study runs
+(:func:`trainables.datasets.registry.check_data`).
 
 - busi: ``benign/``, ``malignant/`` with ``X.png`` + ``X_mask.png`` (+ ``X_mask_1.png``, unioned);
   ``normal/`` is excluded. One 2D image per image.

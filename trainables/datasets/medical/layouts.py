@@ -131,16 +131,11 @@ def glas_cases(root: Path) -> list[Case]:
     return cases
 
 
-LAYOUTS: dict[str, Callable[[Path], list[Case]]] = {
-    "busi": busi_cases,
-    "spleen": msd_cases,
-    "heart": msd_cases,
-    "glas": glas_cases,
-}
+def read_layout(name: str, path: str | Path, layout: Callable[[Path], list[Case]]) -> list[Case]:
+    """The cases of data set ``name`` in ``path``, listed by ``layout`` (one of the readers above).
 
-
-def check_layout(name: str, path: str | Path) -> list[Case]:
-    """The cases of data set ``name`` in ``path``; cheap (lists files, reads none but the metadata).
+    Cheap: lists files and reads none but the metadata. Which reader a data set uses is
+    decided in one place, :data:`trainables.datasets.registry.MEDICAL_LAYOUTS`.
 
     Raises:
         MedicalDataError: a missing folder, or a layout that is not the published one (naming the path).
@@ -148,4 +143,4 @@ def check_layout(name: str, path: str | Path) -> list[Case]:
     path = Path(path)
     if not path.is_dir():
         raise MedicalDataError(f"{path}: folder not found (it should hold the {name} data set as published)")
-    return LAYOUTS[name](path)
+    return layout(path)

@@ -15,7 +15,7 @@ import numpy as np
 from trainables.config import MedicalSplitConfig, StudyConfig, VolumeDatasetConfig, stable_hash
 from trainables.datasets.arrays import TrialData, input_images, split_manifest
 from trainables.datasets.cache import cached_directory
-from trainables.datasets.medical.layouts import METADATA_FILES, Case, MedicalDataError, check_layout
+from trainables.datasets.medical.layouts import METADATA_FILES, Case, MedicalDataError
 from trainables.datasets.medical.read import picture_slices, volume_slices
 from trainables.datasets.perturb import perturbed_conditions
 from trainables.datasets.texture import summarise
@@ -99,15 +99,16 @@ def _build(config: StudyConfig, name: str, cases: list[Case], folder: Path) -> N
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def prepare_medical(config: StudyConfig, name: str, cache_root: str | Path) -> Path:
+def prepare_medical(config: StudyConfig, name: str, cases: list[Case], cache_root: str | Path) -> Path:
     """Build (once per machine and content) and return the cache folder of medical data set ``name``.
 
+    ``cases`` are its files, as :func:`trainables.datasets.registry.medical_cases` lists them.
+
     Raises:
-        MedicalDataError: a bad layout, an unreadable file or a mask whose shape differs from its image.
+        MedicalDataError: an unreadable file or a mask whose shape differs from its image.
     """
     if getattr(config.datasets, name, None) is None:
         raise ValueError(f"the study has no data set '{name}'")
-    cases = check_layout(name, getattr(config.datasets, name).path)
     key = medical_cache_key(config, name, cases)
     return cached_directory(cache_root, name, key, lambda folder: _build(config, name, cases, folder))
 
@@ -143,9 +144,9 @@ def load_medical(folder: str | Path) -> MedicalData:
     )
 
 
-def medical_trial_data(config: StudyConfig, dataset: str, cache_root: str | Path) -> TrialData:
+def medical_trial_data(config: StudyConfig, dataset: str, cases: list[Case], cache_root: str | Path) -> TrialData:
     """Training and validation splits, and the in-domain test split under every test level of the study."""
-    data = load_medical(prepare_medical(config, dataset, cache_root))
+    data = load_medical(prepare_medical(config, dataset, cases, cache_root))
     index = {part: data.indices(part) for part in SPLITS}
     test = index["test"]
     test_ids = tuple(data.slice_ids[i] for i in test)
@@ -161,15 +162,15 @@ def medical_trial_data(config: StudyConfig, dataset: str, cache_root: str | Path
     )
 
 
-def medical_report(config: StudyConfig, dataset: str, cache_root: str | Path) -> str:
+def medical_report(config: StudyConfig, dataset: str, cases: list[Case], cache_root: str | Path) -> str:
     """Prepare a data set and describe it: patients and slices per split, TS of the test split per test level."""
-    folder = prepare_medical(config, dataset, cache_root)
+    folder = prepare_medical(config, dataset, cases, cache_root)
     data = load_medical(folder)
     lines = [f"{dataset}: {len(data.slice_ids)} slices of {len(set(data.patients))} patients in {folder}"]
     lines.append("  split   patients   slices")
     for part in SPLITS:
         lines.append(f"  {part:<7} {len(data.split[part]):>8}   {len(data.indices(part)):>6}")
-    trial = medical_trial_data(config, dataset, cache_root)
+    trial = medical_trial_data(config, dataset, cases, cache_root)
     lines.append("  test level   TS mean   TS std   (harder levels should have lower TS)")
     for condition in trial.conditions:
         stats = summarise(condition.ts)
