@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.frames import JOURNAL_METRICS
-from trainables.schema import CONFIG_HASH_TAG, EPOCH_METRICS, ERROR_TAG, PROVENANCE_TAGS, SPLIT_HASH_TAG, TRIAL_ID_TAG
+from trainables.schema import (
+    CONFIG_HASH_TAG,
+    EPOCH_METRICS,
+    ERROR_TAG,
+    PARAMS_CHANGED_TAG,
+    PROVENANCE_TAGS,
+    SPLIT_HASH_TAG,
+    TRIAL_ID_TAG,
+)
 from trainables.schema import KEY_TAGS as TRIAL_KEY_TAGS
 
 HISTORY_METRICS = EPOCH_METRICS  # per-epoch metrics: epochs.parquet, not runs.parquet
@@ -59,6 +67,7 @@ def run_row(run) -> dict:
     except ValueError as err:
         raise ExportError(f"run {name} ({run.info.run_id}): bad train_alpha or seed tag ({err})") from err
     row["status"] = run.info.status
+    row["params_changed"] = tags.get(PARAMS_CHANGED_TAG, "")  # what a resumed attempt ran with, when it differed
     row["start_time"] = run.info.start_time
     row["end_time"] = run.info.end_time
     row.update({f"param.{key}": value for key, value in run.data.params.items()})
@@ -112,7 +121,8 @@ def _mixed(rows: list[dict], key: str, scope: str) -> list[str]:
 
 def runs_table(rows: list[dict]) -> pd.DataFrame:
     """``runs.parquet``: fixed columns, then params, then metrics, each typed (params by :func:`typed_param`)."""
-    fixed = ["run_id", "run_name", "trial_id", *TRIAL_KEY_TAGS, "status", *PROVENANCE_TAGS, "start_time", "end_time"]
+    fixed = ["run_id", "run_name", "trial_id", *TRIAL_KEY_TAGS, "status", *PROVENANCE_TAGS, "params_changed"]
+    fixed += ["start_time", "end_time"]
     params = sorted({key for row in rows for key in row if key.startswith("param.")})
     metrics = sorted({key for row in rows for key in row} - set(fixed) - set(params))
     frame = pd.DataFrame(rows, columns=fixed + params + metrics)

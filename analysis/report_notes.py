@@ -112,7 +112,7 @@ def levels_section(writer, images: pd.DataFrame) -> str:
 
 
 def mixed_settings(runs: pd.DataFrame) -> list[str]:
-    """Warnings for runs that mix precisions or torch thread counts (nothing when the params are not recorded)."""
+    """Warnings for runs that mix precisions or thread counts, or changed them on resume (nothing when not recorded)."""
     messages = []
     for column, (what, consequence) in MIXED_SETTINGS.items():
         if column not in runs:
@@ -122,4 +122,12 @@ def mixed_settings(runs: pd.DataFrame) -> list[str]:
         if len(counts) > 1:
             listed = ", ".join(f"{value} ({count} runs)" for value, count in sorted(counts.items()))
             messages.append(f"runs mix {what}: {listed}; {consequence}")
+    if "params_changed" in runs:
+        changed = runs[runs["params_changed"].fillna("").astype(str) != ""]
+        if len(changed):
+            listed = ", ".join(f"{row.run_name} ({row.params_changed})" for row in changed.itertuples())
+            messages.append(
+                f"{len(changed)} run(s) resumed with other settings than they started with (their params keep the "
+                f"first): {listed}"
+            )
     return messages

@@ -60,7 +60,7 @@ def test_runs_table_is_typed_and_holds_finished_trials_only(exported):
     out, result, _ = exported
     runs = pd.read_parquet(out / RUNS_FILE)
     assert result.n_runs == len(runs) == 11  # 4 + 3 synthetic, 4 busi
-    assert list(runs.columns[:12]) == [
+    assert list(runs.columns[:13]) == [
         "run_id",
         "run_name",
         "trial_id",
@@ -73,8 +73,9 @@ def test_runs_table_is_typed_and_holds_finished_trials_only(exported):
         "config_hash",
         "split_hash",
         "git_commit",
+        "params_changed",
     ]
-    assert set(runs["status"]) == {"FINISHED"}
+    assert set(runs["status"]) == {"FINISHED"} and set(runs["params_changed"]) == {""}
     assert runs["train_alpha"].dtype == "float64" and runs["seed"].dtype == "int64"
     assert runs.loc[runs["dataset"] == "busi", "train_alpha"].isna().all()
     assert sorted(runs.loc[runs["dataset"] == "synthetic", "train_alpha"].unique()) == [0.3, 0.7]

@@ -137,6 +137,11 @@ def test_mixed_precision_and_threads_are_named_and_older_runs_say_nothing():
         "can move Dice"
     ]
     assert mixed_settings(pd.DataFrame({"run_id": ["a", "b"]})) == []
+    resumed = pd.DataFrame({"run_name": ["a", "b"], "params_changed": ["", "precision=bf16"]})
+    assert mixed_settings(resumed) == [
+        "1 run(s) resumed with other settings than they started with (their params keep the first): "
+        "b (precision=bf16)"
+    ]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -6,6 +6,7 @@ crashes before a flush, resumes) and must fail the trial when the store is gone.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -15,7 +16,9 @@ from mlflow.tracking import MlflowClient
 
 import trainables.trial as trial_module
 from trainables.config import parse_study
+from trainables.schema import PARAMS_CHANGED_TAG
 from trainables.tracking import MetricsNotLoggedError, MetricWriter, RetryPolicy, TrialRun
+from trainables.tracking.run import params_changed
 from trainables.trial import TrialSpec, run_trial
 
 
@@ -190,3 +193,32 @@ def test_epochs_still_queued_when_a_trial_dies_are_logged_on_resume(tmp_path, ur
     assert [logged[epoch] for epoch in range(5)] == pytest.approx([row["train_loss"] for row in straight.history])
     assert resumed.test_metrics == straight.test_metrics
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
+
+
+def test_a_resumed_attempt_with_other_params_says_so_in_a_tag(uri) -> None:
+    def attempt(params: dict, fail: bool) -> str:
+        run = TrialRun(uri, "exp", "id-p", "p", {"study": "exp"}, params, retry_policy=FAST_RETRIES)
+        with pytest.raises(RuntimeError) if fail else contextlib.nullcontext(), run:
+            run.log_epoch(0, {"train_loss": 0.5})
+            if fail:
+                raise RuntimeError("node lost")
+        return run.run_id
+
+    first = attempt({"precision": "fp32", "torch_threads": 2}, fail=True)
+    same = attempt({"precision": "fp32", "torch_threads": 2}, fail=True)  # resumed as it started: no tag
+    assert same == first and PARAMS_CHANGED_TAG not in MlflowClient(uri).get_run(first).data.tags
+    attempt({"precision": "bf16", "torch_threads": 2}, fail=True)  # resumed on a node with bf16
+    attempt({"precision": "bf16", "torch_threads": 1}, fail=False)  # and then with one CPU
+    run = MlflowClient(uri).get_run(first)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"precision": "fp32", "torch_threads": "2"}  # MLflow keeps the first values
+    assert run.data.tags[PARAMS_CHANGED_TAG] == "precision=bf16; torch_threads=1"
+
+
+def test_params_changed_lists_each_later_value_once() -> None:
+    first = {"precision": "fp32", "torch_threads": "2", "learning_rate": "0.001"}
+    assert params_changed(first, dict(first), None) == ""
+    assert params_changed(first, {**first, "precision": "bf16"}, "") == "precision=bf16"
+    assert params_changed(first, {**first, "precision": "bf16"}, "precision=bf16") == "precision=bf16"
+    assert params_changed(first, {**first, "torch_threads": "1"}, "precision=bf16") == "precision=bf16; torch_threads=1"
+    assert params_changed(first, {"new_param": "1"}, None) == ""  # a param the run never had is not a change

@@ -33,6 +33,7 @@ STOP_REASON_TAG = "skipsweep.stop_reason"  # why a driver stopped the run (KILLE
 RESUMED_TAG = "skipsweep.resumed_at_epoch"  # the epoch the latest resume took over at
 COMPILED_TAG = "skipsweep.compiled"  # whether torch.compile ran, when the study asks for it
 STATE_RECOVERED_TAG = "skipsweep.state_recovered"  # an unreadable state.pt was set aside (where to)
+PARAMS_CHANGED_TAG = "skipsweep.params_changed"  # params a later attempt ran with (MLflow keeps the first)
 ERROR_TAG = "error"  # the error of a failed attempt
 KEY_TAGS = ("study", "dataset", "variant", "train_alpha", "seed")  # the trial key; train_alpha empty for medical
 CONFIG_HASH_TAG = "config_hash"

@@ -24,6 +24,7 @@ from trainables.schema import (
     EPOCH_METRICS,
     ERROR_TAG,
     KIND_TAG,
+    PARAMS_CHANGED_TAG,
     STATUS_TAG,
     STOP_REASON_TAG,
     TRIAL_ID_TAG,
@@ -39,6 +40,22 @@ log = logging.getLogger(__name__)
 STALE_ON_SUCCESS = (ERROR_TAG, STOP_REASON_TAG)  # tags of an earlier failed or interrupted attempt
 
 T = TypeVar("T")
+
+
+def params_changed(first: dict[str, str], now: dict[str, str], recorded: str | None) -> str:
+    """What a resumed attempt runs with that differs from the run's params, added to what earlier attempts recorded.
+
+    MLflow keeps a param's first value for good, so a trial resumed on another kind of device
+    (``precision``), with another CPU share (``torch_threads``) or after a throughput setting
+    changed says so in a tag instead: ``"precision=bf16; torch_threads=1"`` (the values the
+    later attempts used; the params keep the first). Empty when nothing differs.
+    """
+    entries = [entry for entry in (recorded or "").split("; ") if entry]
+    for key, value in sorted(now.items()):
+        entry = f"{key}={value}"
+        if key in first and first[key] != value and entry not in entries:
+            entries.append(entry)
+    return "; ".join(entries)
 
 
 class TrialRun:
@@ -106,7 +123,13 @@ class TrialRun:
             self._stale_tags = [key for key in STALE_ON_SUCCESS if key in existing.data.tags]
             self._retry(lambda: self.client.update_run(self.run_id, status="RUNNING"), "reopen run")
             self._logged = {key: self._logged_steps(key) for key in EPOCH_METRICS}
-            self.set_tags(self.tags)  # the node and commit that continue the trial replace the first ones
+            recorded = existing.data.tags.get(PARAMS_CHANGED_TAG, "")
+            changed = params_changed(existing.data.params, self.params, recorded)
+            extra = {}
+            if changed != recorded:  # e.g. resumed on a node without bf16, or with another CPU share
+                log.warning("run %s resumes with other params than it started with: %s", self.run_name, changed)
+                extra[PARAMS_CHANGED_TAG] = changed
+            self.set_tags({**self.tags, **extra})  # the node and commit that continue the trial replace the first ones
         self.set_tags({STATUS_TAG: "running"})
         if self._background:
             self._writer = MetricWriter(self.client, self.run_id, self.retry_policy)
