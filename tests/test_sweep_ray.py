@@ -14,6 +14,7 @@ from sweeps import orchestrate, trial_runs, write_study
 from orchestrator.expand import expand
 from orchestrator.run import pending_trials
 from trainables.config import load_study
+from trainables.schema import RESUMED_TAG, STATE_RECOVERED_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,8 @@ KILLED_TRIAL_RUN = Path(__file__).parent / "run_with_a_killed_trial.py"  # the m
 def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Path) -> None:
     study = write_study(tmp_path, "local")
     marker = tmp_path / "killed"
-    killer = (str(KILLED_TRIAL_RUN), "--kill-at-epoch", "1", "--kill-marker", str(marker), "--")
+    # the killed trial also leaves its state.pt truncated: the retry sets it aside and resumes from Tune's checkpoint
+    killer = (str(KILLED_TRIAL_RUN), "--kill-at-epoch", "1", "--kill-marker", str(marker), "--truncate-state", "--")
     result = orchestrate(study, tmp_path, "--checkpoint-every", "1", entry=killer)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -43,6 +45,9 @@ def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Pat
         assert sorted(steps) == list(range(EPOCHS)), (run.info.run_name, steps)
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_dice")) == [1, 3]
         assert "test_dice.alpha_0.50" in run.data.metrics and "test_dice.alpha_1.00" in run.data.metrics
+    (killed,) = [run for run in runs if STATE_RECOVERED_TAG in run.data.tags]
+    assert "did not load" in killed.data.tags[STATE_RECOVERED_TAG]
+    assert killed.data.tags[RESUMED_TAG] == "2"  # from Tune's checkpoint of epoch 1, not from epoch 0
 
     again = orchestrate(study, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
