@@ -38,10 +38,18 @@ class Interrupted(BaseException):  # a BaseException like KeyboardInterrupt, whi
         return 128 + self.signum
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+def interrupted_by(signum: int) -> Interrupted:
+    """The ``Interrupted`` for ``signum``, with later stop signals ignored: one stop, the clean-up runs to its end.
+
+    Also for a signal another handler caught first (Ray's own SIGTERM handler during ``ray.init``).
+    """
     for each in STOP_SIGNALS:
-        signal.signal(each, signal.SIG_IGN)  # one stop: the clean-up runs to its end
-    raise Interrupted(signum)
+        signal.signal(each, signal.SIG_IGN)
+    return Interrupted(signum)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise interrupted_by(signum)
 
 
 def arm() -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -188,9 +189,8 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     )
     outcome: dict[str, str] = {}
     if todo:
-        ray = connect_ray(args.address, args.verbose)
+        ray = _connect(args)
         try:
-            interrupts.arm()  # ray.init installed a SIGTERM handler of its own
             check_trial_fits(study.resources.cpu, ray.nodes(), args.config)
             gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
             started = time.monotonic()
@@ -207,6 +207,33 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
         print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _connect(args: argparse.Namespace):
+    """``connect_ray`` with this driver's SIGINT/SIGTERM handling in place again; returns the ``ray`` module.
+
+    ``ray.init`` installs a SIGTERM handler of its own (``sys.exit(15)``) for as long as it takes to
+    start a local cluster (seconds): a SIGTERM then becomes an ``Interrupted`` like any other, and
+    whatever part of the cluster had started is shut down.
+    """
+    try:
+        ray = connect_ray(args.address, args.verbose)
+        interrupts.arm()
+        return ray
+    except SystemExit as exit_request:
+        if exit_request.code != signal.SIGTERM:
+            raise
+        _shutdown_ray()
+        raise interrupts.interrupted_by(signal.SIGTERM) from None
+    except BaseException:  # Ctrl-C (our handler) or a failure half-way through starting
+        _shutdown_ray()
+        raise
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
 
 
 def _stopped(stop: interrupts.Interrupted, study, uri: str, started_ms: int, argv: list[str] | None) -> int:

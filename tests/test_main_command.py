@@ -176,6 +176,37 @@ def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(t
         assert epochs_logged(client, run.info.run_id) == list(range(epochs))
 
 
+@pytest.mark.slow
+def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path) -> None:
+    """ray.init holds a SIGTERM handler of its own (sys.exit(15)) for the seconds a local cluster takes to start."""
+    study = write_study(tmp_path, "starting", epochs=2)
+    ray_tmp = tempfile.mkdtemp(prefix="h2", dir="/tmp")  # this cluster's processes mention it
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen(
+        orchestrate_command(study, tmp_path),
+        cwd=ROOT,
+        env=subprocess_env(RAY_TMPDIR=ray_tmp),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: processes_mentioning(ray_tmp), 120, "the local cluster to start", every=0.05)
+        os.kill(driver.pid, signal.SIGTERM)  # its first process is up; ray.init has seconds to go
+        status = driver.wait(timeout=60)
+        deadline = time.monotonic() + 15
+        while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = processes_mentioning(ray_tmp)
+    finally:
+        kill_group(driver.pid)
+    output = log.read_text()
+    assert status == 143, output[-3000:]  # not Ray's 15
+    assert not left, f"Ray processes left behind: {left}"
+    last = output.strip().splitlines()[-1]
+    assert "stopped by SIGTERM" in last and "resume with: python -m orchestrator.run --config" in last, last
+
+
 # 14.6: nothing hangs silently
 
 
