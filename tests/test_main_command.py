@@ -119,37 +119,22 @@ def test_a_stop_signal_raises_interrupted_once_with_the_shell_exit_status() -> N
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
-def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, stop: str) -> None:
-    epochs = 40  # over 32 images: a trial is mid-way for seconds (8 epochs over 8 images were gone in 0.1 s)
-    resources = {"cpu": 1, "gpu": 0, "max_failures": 1, "max_concurrent_trials": 1}  # 1 runs, 3 pend
-    data = {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 32, "val": 4, "test": 4}}}
-    study = write_study(tmp_path, "stopped", epochs=epochs, resources=resources, datasets=data)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    ray_tmp = tempfile.mkdtemp(prefix="h1", dir="/tmp")  # this cluster's processes mention it
-    env = subprocess_env(RAY_TMPDIR=ray_tmp)
-    log = tmp_path / "driver.log"
+def stop_the_driver(study: Path, folder: Path, ray_tmp: str, stop: str, until) -> tuple[int, list[int], str]:
+    """Run the main command (its Ray processes mention ``ray_tmp``), send ``stop`` once ``until()`` returns.
+
+    Returns its exit status, the Ray processes still there 15 s after it exited, and its output.
+    """
+    log = folder / "driver.log"
     driver = subprocess.Popen(
-        orchestrate_command(study, tmp_path),
+        orchestrate_command(study, folder),
         cwd=ROOT,
-        env=env,
+        env=subprocess_env(RAY_TMPDIR=ray_tmp),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-
-        def a_trial_mid_way():  # running, with epochs left: the signal cannot land between two trials
-            client = MlflowClient(uri)
-            return [
-                run
-                for run in trial_runs(uri, "stopped")
-                if run.info.status == "RUNNING"
-                and 1 <= max(epochs_logged(client, run.info.run_id), default=-1) < epochs - 8
-            ]
-
-        wait_for(a_trial_mid_way, 180, "a trial mid-way", every=0.2)
+        until()
         if stop == "SIGINT":  # Ctrl-C in a terminal: the whole foreground process group
             os.killpg(driver.pid, signal.SIGINT)
         else:  # `kill PID`, a scheduler's stop
@@ -161,7 +146,32 @@ def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(t
         left = processes_mentioning(ray_tmp)
     finally:
         kill_group(driver.pid)
-    output = log.read_text()
+    return status, left, log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, stop: str) -> None:
+    epochs = 40  # over 32 images: a trial is mid-way for seconds (8 epochs over 8 images were gone in 0.1 s)
+    resources = {"cpu": 1, "gpu": 0, "max_failures": 1, "max_concurrent_trials": 1}  # 1 runs, 3 pend
+    data = {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 32, "val": 4, "test": 4}}}
+    study = write_study(tmp_path, "stopped", epochs=epochs, resources=resources, datasets=data)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ray_tmp = tempfile.mkdtemp(prefix="h1", dir="/tmp")  # this cluster's processes mention it
+    env = subprocess_env(RAY_TMPDIR=ray_tmp)
+
+    def a_trial_mid_way():  # running, with epochs left: the signal cannot land between two trials
+        client = MlflowClient(uri)
+        return [
+            run
+            for run in trial_runs(uri, "stopped")
+            if run.info.status == "RUNNING"
+            and 1 <= max(epochs_logged(client, run.info.run_id), default=-1) < epochs - 8
+        ]
+
+    status, left, output = stop_the_driver(
+        study, tmp_path, ray_tmp, stop, lambda: wait_for(a_trial_mid_way, 180, "a trial mid-way", every=0.2)
+    )
     assert status == {"SIGINT": 130, "SIGTERM": 143}[stop], output[-3000:]
     assert not left, f"Ray processes left behind: {left}"
     assert "Traceback" not in output and "TypeError" not in output, output[-3000:]
@@ -188,26 +198,11 @@ def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path) -> None:
     """ray.init holds a SIGTERM handler of its own (sys.exit(15)) for the seconds a local cluster takes to start."""
     study = write_study(tmp_path, "starting", epochs=2)
     ray_tmp = tempfile.mkdtemp(prefix="h2", dir="/tmp")  # this cluster's processes mention it
-    log = tmp_path / "driver.log"
-    driver = subprocess.Popen(
-        orchestrate_command(study, tmp_path),
-        cwd=ROOT,
-        env=subprocess_env(RAY_TMPDIR=ray_tmp),
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+
+    def cluster_starting():  # its first process is up: ray.init has seconds to go
         wait_for(lambda: processes_mentioning(ray_tmp), 120, "the local cluster to start", every=0.05)
-        os.kill(driver.pid, signal.SIGTERM)  # its first process is up; ray.init has seconds to go
-        status = driver.wait(timeout=60)
-        deadline = time.monotonic() + 15
-        while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        left = processes_mentioning(ray_tmp)
-    finally:
-        kill_group(driver.pid)
-    output = log.read_text()
+
+    status, left, output = stop_the_driver(study, tmp_path, ray_tmp, "SIGTERM", cluster_starting)
     assert status == 143, output[-3000:]  # not Ray's 15
     assert not left, f"Ray processes left behind: {left}"
     last = output.strip().splitlines()[-1]
