@@ -74,7 +74,7 @@ def _report(args: argparse.Namespace) -> None:
     result = build_report(args.export_dir, baseline=args.baseline, n_resamples=args.resamples, seed=args.seed)
     print(f"wrote {result.report} ({len(result.figures)} figure files, {len(result.tables)} table files)")
     if args.log_to_mlflow:
-        from analysis.mlflow_report import log_report
+        from analysis.report.to_mlflow import log_report
 
         study = load_export(args.export_dir).study
         if not study:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 
-from analysis import figures
+from analysis.report import figures
 from analysis.frames import TESTED_ON, TRAINED_ON
 
 

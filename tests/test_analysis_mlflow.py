@@ -18,8 +18,8 @@ from numpy.testing import assert_allclose
 from analysis.__main__ import main
 from analysis.export import ExportError, export_study
 from analysis.frames import EPOCHS_FILE, PER_IMAGE_FILE, RUNS_FILE, ExcludedRunsWarning, image_scores, load_export
-from analysis.mlflow_report import log_report
-from analysis.tables import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
+from analysis.report.to_mlflow import log_report
+from analysis.tables.relative import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
 
 try:
     from analysis_fixtures import STUDY, build_toy_store

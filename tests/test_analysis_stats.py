@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from analysis.stats import bootstrap_ci, holm, paired_comparison, wilcoxon_signed_rank
+from analysis.statistics.paired import bootstrap_ci, holm, paired_comparison, wilcoxon_signed_rank
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from analysis.formatting import ood_latex, ood_markdown
+from analysis.report.formatting import ood_latex, ood_markdown
 from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, image_scores
-from analysis.ood import ood_table, rank_groups, rank_variants, robustness_cov
-from analysis.tables import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
+from analysis.tables.ood import ood_table, rank_groups, rank_variants, robustness_cov
+from analysis.tables.relative import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
 
 try:
     from analysis_fixtures import busi_images

@@ -15,13 +15,13 @@ from numpy.testing import assert_allclose
 
 from analysis import report as report_module
 from analysis.__main__ import main
-from analysis.claim_checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.claims.checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.claims import CLAIMS, VERDICT_COLUMNS, Claim, evaluate_claims
-from analysis.evidence import Evidence
+from analysis.claims.evidence import Evidence
 from analysis.frames import image_scores, load_export
-from analysis.levels import level_check_line, level_summary
+from analysis.tables.levels import level_check_line, level_summary
 from analysis.report import build_report
-from analysis.report_notes import mixed_settings
+from analysis.report.notes import mixed_settings
 
 try:
     from analysis_fixtures import ClaimScenario, scenario_frames, write_export

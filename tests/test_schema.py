@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 import analysis.export
 import analysis.frames
 import trainables.config
-from analysis.formatting import write_matrix_csv
+from analysis.report.formatting import write_matrix_csv
 from trainables.schema import (
     KIND_TAG,
     TRIAL_KIND,

@@ -1,18 +1,17 @@
 """Report sections that check the study: the paper's claims, the test levels' TS, mixed run settings, axis notes.
 
 Each function renders Markdown for ``report.md`` (and writes its CSV through the report's writer); the
-numbers come from :mod:`analysis.claims` and :mod:`analysis.levels`. :data:`METHODS` closes the report.
+numbers come from :mod:`analysis.claims` and :mod:`analysis.tables.levels`. :data:`METHODS` closes the report.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from analysis.claim_checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.claims import CLAIMS, PAPER, evaluate_claims
-from analysis.evidence import Evidence
-from analysis.formatting import format_number, markdown_table
-from analysis.levels import level_check_line, level_summary
+from analysis.claims.checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.claims.evidence import Evidence
+from analysis.report.formatting import markdown_table
 
 CROSS_ALPHA_NOTE = (
     "Axes: rows are the alpha a model was **trained** on, columns the alpha it was **tested** on; the diagonal "
@@ -75,39 +74,6 @@ def claims_section(writer, evidence: Evidence, claims=CLAIMS) -> str:
         "thresholds live in `analysis/claims.py`.\n\n"
         + markdown_table(["claim", "data set", "variant", "verdict", "measured"], rows, align="lllll")
         + f"\n{rules}\n"
-    )
-
-
-def levels_section(writer, images: pd.DataFrame) -> str:
-    """Mean TS and Dice per test level with the check that harder lowers TS and easier raises it ('' if none).
-
-    Args:
-        writer: The report's writer (``csv(name, frame) -> link``).
-        images: Output of :func:`analysis.frames.image_scores`.
-
-    Returns:
-        The section's Markdown; writes ``tables/test_levels.csv``.
-    """
-    summary = level_summary(images)
-    if summary.empty:
-        return ""
-    link = writer.csv("test_levels.csv", summary)
-    columns = list(summary.columns)
-    variants = columns[columns.index("mean_dice") + 1 : columns.index("ts_change")]
-    header = ["data set", "test level", "per-image rows", "mean TS", "TS vs in_domain", "mean Dice", *variants]
-    rows, previous = [], None
-    for row in summary.itertuples(index=False):
-        values = row._asdict()
-        expected = {True: " (as named)", False: " (**not as named**)"}.get(values["as_expected"], "")
-        change = "" if values["level"] == "in_domain" else f"{values['ts_change']:+.3f}{expected}"
-        cells = [row.label if row.label != previous else "", row.level, str(row.n), format_number(row.mean_ts)]
-        rows.append(cells + [change, format_number(row.mean_dice)] + [format_number(values[v]) for v in variants])
-        previous = row.label
-    return (
-        "## Test levels: texture similarity and Dice\n\n"
-        "Mean TS (higher = foreground and background textures differ more = easier) and mean Dice per test level, "
-        f"over test images, seeds and (for mean Dice) variants ([CSV]({link})).\n\n"
-        f"{level_check_line(summary)}\n\n" + markdown_table(header, rows, align="ll" + "r" * (len(header) - 2))
     )
 
 

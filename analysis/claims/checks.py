@@ -4,7 +4,7 @@ A kind is a :class:`Kind` in :data:`EVALUATORS`: a check ``(claim, evidence, dat
 of one unit, its verdict rule, and which units it is tested on. A claim is tested per synthetic or medical
 data set and per variant it names (or all its variants together); a study that cannot test it (a missing
 variant, one seed, no test levels) gets an INCONCLUSIVE verdict that says why. Checks read the study's tables
-through :class:`analysis.evidence.Evidence`, which holds the per-cell paired tests the report computed, so a
+through :class:`analysis.claims.evidence.Evidence`, which holds the per-cell paired tests the report computed, so a
 verdict uses the same significance as the tables beside it. The verdict rules and their thresholds are the
 ``RULE`` strings below, filled in with the claim's own numbers.
 """
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis.evidence import Evidence, flag
+from analysis.claims.evidence import Evidence, flag
 from analysis.frames import format_alpha
-from analysis.tables import strict_mean, strict_std
+from analysis.tables.relative import strict_mean, strict_std
 
 if TYPE_CHECKING:
     from analysis.claims import Claim

@@ -3,8 +3,8 @@
     python -m analysis report results/miccai2023_cpu      # report.md opens with the verdict table
 
 Each claim is one :class:`Claim` in :data:`CLAIMS`: its statement, the variants it is about and the baseline,
-the metric, a threshold, and the kind of check (a :class:`~analysis.claim_checks.Kind` in
-:data:`analysis.claim_checks.EVALUATORS`). To check a claim of your own, add an entry here that reuses a kind,
+the metric, a threshold, and the kind of check (a :class:`~analysis.claims.checks.Kind` in
+:data:`analysis.claims.checks.EVALUATORS`). To check a claim of your own, add an entry here that reuses a kind,
 for example that V-Net's in-domain results match the no-skip V-Net's at the easy levels::
 
     Claim(name="vnet_parity", statement="V-Net and its no-skip version agree at easy levels",
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.claim_checks import EVALUATORS, Verdict
-from analysis.evidence import Evidence
+from analysis.claims.checks import EVALUATORS, Verdict
+from analysis.claims.evidence import Evidence
 
 PAPER = "Kamath et al., MICCAI 2023"
 
@@ -33,7 +33,7 @@ class Claim:
     Attributes:
         name: Short identifier, also the ``claim`` column of the verdict table.
         statement: The claim in words, as the report prints it.
-        kind: Key of its :class:`~analysis.claim_checks.Kind` in :data:`~analysis.claim_checks.EVALUATORS`.
+        kind: Key of its :class:`~analysis.claims.checks.Kind` in :data:`~analysis.claims.checks.EVALUATORS`.
         variants: Variants the claim is about, each compared with ``baseline``.
         baseline: Reference variant (the paper's NoSkipU-Net).
         metric: Per-image metric compared; higher must be better (``dice`` or ``nsd``).

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.frames import METRIC_NAMES, TESTED_ON, TRAINED_ON, format_alpha, ordered_variants
-from analysis.ood import METRIC_DIGITS
+from analysis.tables.ood import METRIC_DIGITS
 
 MATRIX_CORNER = f"{TRAINED_ON} (rows) / {TESTED_ON} (columns)"
 DAGGER_MD = " †"
@@ -115,7 +115,7 @@ def _flag(value: object) -> bool:
 
 
 def ood_markdown(table: pd.DataFrame, metric: str = "dice") -> str:
-    """Out-of-domain table (:func:`analysis.ood.ood_table`) in Markdown: best per row in bold.
+    """Out-of-domain table (:func:`analysis.tables.ood.ood_table`) in Markdown: best per row in bold.
 
     Args:
         table: Long out-of-domain table.

@@ -61,7 +61,7 @@ def plot_relative_improvement(relative: pd.DataFrame, baseline: str) -> Figure:
     """In-domain relative Dice improvement over the baseline against alpha, mean and seed spread.
 
     Args:
-        relative: Output of :func:`analysis.tables.relative_improvement`.
+        relative: Output of :func:`analysis.tables.relative.relative_improvement`.
         baseline: The reference variant (drawn as the zero line).
 
     Returns:

@@ -1,6 +1,6 @@
 """Turn a study's MLflow runs into typed, ordered tables, refusing runs that cannot be compared.
 
-Pure pandas over run objects already read (:mod:`analysis.export_runs` reads them): one row per
+Pure pandas over run objects already read (:mod:`analysis.export.runs` reads them): one row per
 run, the ``runs``/``epochs``/``per_image`` columns and their dtypes, and the checks that every
 finished run shares one config hash, one split hash per data set and a trial key of its own.
 """

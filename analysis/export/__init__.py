@@ -10,8 +10,8 @@ hash differs within a data set, are refused. Every file is written to a temporar
 renamed, so a crash never leaves half a table, and re-exporting unchanged runs rewrites
 identical files.
 
-This module runs the export and writes its files; :mod:`analysis.export_runs` reads the runs
-from MLflow and :mod:`analysis.export_tables` builds and checks the tables.
+This module runs the export and writes its files; :mod:`analysis.export.runs` reads the runs
+from MLflow and :mod:`analysis.export.tables` builds and checks the tables.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.export_runs import (
+from analysis.export.runs import (
     HEALTH_PROBE_SECONDS,
     StudyNotFoundError,
     epochs_frame,
@@ -35,7 +35,7 @@ from analysis.export_runs import (
     study_tag_filter,
     trial_runs,
 )
-from analysis.export_tables import (
+from analysis.export.tables import (
     EPOCH_COLUMNS,
     HISTORY_METRICS,
     KEY_TAGS,

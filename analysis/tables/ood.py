@@ -28,7 +28,7 @@ from analysis.frames import (
     ordered_variants,
     variant_group,
 )
-from analysis.tables import paired_tests
+from analysis.tables.relative import paired_tests
 
 METRIC_DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "asd": 2}
 CELL_KEYS = ["dataset", "train_alpha", "level"]
@@ -48,7 +48,7 @@ def ood_table(
         images: Output of :func:`analysis.frames.image_scores`.
         metric: Per-image column (``dice``, ``hd95``, ``asd`` or ``nsd``).
         baseline: When given, each other variant's cell gets a paired test against it
-            (:func:`analysis.tables.paired_tests`, Holm across the whole table).
+            (:func:`analysis.tables.relative.paired_tests`, Holm across the whole table).
         n_resamples: Bootstrap resamples per cell.
         seed: Bootstrap seed.
         level: Family-wise error rate of the Holm correction.

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.frames import LEVEL_ORDER, cross_alpha_rows
-from analysis.ood import ood_table
-from analysis.tables import paired_tests, relative_improvement, seed_level_scores
+from analysis.tables.ood import ood_table
+from analysis.tables.relative import paired_tests, relative_improvement, seed_level_scores
 
 
 class Evidence:
@@ -37,7 +37,7 @@ class Evidence:
         self._scores: dict[str, pd.DataFrame] = {}
 
     def scores(self, metric: str) -> pd.DataFrame:
-        """Seed-level cross-alpha scores (:func:`analysis.tables.seed_level_scores`)."""
+        """Seed-level cross-alpha scores (:func:`analysis.tables.relative.seed_level_scores`)."""
         if metric not in self._scores:
             self._scores[metric] = seed_level_scores(self.images, metric)
         return self._scores[metric]

@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from analysis.export_tables import HISTORY_METRICS, PER_IMAGE_COLUMNS, ExportError
+from analysis.export.tables import HISTORY_METRICS, PER_IMAGE_COLUMNS, ExportError
 from analysis.frames import JOURNAL_METRICS
 from trainables.schema import KIND_TAG, PER_IMAGE_ARTIFACT, STUDY_TAG, TRIAL_KIND, resolve_tracking_uri, search_all_runs
 

@@ -26,7 +26,7 @@ from analysis.frames import (
     format_alpha,
     ordered_variants,
 )
-from analysis.stats import holm, paired_comparison
+from analysis.statistics.paired import holm, paired_comparison
 
 SCORE_KEYS = ["dataset", "variant", "train_alpha", "seed", "test_alpha"]
 

@@ -1,0 +1,136 @@
+"""Build every table and figure of a study from its Parquet export, and one ``report.md`` embedding them.
+
+    python -m analysis report results/miccai2023 --baseline noskip_unet
+
+Writes ``tables/`` (CSV, Markdown, LaTeX), ``figures/`` (PNG and PDF) and ``report.md`` next to
+the Parquet files. Nothing here reads MLflow: a report can be rebuilt offline.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analysis.claims.evidence import Evidence
+from analysis.frames import ExcludedRunsWarning, MissingDataWarning, image_scores, load_export
+from analysis.report import figures, sections
+from analysis.report import notes as report_notes
+from analysis.report.writer import Writer
+from analysis.tables.relative import require_variant
+
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        report: Path of ``report.md``.
+        figures: Figure files (PNG and PDF).
+        tables: Table files (CSV, Markdown, LaTeX).
+        warnings: Messages about missing data, also listed in the report.
+    """
+
+    report: Path
+    figures: list[Path] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_report(
+    export_dir: str | Path,
+    baseline: str = "noskip_unet",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.05,
+) -> ReportResult:
+    """Compute the tables and figures of a study from its export and write ``report.md``.
+
+    Args:
+        export_dir: Folder written by :func:`analysis.export.export_study`; the report goes there too.
+        baseline: Variant every other one is compared with.
+        n_resamples: Bootstrap resamples per table cell.
+        seed: Bootstrap seed.
+        level: Family-wise error rate of the Holm correction.
+
+    Returns:
+        A :class:`ReportResult`. Warnings about missing data are issued (and listed in the report).
+
+    Raises:
+        FileNotFoundError: The folder holds no export.
+        ValueError: The baseline is not among the study's variants.
+    """
+    root = Path(export_dir)
+    study = load_export(root)
+    if study.runs.empty:
+        raise ValueError(f"the export in {root} holds no finished runs")
+    require_variant(study.runs, baseline)
+    writer = Writer(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = image_scores(study.runs, study.per_image)
+        evidence = Evidence(images, n_resamples=n_resamples, seed=seed, level=level)
+        sections.synthetic_sections(writer, evidence, baseline)
+        sections.ood_sections(writer, evidence, baseline)
+        levels = sections.levels_section(writer, images)
+        if levels:
+            writer.text(levels)
+        writer.text("## Learning curves\n")
+        writer.figure(
+            figures.plot_learning_curves(study.epochs, study.runs),
+            "learning_curves",
+            "Validation Dice per epoch, mean and std over runs",
+        )
+        writer.text("## Dice against texture similarity\n")
+        writer.figure(
+            figures.plot_dice_vs_texture(images),
+            "dice_vs_texture_similarity",
+            "Per-image Dice against the image's texture similarity, binned means per variant",
+        )
+        writer.sections.insert(0, report_notes.claims_section(writer, evidence))
+    ours = (MissingDataWarning, ExcludedRunsWarning)
+    found = [str(w.message) for w in caught if issubclass(w.category, ours)]
+    messages = list(dict.fromkeys(report_notes.mixed_settings(study.runs) + found))
+    for warning in caught:
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + report_notes.METHODS
+    report = root / REPORT_FILE
+    _write_atomic(report, text)
+    return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder: readers see the old file or the new one, never half."""
+    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+
+
+def _header(study, baseline: str, messages: list[str]) -> str:
+    runs = study.runs
+    lines = [
+        f"# Study report: {study.study or 'unnamed study'}\n",
+        "Built from the Parquet export in this folder; rebuild with `python -m analysis report <this folder>`.\n",
+        f"- finished trial runs: {len(runs)}",
+        f"- data sets: {', '.join(sorted(runs['dataset'].unique()))}",
+        f"- variants: {', '.join(sorted(runs['variant'].unique()))}; baseline: {baseline}",
+        f"- seeds: {', '.join(map(str, sorted(runs['seed'].unique())))}",
+    ]
+    excluded = study.manifest.get("excluded", [])
+    if excluded:
+        named = ", ".join(f"{e['run_name']} ({e['status']})" for e in excluded)
+        lines.append(f"- left out because they did not finish: {named}")
+    lines.append("")
+    if messages:
+        lines += ["## Warnings\n", *[f"- {message}" for message in messages], ""]
+    return "\n".join(lines) + "\n"
