@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 
-from analysis.report import figures
 from analysis.frames import TESTED_ON, TRAINED_ON
+from analysis.report import figures
 
 
 def matrix(values) -> pd.DataFrame:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from analysis.report.formatting import ood_latex, ood_markdown
 from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, image_scores
+from analysis.report.formatting import ood_latex, ood_markdown
 from analysis.tables.ood import ood_table, rank_groups, rank_variants, robustness_cov
 from analysis.tables.relative import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
 

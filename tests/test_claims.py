@@ -15,13 +15,13 @@ from numpy.testing import assert_allclose
 
 from analysis import report as report_module
 from analysis.__main__ import main
-from analysis.claims.checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.claims import CLAIMS, VERDICT_COLUMNS, Claim, evaluate_claims
+from analysis.claims.checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.claims.evidence import Evidence
 from analysis.frames import image_scores, load_export
-from analysis.tables.levels import level_check_line, level_summary
 from analysis.report import build_report
 from analysis.report.notes import mixed_settings
+from analysis.tables.levels import level_check_line, level_summary
 
 try:
     from analysis_fixtures import ClaimScenario, scenario_frames, write_export
@@ -139,8 +139,7 @@ def test_mixed_precision_and_threads_are_named_and_older_runs_say_nothing():
     assert mixed_settings(pd.DataFrame({"run_id": ["a", "b"]})) == []
     resumed = pd.DataFrame({"run_name": ["a", "b"], "params_changed": ["", "precision=bf16"]})
     assert mixed_settings(resumed) == [
-        "1 run(s) resumed with other settings than they started with (their params keep the first): "
-        "b (precision=bf16)"
+        "1 run(s) resumed with other settings than they started with (their params keep the first): b (precision=bf16)"
     ]
 
 
