@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.frames import LEVEL_ORDER, cross_alpha_rows
+from analysis.statistics.cells import paired_tests
 from analysis.tables.ood import ood_table
-from analysis.tables.relative import paired_tests, relative_improvement, seed_level_scores
+from analysis.tables.relative import relative_improvement, seed_level_scores
 
 
 class Evidence:

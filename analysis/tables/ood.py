@@ -28,7 +28,7 @@ from analysis.frames import (
     ordered_variants,
     variant_group,
 )
-from analysis.tables.relative import paired_tests
+from analysis.statistics.cells import paired_tests
 
 METRIC_DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "asd": 2}
 CELL_KEYS = ["dataset", "train_alpha", "level"]

@@ -26,7 +26,6 @@ from analysis.frames import (
     format_alpha,
     ordered_variants,
 )
-from analysis.statistics.paired import holm, paired_comparison
 
 SCORE_KEYS = ["dataset", "variant", "train_alpha", "seed", "test_alpha"]
 
@@ -171,49 +170,3 @@ def _matrix(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     matrix = cells.unstack("test_alpha")
     matrix.index.name, matrix.columns.name = TRAINED_ON, TESTED_ON
     return matrix
-
-
-def paired_tests(
-    images: pd.DataFrame,
-    cells: list[str],
-    variants: list[str],
-    baseline: str,
-    metric: str = "dice",
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.05,
-) -> pd.DataFrame:
-    """Paired Wilcoxon tests and bootstrap intervals of each variant against the baseline, per table cell.
-
-    Pairs are the same (seed, image_id) tested by the variant and by the baseline in the same
-    cell. All returned rows form one family for the Holm correction.
-
-    Args:
-        images: Per-image rows (:func:`analysis.frames.image_scores`), already restricted to the table.
-        cells: Columns that identify a table cell apart from the variant (e.g. dataset, train_alpha, condition).
-        variants: Variants to compare (the baseline is skipped).
-        baseline: Reference variant.
-        metric: Per-image column compared.
-        n_resamples: Bootstrap resamples per cell.
-        seed: Bootstrap seed.
-        level: Family-wise error rate of the Holm correction.
-
-    Returns:
-        Columns ``variant, *cells, n_pairs, mean_diff, ci_low, ci_high, p_value, p_holm, significant``.
-    """
-    pair_keys = [*cells, "seed", "image_id"]
-    reference = images.loc[images["variant"] == baseline, [*pair_keys, metric]]
-    rows = []
-    for variant in variants:
-        if variant == baseline:
-            continue
-        mine = images.loc[images["variant"] == variant, [*pair_keys, metric]]
-        paired = mine.merge(reference, on=pair_keys, suffixes=("", "_baseline"))
-        for cell, group in paired.groupby(cells, dropna=False, sort=True):
-            result = paired_comparison(group[metric], group[f"{metric}_baseline"], n_resamples=n_resamples, seed=seed)
-            rows.append({"variant": variant, **dict(zip(cells, cell, strict=True)), **result.__dict__})
-    columns = ["variant", *cells, "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value"]
-    tests = pd.DataFrame(rows, columns=columns)
-    tests["p_holm"] = holm(tests["p_value"].to_numpy()) if len(tests) else []
-    tests["significant"] = tests["p_holm"] <= level
-    return tests
