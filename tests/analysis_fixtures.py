@@ -224,32 +224,38 @@ def build_toy_store(root: Path) -> str:
     return uri
 
 
-CLAIM_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
-SEED_SIGNS = (1.0, -1.0, 0.5, -0.5)
+CLAIM_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
+SEED_SIGNS = (1.0, -1.0, 0.5, -0.5, 0.0, 0.25, -0.25)
 
 
 @dataclass(frozen=True)
 class ClaimScenario:
-    """A synthetic study written straight to Parquet, built so each claim of the paper is true or false at will.
+    """A study written straight to Parquet, built so that each claim of the papers is true or false at will.
 
-    Per-image Dice of variant v trained on alpha a with seed s, image i (Dice of noskip_unet in-domain:
-    0.5 + 0.4 a, the same image offsets for every variant so that paired differences are exact):
+    Per-image Dice of variant v trained on alpha a (index j in ``alphas``) with seed s, image i; a medical data set
+    is trained "at" a = 0.7 with ``medical_gains`` instead of ``gains``:
 
-        in-domain   D = 0.5 + 0.4 a + gains[v][a] + seed_noise[v] * SEED_SIGNS[s] + 0.01 (i - 4.5) / 4.5
+        in-domain   D = 0.5 + 0.4 a + gains[v][a] + seed_noise[v] * SEED_SIGNS[s]
+                        + jagged[v] * (-1)^j * (1 + 0.25 s) + 0.01 (i - 4.5) / 4.5
         tested on b D * (1 - ood_loss[v] |a - b|); on a test level: D * (1 - ood_loss[v] * LEVEL_LOSS[level])
 
-    TS of an image: 0.1 + 0.5 a + 0.01 i, times ``level_ts[level]`` on a test level.
+    With ``hd95``, an image's HD95 is 20 (1 - Dice). TS of an image: 0.1 + 0.5 a + 0.01 i, times
+    ``level_ts[level]`` on a test level. The defaults make every claim of :data:`analysis.claims.CLAIMS` true
+    (on the medical data sets named in ``medical``).
     """
 
-    gains: dict = field(default_factory=lambda: {"attention_unet": {0.1: 0.20, 0.3: 0.08}, "unet": {0.1: 0.05}})
-    seed_noise: dict = field(default_factory=lambda: {"noskip_unet": 0.005, "unet": 0.03, "attention_unet": 0.0})
+    gains: dict = field(default_factory=lambda: {"attention_unet": {0.1: 0.20, 0.2: 0.15}})
+    medical_gains: dict = field(default_factory=lambda: {"attention_unet": 0.1})
+    seed_noise: dict = field(default_factory=lambda: {"noskip_unet": 0.004, "unet": 0.012, "attention_unet": 0.0})
+    jagged: dict = field(default_factory=lambda: {"unet": 0.003})
     ood_loss: dict = field(default_factory=lambda: {"noskip_unet": 0.1, "unet": 0.5, "attention_unet": 0.5})
     level_ts: dict = field(default_factory=lambda: {"harder": 0.5, "in_domain": 1.0, "easier": 1.5})
     variants: tuple = ("noskip_unet", "unet", "attention_unet")
     alphas: tuple = CLAIM_ALPHAS
-    seeds: tuple = (0, 1)
+    seeds: tuple = (0, 1, 2, 3, 4)
     n_images: int = 10
-    medical: bool = False
+    medical: tuple = ()
+    hd95: bool = False
     params: dict = field(default_factory=dict)  # extra run params, e.g. {"precision": ["bf16", "none"]} per run
 
 
@@ -259,7 +265,7 @@ LEVEL_LOSS = {"harder": 0.5, "in_domain": 0.0, "easier": 0.25}
 def scenario_frames(scenario: ClaimScenario) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``runs.parquet`` and ``per_image.parquet`` frames of a :class:`ClaimScenario`."""
     runs, images = [], []
-    keys = [("synthetic", alpha) for alpha in scenario.alphas] + ([("busi", None)] if scenario.medical else [])
+    keys = [("synthetic", alpha) for alpha in scenario.alphas] + [(name, None) for name in scenario.medical]
     for dataset, alpha in keys:
         for variant in scenario.variants:
             for seed in scenario.seeds:
@@ -269,13 +275,26 @@ def scenario_frames(scenario: ClaimScenario) -> tuple[pd.DataFrame, pd.DataFrame
                 for name, values in scenario.params.items():
                     row[f"param.{name}"] = values[len(runs) % len(values)]
                 runs.append(row)
-                images += _scenario_images(scenario, run_id, variant, 0.7 if alpha is None else alpha, seed, alpha)
+                images += _scenario_images(scenario, run_id, variant, seed, alpha)
     return pd.DataFrame(runs), pd.DataFrame(images)
 
 
-def _scenario_images(scenario, run_id, variant, alpha, seed, train_alpha) -> list[dict]:
-    base = 0.5 + 0.4 * alpha + scenario.gains.get(variant, {}).get(alpha, 0.0)
-    base += scenario.seed_noise.get(variant, 0.0) * SEED_SIGNS[seed]
+def _scenario_base(scenario: ClaimScenario, variant: str, seed: int, train_alpha: float | None) -> float:
+    alpha = 0.7 if train_alpha is None else train_alpha
+    base = 0.5 + 0.4 * alpha + scenario.seed_noise.get(variant, 0.0) * SEED_SIGNS[seed]
+    if train_alpha is None:
+        return base + scenario.medical_gains.get(variant, 0.0)
+    sign = (-1) ** scenario.alphas.index(train_alpha)
+    return (
+        base
+        + scenario.gains.get(variant, {}).get(alpha, 0.0)
+        + scenario.jagged.get(variant, 0.0) * sign * (1 + 0.25 * seed)
+    )
+
+
+def _scenario_images(scenario, run_id, variant, seed, train_alpha) -> list[dict]:
+    base = _scenario_base(scenario, variant, seed, train_alpha)
+    alpha = 0.7 if train_alpha is None else train_alpha
     loss = scenario.ood_loss.get(variant, 0.0)
     conditions = (
         [] if train_alpha is None else [(f"alpha_{b:.2f}", b, 1 - loss * abs(alpha - b), 1.0) for b in scenario.alphas]
@@ -287,16 +306,11 @@ def _scenario_images(scenario, run_id, variant, alpha, seed, train_alpha) -> lis
         for image in range(scenario.n_images):
             dice = (base + 0.01 * (image - 4.5) / 4.5) * factor
             ts = (0.1 + 0.5 * test_alpha + 0.01 * image) * ts_factor
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "condition": condition,
-                    "test_alpha": tested,
-                    "image_id": f"i{image}",
-                    "dice": dice,
-                    "ts": ts,
-                }
-            )
+            row = {"run_id": run_id, "condition": condition, "test_alpha": tested, "image_id": f"i{image}"}
+            row |= {"dice": dice, "ts": ts}
+            if scenario.hd95:
+                row["hd95"] = 20.0 * (1.0 - dice)
+            rows.append(row)
     return rows
 
 

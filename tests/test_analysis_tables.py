@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from scipy import stats as scipy_stats
 
 from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, image_scores
 from analysis.report.formatting import ood_latex, ood_markdown
@@ -157,11 +158,15 @@ def test_hd95_best_is_the_lowest():
 def test_significance_marks_survive_holm_only():
     table = busi_table(baseline="noskip_unet")
     unet = table[table["variant"] == "unet"].set_index("level")
-    # 4 pairs per cell, all of one sign: exact p = 2 / 16; Holm over 3 cells cannot go below it.
-    assert_allclose(unet.loc["in_domain", "p_value"], 2 / 16)
-    assert not unet["significant"].any()
-    assert "†" not in ood_markdown(table)
-    table.loc[(table["variant"] == "unet") & (table["level"] == "harder"), "significant"] = True
+    # The seed is the replicate: per-seed gains 0.85 - 0.70 = 0.15 and 0.90 - 0.80 = 0.10, so t = 0.125 /
+    # (0.0354 / sqrt 2) = 5.0 with 1 degree of freedom, p = 0.1257; Holm over 3 cells cannot go below it.
+    assert_allclose(unet.loc["in_domain", "mean_diff"], 0.125)
+    assert_allclose(unet.loc["in_domain", "p_value"], 2 * scipy_stats.t(1).sf(5.0))
+    # the 4 image pairs, all of one sign, give the per-image view its exact Wilcoxon p = 2 / 16
+    assert_allclose(unet.loc["in_domain", "p_images"], 2 / 16)
+    # harder and easier: both seeds move by exactly -0.10 / +0.125, a zero spread, so the t-test's limit p = 0
+    assert unet["significant"].to_dict() == {"harder": True, "in_domain": False, "easier": True}
+    assert "|  | in_domain | 0.750 (0.129) | **0.875 (0.065)** |" in ood_markdown(table)
     assert "| busi | harder | **0.575 (0.065)** | 0.475 (0.065) †" in ood_markdown(table)
     assert r"0.475 (0.065)$^\dagger$" in ood_latex(table)
 

@@ -1,8 +1,10 @@
-"""The tables a claim is checked on: seed-level scores, per-cell paired tests, the out-of-domain table.
+"""The numbers claims are checked on, computed once: per-seed scores and effects, per-cell seed-level tests.
 
-:class:`Evidence` computes each table once per metric and baseline, with the same functions and Holm
-families as the report, and takes the ones the report already computed, so a claim's verdict rests on
-the same significance as the tables printed beside it.
+Everything here is per trained model (per seed) first: a model's score on a test condition is the mean of its
+per-image metric, and an effect between two variants is computed seed by seed (pairing the models trained with
+the same seed) before any test (:mod:`analysis.statistics.seeds`). :class:`Evidence` also holds the per-cell
+tables the report prints (cross-alpha matrices, out-of-domain tables), so a claim's verdict rests on the same
+seed-level tests as the tables beside it.
 """
 
 from __future__ import annotations
@@ -11,24 +13,24 @@ import numpy as np
 import pandas as pd
 
 from analysis.frames import LEVEL_ORDER, cross_alpha_rows
-from analysis.statistics.cells import paired_tests
+from analysis.statistics.cells import seed_tests
 from analysis.tables.ood import ood_table
-from analysis.tables.relative import relative_improvement, seed_level_scores
+from analysis.tables.relative import seed_level_scores
 
 
 class Evidence:
-    """The tables claims are checked on, computed once per metric and baseline.
+    """Per-seed scores and seed-level tests of a study, computed once per metric and baseline.
 
     Args:
         images: Per-image rows (:func:`analysis.frames.image_scores`).
-        n_resamples: Bootstrap resamples of the paired tests it computes itself.
+        n_resamples: Resamples of the hierarchical bootstrap intervals.
         seed: Bootstrap seed.
-        level: Family-wise error rate of the Holm correction.
+        level: Family-wise error rate of the Holm corrections and the level of every test.
 
     Attributes:
-        matrix_tests: ``(dataset, variant, baseline, metric) -> paired_tests`` of one cross-alpha matrix
-            (the Holm family of the report's matrix); the report fills it with the tests it computed.
-        ood_tables: ``(baseline, metric) -> ood_table`` with tests; the report fills it likewise.
+        matrix_tests: ``(dataset, variant, baseline, metric) -> seed_tests`` of one cross-alpha matrix (relative
+            effects, one Holm family per matrix).
+        ood_tables: ``(baseline, metric) -> ood_table`` with its seed-level tests.
     """
 
     def __init__(self, images: pd.DataFrame, n_resamples: int = 2000, seed: int = 0, level: float = 0.05) -> None:
@@ -36,6 +38,34 @@ class Evidence:
         self.matrix_tests: dict[tuple, pd.DataFrame] = {}
         self.ood_tables: dict[tuple, pd.DataFrame] = {}
         self._scores: dict[str, pd.DataFrame] = {}
+        self._level_scores: dict[str, pd.DataFrame] = {}
+
+    # --- what the study holds -------------------------------------------------------------------------------
+
+    def synthetic_datasets(self) -> list[str]:
+        """Data sets with cross-alpha results."""
+        return sorted(cross_alpha_rows(self.images)["dataset"].unique())
+
+    def level_datasets(self, medical: bool = False) -> list[str]:
+        """Data sets with an ``in_domain`` test level (with ``medical``, only those without a training alpha)."""
+        rows = self.images[self.images["condition"] == "in_domain"]
+        if medical:
+            rows = rows[rows["train_alpha"].isna()]
+        return sorted(rows["dataset"].unique())
+
+    def n_seeds(self, dataset: str, variants) -> int:
+        """Fewest seeds any of ``variants`` has on a data set (0 when one is absent)."""
+        rows = self.images[self.images["dataset"] == dataset]
+        counts = rows.groupby("variant")["seed"].nunique()
+        return int(min(counts.get(variant, 0) for variant in variants)) if len(variants) else 0
+
+    def absent(self, dataset: str, variants, levels: bool = False) -> list[str]:
+        """The variants with no cross-alpha result (or, with ``levels``, no test-level result) on a data set."""
+        rows = self.images[self.images["condition"].isin(LEVEL_ORDER)] if levels else cross_alpha_rows(self.images)
+        present = set(rows.loc[rows["dataset"] == dataset, "variant"])
+        return [variant for variant in dict.fromkeys(variants) if variant not in present]
+
+    # --- per-seed scores ------------------------------------------------------------------------------------
 
     def scores(self, metric: str) -> pd.DataFrame:
         """Seed-level cross-alpha scores (:func:`analysis.tables.relative.seed_level_scores`)."""
@@ -43,31 +73,69 @@ class Evidence:
             self._scores[metric] = seed_level_scores(self.images, metric)
         return self._scores[metric]
 
-    def synthetic_datasets(self) -> list[str]:
-        """Data sets with cross-alpha results."""
-        return sorted(cross_alpha_rows(self.images)["dataset"].unique())
+    def level_scores(self, metric: str) -> pd.DataFrame:
+        """Per model and test level, the mean metric over the test images.
 
-    def level_datasets(self) -> list[str]:
-        """Data sets with an ``in_domain`` test level."""
-        return sorted(self.images.loc[self.images["condition"] == "in_domain", "dataset"].unique())
+        Returns:
+            Columns ``dataset, train_alpha, variant, seed, level, <metric>``.
+        """
+        if metric not in self._level_scores:
+            rows = self.images[self.images["condition"].isin(LEVEL_ORDER)]
+            keys = ["dataset", "train_alpha", "variant", "seed", "condition"]
+            means = rows.groupby(keys, dropna=False)[metric].mean().reset_index()
+            self._level_scores[metric] = means.rename(columns={"condition": "level"})
+        return self._level_scores[metric]
 
-    def absent(self, dataset: str, variants, levels: bool = False) -> list[str]:
-        """The variants with no cross-alpha result (or, with ``levels``, no test-level result) on a data set."""
-        rows = self.images[self.images["condition"].isin(LEVEL_ORDER)] if levels else cross_alpha_rows(self.images)
-        present = set(rows.loc[rows["dataset"] == dataset, "variant"])
-        return [variant for variant in variants if variant not in present]
+    def cross(self, dataset: str, variant: str, metric: str) -> pd.DataFrame:
+        """A variant's per-seed cross-alpha scores: index seed, columns ``(train_alpha, test_alpha)``."""
+        scores = self.scores(metric)
+        rows = scores[(scores["dataset"] == dataset) & (scores["variant"] == variant)]
+        return rows.pivot_table(
+            index="seed", columns=["train_alpha", "test_alpha"], values=metric, aggfunc="first", dropna=False
+        )
+
+    def in_domain(self, dataset: str, variant: str, metric: str) -> pd.DataFrame:
+        """A variant's per-seed in-domain scores: index seed, columns train_alpha (ascending)."""
+        cross = self.cross(dataset, variant, metric)
+        keep = [column for column in cross.columns if np.isclose(column[0], column[1])]
+        frame = cross[keep]
+        frame.columns = [column[0] for column in keep]
+        return frame.sort_index(axis=1)
+
+    def relative_gain(self, dataset: str, variant: str, baseline: str, metric: str) -> pd.DataFrame:
+        """Per-seed in-domain relative gain ``(D_v - D_b) / D_b`` (same seed): index seed, columns train_alpha."""
+        mine, base = self.in_domain(dataset, variant, metric), self.in_domain(dataset, baseline, metric)
+        return ((mine - base) / base).dropna(how="all")
+
+    def relative_cross(self, dataset: str, variant: str, baseline: str, metric: str) -> pd.DataFrame:
+        """Per-seed relative difference in every cross-alpha cell: index seed, columns ``(train, test)``."""
+        mine, base = self.cross(dataset, variant, metric), self.cross(dataset, baseline, metric)
+        return (mine - base) / base
+
+    def level_table(self, dataset: str, metric: str) -> pd.DataFrame:
+        """Per-seed scores on the test levels of one data set: index ``(variant, seed)``, columns levels.
+
+        A synthetic data set's rows are averaged over training alphas only when one alpha exists; otherwise use
+        :meth:`level_scores` directly.
+        """
+        rows = self.level_scores(metric)
+        rows = rows[rows["dataset"] == dataset]
+        return rows.pivot_table(index=["variant", "seed"], columns="level", values=metric, aggfunc="mean")
+
+    # --- the report's per-cell tables -----------------------------------------------------------------------
 
     def matrix(self, dataset: str, variant: str, baseline: str, metric: str) -> pd.DataFrame:
-        """Paired tests of one cross-alpha matrix, Holm-corrected across its cells (as in the report)."""
+        """Seed-level tests of one cross-alpha matrix (relative effects), Holm-corrected across its cells."""
         key = (dataset, variant, baseline, metric)
         if key not in self.matrix_tests:
             rows = cross_alpha_rows(self.images)
-            self.matrix_tests[key] = paired_tests(
+            self.matrix_tests[key] = seed_tests(
                 rows[rows["dataset"] == dataset],
                 ["train_alpha", "test_alpha"],
                 [variant],
                 baseline,
                 metric,
+                relative=True,
                 n_resamples=self.n_resamples,
                 seed=self.seed,
                 level=self.level,
@@ -75,34 +143,10 @@ class Evidence:
         return self.matrix_tests[key]
 
     def ood(self, baseline: str, metric: str) -> pd.DataFrame:
-        """The out-of-domain table of a metric with paired tests against the baseline (as in the report)."""
+        """The out-of-domain table of a metric with seed-level tests against the baseline (as in the report)."""
         key = (baseline, metric)
         if key not in self.ood_tables:
             self.ood_tables[key] = ood_table(
                 self.images, metric, baseline, n_resamples=self.n_resamples, seed=self.seed, level=self.level
             )
         return self.ood_tables[key]
-
-    def in_domain_cells(self, dataset: str, variant: str, baseline: str, metric: str, effect: float) -> pd.DataFrame:
-        """Per training alpha: mean relative gain over seeds, and whether the in-domain cell differs from the baseline.
-
-        A cell differs when its paired test survives the Holm correction of its matrix and the relative gain is
-        at least ``effect`` in size.
-
-        Returns:
-            Index ``train_alpha`` (ascending); columns ``gain, p_holm, significant, differs``.
-        """
-        scores = self.scores(metric)
-        relative = relative_improvement(scores[scores["dataset"] == dataset], baseline, metric)
-        gain = relative[relative["variant"] == variant].set_index("train_alpha")["mean"]
-        tests = self.matrix(dataset, variant, baseline, metric)
-        diagonal = tests[np.isclose(tests["train_alpha"], tests["test_alpha"])].set_index("train_alpha")
-        cells = pd.DataFrame({"gain": gain}).join(diagonal[["p_holm", "significant"]]).sort_index()
-        cells["significant"] = flag(cells["significant"])
-        cells["differs"] = cells["significant"] & (cells["gain"].abs() >= effect)
-        return cells
-
-
-def flag(values: pd.Series) -> pd.Series:
-    """Booleans with a missing value read as False."""
-    return values.astype("boolean").fillna(False).astype(bool)

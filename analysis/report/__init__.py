@@ -14,9 +14,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis.claims import evaluate_claims
 from analysis.claims.evidence import Evidence
 from analysis.frames import ExcludedRunsWarning, MissingDataWarning, image_scores, load_export
-from analysis.report import figures, sections
+from analysis.report import figures, sections, summary
 from analysis.report import notes as report_notes
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
@@ -76,6 +77,9 @@ def build_report(
         evidence = Evidence(images, n_resamples=n_resamples, seed=seed, level=level)
         sections.synthetic_sections(writer, evidence, baseline)
         sections.ood_sections(writer, evidence, baseline)
+        table1 = report_notes.table1_section(writer, evidence)
+        if table1:
+            writer.text(table1)
         levels = sections.levels_section(writer, images)
         if levels:
             writer.text(levels)
@@ -91,7 +95,9 @@ def build_report(
             "dice_vs_texture_similarity",
             "Per-image Dice against the image's texture similarity, binned means per variant",
         )
-        writer.sections.insert(0, report_notes.claims_section(writer, evidence))
+        verdicts = evaluate_claims(evidence)
+        writer.sections.insert(0, report_notes.claims_section(writer, verdicts))
+        writer.sections.insert(0, summary.summary_section(study.runs, evidence, verdicts, baseline))
     ours = (MissingDataWarning, ExcludedRunsWarning)
     found = [str(w.message) for w in caught if issubclass(w.category, ours)]
     messages = list(dict.fromkeys(report_notes.mixed_settings(study.runs) + found))

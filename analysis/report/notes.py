@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.claims import CLAIMS, PAPER, evaluate_claims
-from analysis.claims.checks import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.claims import CLAIMS, CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.claims.evidence import Evidence
+from analysis.claims.table1 import table1_comparison, table1_markdown_rows
 from analysis.report.formatting import markdown_table
 
 CROSS_ALPHA_NOTE = (
@@ -27,53 +27,86 @@ MARKS = {SUPPORTS: "SUPPORTS", CONTRADICTS: "**CONTRADICTS**", INCONCLUSIVE: "IN
 METHODS = """## Methods
 
 - D(v, a, s, b): mean Dice of variant v, trained on alpha a with seed s, over the test images of alpha b
-  (or of test level b).
+  (or of test level b): one number per trained model and test condition.
 - Relative difference: (D(v, a, s, b) - D(baseline, a, s, b)) / D(baseline, a, s, b), pairing the baseline
   trained with the same seed. Matrix cells average it over seeds; the in-domain relative improvement is the
   diagonal b = a, with the sample standard deviation (ddof=1) over seeds as its spread. A cell with a missing
   (variant, alpha, seed) is NaN, never a mean over fewer seeds.
-- Out-of-domain tables: mean (std, ddof=1) of the per-image metric pooled over all test images and seeds.
-  Best per row in bold (highest Dice/NSD, lowest HD95/ASD, at the printed precision).
-- Significance: per cell, a two-sided Wilcoxon signed-rank test on the paired per-image differences
-  (same image, same seed, variant minus baseline), a percentile bootstrap 95% interval of the mean
-  difference (seeded), and a Holm correction across the cells of each table (matrix or metric table);
-  a dagger (tables) or an asterisk (heatmaps) marks a cell that survives it at the 5% level.
-- Claims: each verdict's rule and thresholds are printed under the claims table (`analysis/claims.py`).
+- Out-of-domain tables: mean (std, ddof=1) of the per-image metric pooled over all test images and seeds, as
+  the paper prints them. Best per row in bold (highest Dice/NSD, lowest HD95/ASD, at the printed precision).
+- Significance: the unit of replication is the trained model. Per cell, each seed's effect (the difference,
+  or relative difference, of two models trained with that seed, each averaged over the same test images) is
+  one replicate; the cell's effect is their mean, its 95% interval a Student-t interval and its test a
+  two-sided one-sample t-test, both with seeds - 1 degrees of freedom; Holm corrects across the cells of each
+  table (matrix or metric table); a dagger (tables) or an asterisk (heatmaps) marks a cell that survives it at
+  the 5% level. With one seed nothing is tested. The test CSVs also give a bootstrap interval that resamples
+  seeds and test images (crossed: every seed sees the same images), which adds test-set variation, and a
+  Wilcoxon p-value over the pooled per-image pairs (`p_images`): that one describes variation over the test
+  set for these few models, not a difference between variants, and is never used for a verdict.
+- Negligible differences: an equivalence test (two one-sided t-tests on the seeds, TOST) against the margin
+  each claim states; a non-significant difference is never read as "no difference".
+- Claims: each verdict's rule and thresholds are printed under the claims table (`analysis/claims/`).
 - Robustness: CoV = std / mean of a variant's per-level mean Dice (population std, ddof=0); lower is more
   robust. A group's CoV on a data set is the mean over its member variants present.
 """
 
 
-def claims_section(writer, evidence: Evidence, claims=CLAIMS) -> str:
+def claims_section(writer, verdicts: pd.DataFrame, claims=CLAIMS) -> str:
     """The verdict of each claim on this study's data, as Markdown; writes ``tables/claims.csv``.
 
     Args:
         writer: The report's writer (``csv(name, frame) -> link``).
-        evidence: The tables the report computed (paired tests per matrix and OOD table).
-        claims: Claims to check.
+        verdicts: :func:`analysis.claims.evaluate_claims` of the study.
+        claims: The claims checked (for their quotes and rules).
 
     Returns:
         The section's Markdown.
     """
-    verdicts = evaluate_claims(evidence, claims)
     link = writer.csv("claims.csv", verdicts)
     counts = verdicts["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTS, CONTRADICTS, INCONCLUSIVE))
     rows = [
         [r.claim, r.dataset, r.variant, MARKS[r.verdict], r.measured.replace("|", "/")] for r in verdicts.itertuples()
     ]
-    rules = "\n".join(
-        f"- **{claim.name}** ({PAPER}, {claim.source}): {claim.statement}. Rule: {rule}."
-        for claim in claims
-        for rule in verdicts.loc[verdicts["claim"] == claim.name, "rule"].head(1)
-    )
+    quotes = []
+    for claim in claims:
+        rules = verdicts.loc[verdicts["claim"] == claim.name, "rule"].head(1)
+        for rule in rules:
+            quotes.append(f'- **{claim.name}** ({claim.paper}, {claim.source}): "{claim.quote}" Rule: {rule}.')
     return (
-        f"## Claims of {PAPER}\n\n"
-        f"Each claim checked on this study's data ({tally}; [CSV]({link})). A claim the study cannot test "
-        "(a missing variant, one seed, no test levels) is INCONCLUSIVE, with the reason. The claims and their "
-        "thresholds live in `analysis/claims.py`.\n\n"
+        "## Claims of the papers\n\n"
+        f"Each sentence checked on this study's data ({tally}; [CSV]({link})). SUPPORTS and CONTRADICTS each need "
+        "seed-level evidence; everything else is INCONCLUSIVE with its reason. The sentences and their rules live in "
+        "`analysis/claims/paper.py` and `analysis/claims/checks.py`.\n\n"
         + markdown_table(["claim", "data set", "variant", "verdict", "measured"], rows, align="lllll")
-        + f"\n{rules}\n"
+        + "\n"
+        + "\n".join(quotes)
+        + "\n"
+    )
+
+
+def table1_section(writer, evidence: Evidence) -> str:
+    """MICCAI Table 1 cell by cell against this study's medical runs ('' when it has none); writes its CSV."""
+    table = table1_comparison(evidence)
+    if table.empty:
+        return ""
+    link = writer.csv("table1_comparison.csv", table)
+    inside = table["paper_inside_ci"].dropna()
+    header = [
+        "data set",
+        "test level",
+        "variant",
+        "paper: mean (std)",
+        "ours: mean [95% CI over seeds]",
+        "ours - paper",
+    ]
+    return (
+        "## MICCAI 2023 Table 1, cell by cell\n\n"
+        f"The paper's Dice (mean (std) over test images) beside ours (mean over seeds of each model's mean Dice, "
+        f"Student-t interval over seeds); the paper's mean lies inside our interval in {int(inside.sum())} of "
+        f"{len(inside)} cells with an interval ([CSV]({link})). Data and training differ from the paper's (see the "
+        "summary), so this says how close the numbers are, not whether either is right.\n\n"
+        + markdown_table(header, table1_markdown_rows(table), align="llllrr")
     )
 
 

@@ -70,7 +70,9 @@ def seed_effect(effects, confidence: float = 0.95) -> SeedEffect:
     if k < 2:
         return SeedEffect(1, mean, np.nan, np.nan, np.nan, np.nan)
     std = float(x.std(ddof=1))
-    if std <= 1e-12 * max(1.0, abs(mean)):  # every seed agrees (up to rounding): the interval is the point, the test is decided by the sign
+    if std <= 1e-12 * max(
+        1.0, abs(mean)
+    ):  # every seed agrees (up to rounding): the interval is the point, the test is decided by the sign
         return SeedEffect(k, mean, 0.0, mean, mean, 1.0 if mean == 0.0 else 0.0)
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, k - 1)) * std / np.sqrt(k)
     p_value = float(scipy_stats.ttest_1samp(x, 0.0).pvalue)
@@ -86,6 +88,7 @@ class Equivalence:
             test), or ``undecided`` (the interval straddles a margin, or fewer than 2 seeds).
         p_equivalent: TOST p-value: the larger of the two one-sided p-values (small = inside the margin).
         p_outside: p-value of the test that the effect lies beyond the margin on the side of its mean.
+        p_above_lower: One-sided p-value of ``mean > -margin`` (small = non-inferior: not worse by the margin).
         low: Lower end of the 1 - 2 * level interval (the interval TOST reads).
         high: Upper end of that interval.
     """
@@ -95,6 +98,7 @@ class Equivalence:
     p_outside: float
     low: float
     high: float
+    p_above_lower: float = float("nan")
 
 
 def equivalence(effects, margin: float, level: float = 0.05) -> Equivalence:
@@ -136,7 +140,7 @@ def equivalence(effects, margin: float, level: float = 0.05) -> Equivalence:
         outcome = DIFFERENT
     else:
         outcome = UNDECIDED
-    return Equivalence(outcome, p_equivalent, p_outside, mean - half, mean + half)
+    return Equivalence(outcome, p_equivalent, p_outside, mean - half, mean + half, p_above_lower)
 
 
 def per_seed_effect(variant, baseline, relative: bool) -> np.ndarray:

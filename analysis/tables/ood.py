@@ -28,7 +28,7 @@ from analysis.frames import (
     ordered_variants,
     variant_group,
 )
-from analysis.statistics.cells import paired_tests
+from analysis.statistics.cells import seed_tests
 
 METRIC_DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "asd": 2}
 CELL_KEYS = ["dataset", "train_alpha", "level"]
@@ -47,9 +47,9 @@ def ood_table(
     Args:
         images: Output of :func:`analysis.frames.image_scores`.
         metric: Per-image column (``dice``, ``hd95``, ``asd`` or ``nsd``).
-        baseline: When given, each other variant's cell gets a paired test against it
-            (:func:`analysis.tables.relative.paired_tests`, Holm across the whole table).
-        n_resamples: Bootstrap resamples per cell.
+        baseline: When given, each other variant's cell gets a seed-level test of its difference from the
+            baseline (:func:`analysis.statistics.cells.seed_tests`, absolute difference, Holm across the table).
+        n_resamples: Hierarchical bootstrap resamples per cell.
         seed: Bootstrap seed.
         level: Family-wise error rate of the Holm correction.
 
@@ -84,7 +84,7 @@ def ood_table(
     table.insert(0, "label", [dataset_label(d, a) for d, a in zip(table["dataset"], table["train_alpha"], strict=True)])
     table["best"] = _best_per_row(table, metric)
     if baseline is not None:
-        tests = paired_tests(
+        tests = seed_tests(
             rows,
             CELL_KEYS,
             ordered_variants(rows["variant"].unique()),
