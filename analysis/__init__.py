@@ -3,14 +3,19 @@
     python -m analysis export --study miccai2023 --out results/miccai2023
     python -m analysis report results/miccai2023
 
-Modules: ``export`` (MLflow -> Parquet), ``export_runs`` (read a study's runs from MLflow),
-``export_tables`` (runs -> typed tables, refusing runs that cannot be compared), ``frames`` (the
-Parquet files and their vocabulary), ``tables`` (synthetic relative improvement and cross-alpha
-matrices), ``ood`` (out-of-domain tables, robustness ranking), ``stats`` (Wilcoxon, bootstrap,
-Holm), ``formatting`` (Markdown, LaTeX, CSV), ``figures``, ``evidence`` (the tables a claim is
-checked on, computed once), ``claims`` (the paper's claims and the verdict table), ``claim_checks``
-(one check and rule per kind of claim), ``levels`` (do the test levels move texture similarity as
-named), ``report_notes`` (the report's claims, test-level and methods sections), ``report``
-(report.md) and ``mlflow_report`` (attach it to MLflow). Only ``export_runs`` and ``mlflow_report``
-import MLflow; nothing here imports torch, Ray or ``trainables``.
+Rooms, in the order data flows through them:
+
+- ``export/``: MLflow -> Parquet (``runs`` reads MLflow, ``tables`` types the tables and refuses runs that
+  cannot be compared); ``frames`` (beside the rooms) is the Parquet files and their vocabulary.
+- ``statistics/``: ``seeds`` (the trained model as the unit of replication: t on per-seed effects, TOST, the
+  crossed bootstrap, the power line), ``cells`` (per-cell tests of a table), ``paired`` (Wilcoxon, Holm).
+- ``tables/``: ``relative`` (relative improvement, cross-alpha matrices), ``ood`` (out-of-domain tables,
+  robustness ranking), ``levels`` (do the test levels move texture similarity as named).
+- ``claims/``: the papers' sentences (``paper``), what a claim and a verdict are (``model``), the per-seed
+  evidence (``evidence``), one rule per kind (``checks``), Table 1 cell by cell (``table1``).
+- ``report/``: ``report.md`` (``summary``, ``sections``, ``notes``, ``figures``, ``formatting``, ``writer``) and
+  ``to_mlflow`` (attach it to MLflow).
+
+Only ``export.runs`` and ``report.to_mlflow`` import MLflow; nothing here imports torch, Ray or ``trainables``
+(but its stdlib-only ``schema``).
 """

@@ -26,6 +26,11 @@ MODULES = [
     "analysis.tables.levels",
     "analysis.report.notes",
     "analysis.report.to_mlflow",
+    "analysis.claims.paper",
+    "analysis.claims.table1",
+    "analysis.statistics.seeds",
+    "analysis.statistics.cells",
+    "analysis.report.summary",
     "analysis.__main__",
 ]
 
