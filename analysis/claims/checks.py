@@ -102,6 +102,17 @@ def _interval(effects, percent: bool = True) -> str:
     return f"{show(s.mean)} [95% CI {show(s.ci_low)}, {show(s.ci_high)}]"
 
 
+def _directional(effects, margin: float, level: float, measured: str) -> Finding:
+    """SUPPORTS a positive significant mean per-seed effect; CONTRADICTS a negative significant one or one equivalent
+    to 0 within ``+-margin`` (TOST); else INCONCLUSIVE. The value is the mean effect."""
+    effect = seed_effect(effects)
+    if effect.p_value <= level and effect.mean > 0:
+        return Finding(SUPPORTS, effect.mean, measured)
+    if (effect.p_value <= level and effect.mean < 0) or equivalence(effects, margin, level).outcome == EQUIVALENT:
+        return Finding(CONTRADICTS, effect.mean, measured)
+    return Finding(INCONCLUSIVE, effect.mean, measured)
+
+
 # --- in-domain: parity, gains, noise ----------------------------------------------------------------------
 
 PARITY_RULE = (
@@ -203,16 +214,11 @@ def gain_exceeds(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     if not below:
         return inconclusive(f"no alpha level below {format_alpha(claim.boundary)}")
     per_seed = (mine[below] - other[below]).mean(axis=1, skipna=False)
-    effect, equal = seed_effect(per_seed), equivalence(per_seed, claim.margin, evidence.level)
     measured = (
         f"{first} gain minus {second} gain over alpha {', '.join(map(format_alpha, below))}: {_interval(per_seed)}, "
-        f"p {effect.p_value:.2g}"
+        f"p {seed_effect(per_seed).p_value:.2g}"
     )
-    if effect.p_value <= evidence.level and effect.mean > 0:
-        return Finding(SUPPORTS, effect.mean, measured)
-    if (effect.p_value <= evidence.level and effect.mean < 0) or equal.outcome == EQUIVALENT:
-        return Finding(CONTRADICTS, effect.mean, measured)
-    return Finding(INCONCLUSIVE, effect.mean, measured)
+    return _directional(per_seed, claim.margin, evidence.level, measured)
 
 
 SPREAD_RULE = (
@@ -431,16 +437,11 @@ def drops_more(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
         return inconclusive(f"no {level} test level on {dataset}")
     drop = (table["in_domain"] - table[level]) / table["in_domain"]
     extra = (drop.loc[variant] - drop.loc[claim.baseline]).dropna()
-    effect, tested = seed_effect(extra), equivalence(extra, claim.margin, evidence.level)
     measured = (
         f"drop on {level}: {drop.loc[variant].mean():.1%} ({variant}) vs {drop.loc[claim.baseline].mean():.1%} "
-        f"({claim.baseline}); extra drop per seed {_interval(extra)}, p {effect.p_value:.2g}"
+        f"({claim.baseline}); extra drop per seed {_interval(extra)}, p {seed_effect(extra).p_value:.2g}"
     )
-    if effect.p_value <= evidence.level and effect.mean > 0:
-        return Finding(SUPPORTS, effect.mean, measured)
-    if (effect.p_value <= evidence.level and effect.mean < 0) or tested.outcome == EQUIVALENT:
-        return Finding(CONTRADICTS, effect.mean, measured)
-    return Finding(INCONCLUSIVE, effect.mean, measured)
+    return _directional(extra, claim.margin, evidence.level, measured)
 
 
 # --- the journal's counts ---------------------------------------------------------------------------------

@@ -44,6 +44,16 @@ def _paired_rows(images: pd.DataFrame, cells: list[str], variant: str, baseline:
     return mine.merge(reference, on=keys, suffixes=("", "_baseline"))
 
 
+def _cells(images: pd.DataFrame, cells: list[str], variants: list[str], baseline: str, metric: str):
+    """Yield ``(variant, {cell column: value}, paired rows)`` per variant other than the baseline and table cell."""
+    for variant in variants:
+        if variant == baseline:
+            continue
+        paired = _paired_rows(images, cells, variant, baseline, metric)
+        for cell, group in paired.groupby(cells, dropna=False, sort=True):
+            yield variant, dict(zip(cells, cell, strict=True)), group
+
+
 def seed_arrays(group: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, list]:
     """``(k seeds, n images)`` arrays of the variant's and the baseline's values in one cell, and the seeds."""
     variant = group.pivot_table(index="seed", columns="image_id", values=metric, aggfunc="mean", dropna=False)
@@ -97,31 +107,27 @@ def seed_tests(
         significant.
     """
     rows = []
-    for variant in variants:
-        if variant == baseline:
-            continue
-        paired = _paired_rows(images, cells, variant, baseline, metric)
-        for cell, group in paired.groupby(cells, dropna=False, sort=True):
-            v, b, _ = seed_arrays(group, metric)
-            effects = per_seed_effect(*per_seed_means(v, b), relative)
-            summary = seed_effect(effects)
-            low, high = hierarchical_bootstrap(v, b, relative=relative, n_resamples=n_resamples, seed=seed)
-            rows.append(
-                {
-                    "variant": variant,
-                    **dict(zip(cells, cell, strict=True)),
-                    "n_seeds": summary.n_seeds,
-                    "n_images": int(np.isfinite(v - b).any(axis=0).sum()),
-                    "mean_diff": summary.mean,
-                    "std_seeds": summary.std,
-                    "ci_low": summary.ci_low,
-                    "ci_high": summary.ci_high,
-                    "boot_low": low,
-                    "boot_high": high,
-                    "p_value": summary.p_value,
-                    "p_images": wilcoxon_signed_rank(group[metric] - group[f"{metric}_baseline"]),
-                }
-            )
+    for variant, cell, group in _cells(images, cells, variants, baseline, metric):
+        v, b, _ = seed_arrays(group, metric)
+        effects = per_seed_effect(*per_seed_means(v, b), relative)
+        summary = seed_effect(effects)
+        low, high = hierarchical_bootstrap(v, b, relative=relative, n_resamples=n_resamples, seed=seed)
+        rows.append(
+            {
+                "variant": variant,
+                **cell,
+                "n_seeds": summary.n_seeds,
+                "n_images": int(np.isfinite(v - b).any(axis=0).sum()),
+                "mean_diff": summary.mean,
+                "std_seeds": summary.std,
+                "ci_low": summary.ci_low,
+                "ci_high": summary.ci_high,
+                "boot_low": low,
+                "boot_high": high,
+                "p_value": summary.p_value,
+                "p_images": wilcoxon_signed_rank(group[metric] - group[f"{metric}_baseline"]),
+            }
+        )
     tests = pd.DataFrame(
         rows, columns=["variant", *cells, *[c for c in SEED_TEST_COLUMNS if c not in {"p_holm", "significant"}]]
     )
@@ -159,13 +165,9 @@ def paired_tests(
         Columns ``variant, *cells, n_pairs, mean_diff, ci_low, ci_high, p_value, p_holm, significant``.
     """
     rows = []
-    for variant in variants:
-        if variant == baseline:
-            continue
-        paired = _paired_rows(images, cells, variant, baseline, metric)
-        for cell, group in paired.groupby(cells, dropna=False, sort=True):
-            result = paired_comparison(group[metric], group[f"{metric}_baseline"], n_resamples=n_resamples, seed=seed)
-            rows.append({"variant": variant, **dict(zip(cells, cell, strict=True)), **result.__dict__})
+    for variant, cell, group in _cells(images, cells, variants, baseline, metric):
+        result = paired_comparison(group[metric], group[f"{metric}_baseline"], n_resamples=n_resamples, seed=seed)
+        rows.append({"variant": variant, **cell, **result.__dict__})
     columns = ["variant", *cells, "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value"]
     tests = pd.DataFrame(rows, columns=columns)
     tests["p_holm"] = holm(tests["p_value"].to_numpy()) if len(tests) else []
