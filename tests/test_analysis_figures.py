@@ -25,7 +25,10 @@ def test_heatmap_cell_texts_equal_the_matrix():
     assert ax.get_xlabel() == TESTED_ON and ax.get_ylabel() == TRAINED_ON
     assert [label.get_text() for label in ax.get_xticklabels()] == ["0.30", "0.70"]
     norm = ax.images[0].norm
-    assert isinstance(norm, TwoSlopeNorm) and norm.vcenter == 0.0 and norm.vmin == -norm.vmax == -0.5
+    # symmetric limits at the 95th percentile of |value| (0.475 of 0.1234, 0.25, 0.5); -0.50 saturates
+    assert isinstance(norm, TwoSlopeNorm) and norm.vcenter == 0.0 and norm.vmin == -norm.vmax
+    assert np.isclose(norm.vmax, np.percentile([0.1234, 0.5, 0.25], 95)) and np.isclose(norm.vmax, 0.475)
+    assert ax.images[0].colorbar.extend == "both"
 
 
 def test_heatmap_of_raw_dice_and_all_nan_do_not_crash(tmp_path):

@@ -87,13 +87,15 @@ def build_report(
         writer.figure(
             figures.plot_learning_curves(study.epochs, study.runs),
             "learning_curves",
-            "Validation Dice per epoch, mean and std over runs",
+            "Validation Dice per epoch, one panel per data set and training alpha: mean over seeds, band +- std over "
+            "seeds (clipped to [0, 1])",
         )
         writer.text("## Dice against texture similarity\n")
         writer.figure(
             figures.plot_dice_vs_texture(images),
             "dice_vs_texture_similarity",
-            "Per-image Dice against the image's texture similarity, binned means per variant",
+            "Per-image Dice against texture similarity, one panel per data set and test condition; lines: binned means "
+            "per variant, broken where a TS range holds no images",
         )
         verdicts = evaluate_claims(evidence)
         writer.sections.insert(0, report_notes.claims_section(writer, verdicts))

@@ -3,7 +3,7 @@
 In the out-of-domain tables the best cell of a row is bold (``**...**`` in Markdown,
 ``\\textbf{...}`` in LaTeX) and a cell whose difference from the baseline survives the Holm
 correction carries a dagger (`` †`` in Markdown, ``$^\\dagger$`` in LaTeX). Missing values
-are written ``NaN``.
+are written ``NaN`` and infinite ones ``inf`` or ``-inf``, in tables, CSV files and figure cells alike.
 """
 
 from __future__ import annotations
@@ -20,11 +20,20 @@ from analysis.tables.ood import METRIC_DIGITS
 MATRIX_CORNER = f"{TRAINED_ON} (rows) / {TESTED_ON} (columns)"
 DAGGER_MD = " †"
 DAGGER_TEX = r"$^\dagger$"
+MISSING = "NaN"  # a missing cell, in Markdown, LaTeX, CSV and figures alike
+INFINITE = "inf"  # an infinite ratio (division by a zero baseline), likewise; negative: -inf
 
 
 def format_number(value: float, digits: int = 3) -> str:
-    """A number with fixed decimals, ``NaN`` when missing."""
-    return "NaN" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    """A number with fixed decimals; ``NaN`` when missing, ``inf`` or ``-inf`` when infinite."""
+    if value is None or value is pd.NA:
+        return MISSING
+    number = float(value)
+    if math.isnan(number):
+        return MISSING
+    if math.isinf(number):
+        return INFINITE if number > 0 else f"-{INFINITE}"
+    return f"{number:.{digits}f}"
 
 
 def mean_std(mean: float, std: float, digits: int = 3) -> str:
@@ -74,7 +83,7 @@ def _label(value: object) -> str:
 
 def _cell(value: object, digits: int) -> str:
     if value is None or value is pd.NA:
-        return "NaN"
+        return MISSING
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -85,11 +94,14 @@ def _cell(value: object, digits: int) -> str:
 
 
 def write_matrix_csv(matrix: pd.DataFrame, path: str | Path) -> None:
-    """Write a cross-alpha matrix with both axes named in words in the header's first cell."""
+    """Write a cross-alpha matrix with both axes named in words in the header's first cell.
+
+    Missing cells are written ``NaN``, infinite ones ``inf`` / ``-inf`` (as in :func:`format_number`).
+    """
     labelled = matrix.copy()
     labelled.index = [format_alpha(alpha) for alpha in matrix.index]
     labelled.columns = [format_alpha(alpha) for alpha in matrix.columns]
-    labelled.to_csv(path, index_label=MATRIX_CORNER, float_format="%.6g", na_rep="NaN")
+    labelled.to_csv(path, index_label=MATRIX_CORNER, float_format="%.6g", na_rep=MISSING)
 
 
 def _ood_rows(table: pd.DataFrame, metric: str, dagger: str, bold) -> tuple[list[str], list[list[str]]]:
@@ -143,7 +155,7 @@ def ood_latex(table: pd.DataFrame, metric: str = "dice", caption: str | None = N
     name = METRIC_NAMES.get(metric, metric)
     caption = caption or (
         f"{name}, mean (std) over test images and seeds; best per row in bold; "
-        rf"{DAGGER_TEX}: differs from the baseline after Holm correction."
+        rf"{DAGGER_TEX}: differs from the baseline by a t-test on the seeds, Holm-corrected."
     )
     lines = [
         r"\begin{table}[t]",
