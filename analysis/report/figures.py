@@ -283,7 +283,7 @@ def _hatch_cells(ax, masked: np.ndarray) -> None:
 
 
 def _heatmap_notes(significance: bool, low: bool, infinite: bool, floor: float) -> list[str]:
-    notes = ["* differs from the baseline after Holm correction"] if significance else []
+    notes = ["* differs from the baseline (t-test on seeds, Holm)"] if significance else []
     if low:
         notes.append(f"grey hatched n/a: baseline Dice < {floor:.2f}, ratio not shown")
     if infinite:
