@@ -146,6 +146,10 @@ def test_an_export_without_per_image_rows_says_what_it_skipped(tmp_path):
     assert set(verdicts["verdict"]) == {INCONCLUSIVE}
     skipped = verdicts[~verdicts["claim"].isin(NEVER_DECIDED)]
     assert skipped["measured"].str.startswith("skipped: the export has no per-image rows").all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "export", n_resamples=20).report.read_text()
+    assert f"This export has **no per-image rows**, so no test result could be read: all {len(verdicts)} claims" in text
 
 
 def test_a_claim_of_ones_own_reuses_a_kind(tmp_path):

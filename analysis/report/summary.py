@@ -143,7 +143,12 @@ def summary_section(runs: pd.DataFrame, evidence: Evidence, verdicts: pd.DataFra
     """
     counts = verdicts["verdict"].value_counts()
     seeds = int(runs.groupby(["dataset", "variant", "train_alpha"], dropna=False)["seed"].nunique().min())
-    if seeds < MIN_SEEDS:
+    if evidence.images.empty:
+        headline = (
+            f"This export has **no per-image rows**, so no test result could be read: all {len(verdicts)} claims were "
+            "skipped (listed below). Export the runs again; each finished run should carry its per_image.parquet."
+        )
+    elif seeds < MIN_SEEDS:
         headline = (
             f"With {seeds} seed(s) per cell this study **cannot decide any claim about differences between "
             f"variants**: a difference between trained models needs at least {MIN_SEEDS} of them per variant. It "
@@ -152,7 +157,7 @@ def summary_section(runs: pd.DataFrame, evidence: Evidence, verdicts: pd.DataFra
     else:
         headline = (
             f"{counts.get(SUPPORTS, 0)} verdicts support the papers' sentences, {counts.get(CONTRADICTS, 0)} "
-            f"contradict them and {counts.get(INCONCLUSIVE, 0)} are inconclusive; every verdict rests on "
+            f"contradict them and {counts.get(INCONCLUSIVE, 0)} are inconclusive; each decided verdict rests on "
             f"{seeds} or more trained models per cell (the unit of replication), never on test images as replicates."
         )
     parts = [
