@@ -1,6 +1,7 @@
 """The analysis package stays light: no torch, Ray, MONAI or orchestrator, even indirectly.
 
-Of ``trainables`` it reads only ``trainables.schema`` (stdlib only: the MLflow names both sides share).
+Of ``trainables`` it reads only its two standard-library modules: ``trainables.schema`` (the MLflow names both
+sides share) and ``trainables.files`` (the one atomic write every writer uses).
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def modules_loaded(imports: str, kept: str) -> list[str]:
 def test_analysis_imports_no_training_stack():
     imports = "import importlib\n" + f"for name in {MODULES!r}: importlib.import_module(name)"
     heavy = "m.split('.')[0] in ('torch', 'ray', 'monai', 'trainables', 'orchestrator')"
-    assert modules_loaded(imports, heavy) == ["trainables", "trainables.schema"]
+    assert modules_loaded(imports, heavy) == ["trainables", "trainables.files", "trainables.schema"]
 
 
-def test_the_shared_schema_imports_the_standard_library_only():
+def test_the_shared_modules_import_the_standard_library_only():
     not_stdlib = "m.split('.')[0] not in sys.stdlib_module_names"
     assert modules_loaded("import trainables.schema", not_stdlib) == ["trainables", "trainables.schema"]
+    assert modules_loaded("import trainables.files", not_stdlib) == ["trainables", "trainables.files"]

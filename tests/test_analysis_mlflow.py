@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import warnings
 
@@ -213,3 +214,16 @@ def test_log_to_mlflow_keeps_one_report_run_and_reexport_ignores_it(store, expor
     assert second.n_runs == 11
     for name in TABLES:
         assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_exported_files_are_readable_by_colleagues(store, tmp_path):
+    """A shared cluster's results folder: the files get the mode a plain open() gives, not mkstemp's 0600."""
+    previous = os.umask(0o022)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = export_study(STUDY, tmp_path / "shared", tracking_uri=store)
+    finally:
+        os.umask(previous)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in result.out_dir.iterdir()}
+    assert modes == dict.fromkeys([RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE, "export.json"], "0o644")

@@ -8,13 +8,13 @@ The data are :class:`ClaimScenario` studies (tests/analysis_fixtures.py) written
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from analysis import report as report_module
 from analysis.__main__ import main
 from analysis.claims import CLAIMS, CONTRADICTS, INCONCLUSIVE, SUPPORTS, VERDICT_COLUMNS, Claim, evaluate_claims
 from analysis.claims.evidence import Evidence
@@ -22,6 +22,7 @@ from analysis.frames import image_scores, load_export
 from analysis.report import build_report
 from analysis.report.notes import mixed_settings
 from analysis.tables.levels import level_check_line, level_summary
+from trainables import files
 
 try:
     from analysis_fixtures import ClaimScenario, scenario_frames, write_export
@@ -225,16 +226,24 @@ def test_report_opens_with_the_claims_and_writes_their_csv(tmp_path):
     assert [path.name for path in folder.glob(".report*")] == []
 
 
-def test_report_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
-    path = tmp_path / "report.md"
-    report_module._write_atomic(path, "old report\n")
-    assert path.read_text() == "old report\n" and oct(path.stat().st_mode & 0o777) == "0o644"
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_report_files_are_readable_by_others_and_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    runs, per_image = scenario_frames(dataclasses.replace(TRUE, alphas=(0.1, 0.9), medical=()))
+    folder = write_export(tmp_path / "results", runs, per_image)
+    previous = os.umask(0o022)
+    try:
+        result = build_report(folder, n_resamples=20)
+    finally:
+        os.umask(previous)
+    written = [result.report, *result.figures, *result.tables]
+    assert {oct(path.stat().st_mode & 0o777) for path in written} == {"0o644"}  # what a plain open() gives
+    before = result.report.read_bytes()
 
     def crash(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_module.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        report_module._write_atomic(path, "new report\n")
-    assert path.read_text() == "old report\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+        build_report(folder, n_resamples=20)
+    assert result.report.read_bytes() == before
+    assert [path.name for path in folder.rglob(".*")] == []  # no temporary file left behind

@@ -15,6 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def plain_mode() -> int:
+    """The permission bits a plain ``open(path, "w")`` gives a new file: ``0o666`` less the process umask."""
+    mask = os.umask(0o022)  # the only portable way to read the umask is to set it; put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on a clean exit it atomically replaces ``path``.
@@ -31,7 +38,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     temporary = Path(scratch)
     try:
         yield temporary
-        os.chmod(temporary, 0o644)  # mkstemp creates 0o600; give the file the mode a plain open() would
+        os.chmod(temporary, plain_mode())  # mkstemp creates 0o600: a colleague could not read the file
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -17,8 +17,6 @@ from MLflow and :mod:`analysis.export.tables` builds and checks the tables.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +55,7 @@ from analysis.frames import (
     ExcludedRunsWarning,
     MissingDataWarning,
 )
+from trainables.files import replacing
 from trainables.schema import resolve_tracking_uri
 
 __all__ = [
@@ -167,17 +166,10 @@ def export_study(
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
+    with replacing(path) as temporary:
         frame.to_parquet(temporary, index=False, engine="pyarrow")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(payload)
-        temporary = Path(handle.name)
-    os.replace(temporary, path)
+    with replacing(path) as temporary:
+        temporary.write_bytes(payload)

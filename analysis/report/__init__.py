@@ -8,8 +8,6 @@ the Parquet files. Nothing here reads MLflow: a report can be rebuilt offline.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from analysis.report import figures, sections, summary
 from analysis.report import notes as report_notes
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
+from trainables.files import write_text_atomic
 
 REPORT_FILE = "report.md"
 
@@ -107,21 +106,8 @@ def build_report(
         warnings.warn(warning.message, warning.category, stacklevel=2)
     text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + report_notes.METHODS
     report = root / REPORT_FILE
-    _write_atomic(report, text)
+    write_text_atomic(report, text)
     return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder: readers see the old file or the new one, never half."""
-    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(scratch, 0o644)
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
 
 
 def _header(study, baseline: str, messages: list[str]) -> str:

@@ -31,6 +31,7 @@ from analysis.frames import (
     ordered_variants,
 )
 from analysis.report.formatting import format_number
+from trainables.files import replacing
 from trainables.schema import ALPHA_CONDITION_PREFIX
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -117,7 +118,7 @@ def figure_legend(figure: Figure, axes: list) -> None:
 
 
 def save_figure(figure: Figure, directory: str | Path, stem: str) -> list[Path]:
-    """Write ``<stem>.png`` (150 dpi) and ``<stem>.pdf`` into ``directory``.
+    """Write ``<stem>.png`` (150 dpi) and ``<stem>.pdf`` into ``directory``, each replaced whole or not at all.
 
     Returns:
         The two paths.
@@ -125,8 +126,10 @@ def save_figure(figure: Figure, directory: str | Path, stem: str) -> list[Path]:
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
-    figure.savefig(paths[0], dpi=150)
-    figure.savefig(paths[1], metadata={"CreationDate": None})
+    with replacing(paths[0]) as temporary:
+        figure.savefig(temporary, dpi=150, format="png")
+    with replacing(paths[1]) as temporary:
+        figure.savefig(temporary, metadata={"CreationDate": None}, format="pdf")
     return paths
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from analysis.report import figures
+from trainables.files import replacing
 
 OWNED_SUFFIXES = (".png", ".pdf", ".csv", ".md", ".tex")
 
@@ -28,7 +29,8 @@ class Writer:
     def table_file(self, name: str, write) -> str:
         path = self.root / "tables" / _safe(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write(path)
+        with replacing(path) as temporary:
+            write(temporary)
         self.tables.append(path)
         return f"tables/{path.name}"
 
