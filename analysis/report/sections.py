@@ -84,7 +84,7 @@ def synthetic_sections(writer: Writer, evidence: Evidence, baseline: str) -> Non
             )
             writer.text(
                 f"Relative difference of {variant} vs {baseline} ([CSV]({link}), "
-                f"[paired tests]({tests_link})):\n\n" + relative_markdown(matrix, reference, baseline)
+                f"[seed-level tests]({tests_link})):\n\n" + relative_markdown(matrix, reference, baseline)
             )
 
 
