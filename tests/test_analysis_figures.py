@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import TwoSlopeNorm
+from matplotlib.colors import SymLogNorm
 
 from analysis.frames import TESTED_ON, TRAINED_ON
 from analysis.report import figures
@@ -26,7 +26,9 @@ def test_heatmap_cell_texts_equal_the_matrix():
     assert [label.get_text() for label in ax.get_xticklabels()] == ["0.30", "0.70"]
     norm = ax.images[0].norm
     # symmetric limits at the 95th percentile of |value| (0.475 of 0.1234, 0.25, 0.5); -0.50 saturates
-    assert isinstance(norm, TwoSlopeNorm) and norm.vcenter == 0.0 and norm.vmin == -norm.vmax
+    assert isinstance(norm, SymLogNorm) and np.isclose(norm(0.0), 0.5) and norm.vmin == -norm.vmax
+    # past +-0.05 the scale is logarithmic: a 2% gain and a 50% gain both get visibly coloured
+    assert 0.5 < norm(0.02) < norm(0.1) < norm(0.45) < 1.0
     assert np.isclose(norm.vmax, np.percentile([0.1234, 0.5, 0.25], 95)) and np.isclose(norm.vmax, 0.475)
     assert ax.images[0].colorbar.extend == "both"
 

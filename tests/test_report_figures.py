@@ -39,7 +39,7 @@ def test_a_ratio_over_a_baseline_near_zero_is_masked_and_does_not_set_the_colour
     ax = figure.axes[0]
     norm = ax.images[0].norm
     assert_allclose(norm.vmax, np.percentile(OTHERS, 95))  # 0.37, not 159
-    assert norm.vmin == -norm.vmax and norm.vcenter == 0.0
+    assert norm.vmin == -norm.vmax and np.isclose(norm(0.0), 0.5)
     assert figure.axes[0].images[0].colorbar.extend == "both"  # 0.40 lies beyond the 95th percentile and saturates
     assert cell_texts(figure) == [["0.10", "-0.20", "0.05"], ["0.30", "n/a", "-0.40"], ["inf", "0.02", "NaN"]]
     assert "baseline Dice < 0.10, ratio not shown" in ax.get_title()

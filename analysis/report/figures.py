@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.colors import Normalize, SymLogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
@@ -39,6 +39,8 @@ LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (
 COLOURS = ("#1b1b1b", "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442")
 BASELINE_FLOOR = 0.1  # relative differences over a baseline Dice below this are not drawn (they divide by ~0)
 COLOUR_PERCENTILE = 95.0  # the diverging colour scale ends at this percentile of |value|; beyond it saturates
+LINEAR_RANGE = 0.05  # |relative difference| below this is coloured linearly; above, logarithmically (when the
+# scale reaches past 4x this), so gains of a few per cent stay visible beside ratios of 1 or 2 at low baselines
 MASKED_TEXT = "n/a"
 MASKED_GREY = "0.85"
 LEARNING_COLUMNS = 3  # panels per row of the learning-curve grid
@@ -222,7 +224,8 @@ def plot_matrix_heatmap(
         matrix: Rows = trained on alpha, columns = tested on alpha.
         title: Figure title.
         diverging: Diverging colour map centred at 0 (differences) instead of a sequential one (raw Dice).
-            Its symmetric limits are the 95th percentile of |value| over the unmasked cells.
+            Its symmetric limits are the 95th percentile of |value| over the unmasked cells; past
+            4 x :data:`LINEAR_RANGE` the scale is symmetric-logarithmic beyond +-:data:`LINEAR_RANGE`.
         significant: Same shape, True where the cell survives the Holm correction (text gets a ``*``).
         digits: Decimals of the cell text.
         colorbar_label: Label of the colour bar.
@@ -233,13 +236,18 @@ def plot_matrix_heatmap(
         The figure; ``figure.axes[0].texts`` hold the cell texts, row by row.
     """
     values = matrix.to_numpy(dtype="float64")
-    infinite, low = np.isinf(values), below_floor(matrix, baseline, floor) & ~np.isnan(values)
+    infinite, low = np.isinf(values), below_floor(matrix, baseline, floor)  # 0/0 there too: n/a, not NaN
     masked = infinite | low
     shown = np.where(masked, np.nan, values)
     extend = "neither"
     if diverging:
         limit, extend = diverging_limit(shown)
-        norm, cmap = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit), colormaps["RdBu"]
+        norm = (
+            SymLogNorm(linthresh=LINEAR_RANGE, linscale=1.0, vmin=-limit, vmax=limit, base=10)
+            if limit > 4 * LINEAR_RANGE
+            else TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+        )
+        cmap = colormaps["RdBu"]
     else:
         finite = shown[np.isfinite(shown)]
         low_value, high_value = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -264,7 +272,11 @@ def plot_matrix_heatmap(
     ax.set_ylabel(TRAINED_ON)
     notes = _heatmap_notes(significant is not None, low.any(), infinite.any(), floor)
     ax.set_title("\n".join([title, *notes]), fontsize=10)
-    figure.colorbar(image, ax=ax, label=colorbar_label, extend=extend)
+    bar = figure.colorbar(image, ax=ax, label=colorbar_label, extend=extend)
+    if isinstance(norm, SymLogNorm):  # decades as per cent: -100%, -10%, -1%, 0, 1%, 10%, 100%
+        decades = [10.0**k for k in range(-2, 3) if 10.0**k <= norm.vmax]
+        bar.set_ticks([-d for d in reversed(decades)] + [0.0] + decades)
+        bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     return figure
 
 

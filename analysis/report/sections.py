@@ -104,7 +104,7 @@ def relative_markdown(matrix: pd.DataFrame, reference: pd.DataFrame, baseline: s
     """
     floor = figures.BASELINE_FLOOR
     values = matrix.to_numpy(dtype="float64")
-    hidden = figures.below_floor(matrix, reference, floor) & np.isfinite(values)
+    hidden = figures.below_floor(matrix, reference, floor) & ~np.isinf(values)
     table = frame_markdown(matrix.astype(object).mask(hidden, f"n/a (baseline < {floor:.2f})"), corner=MATRIX_CORNER)
     notes = []
     if hidden.any():
