@@ -36,6 +36,7 @@ TRAINED_ON = "trained on alpha"
 TESTED_ON = "tested on alpha"
 ALPHA_DECIMALS = 6  # alphas are matched after rounding, so 0.30000000000000004 == 0.3
 KEY_COLUMNS = ["dataset", "variant", "train_alpha", "seed"]
+BASELINE_FLOOR = 0.1  # a relative difference over a baseline Dice below this divides by ~0: not drawn, not tested
 
 
 class ExcludedRunsWarning(UserWarning):

@@ -247,3 +247,12 @@ def test_report_files_are_readable_by_others_and_replaced_whole_or_not_at_all(tm
         build_report(folder, n_resamples=20)
     assert result.report.read_bytes() == before
     assert [path.name for path in folder.rglob(".*")] == []  # no temporary file left behind
+
+
+def test_out_of_domain_cells_over_a_near_zero_baseline_are_left_out(tmp_path):
+    # noskip loses 115% per unit of |trained - tested|: at |0.1 - 0.9| = 0.8 its Dice is 8% of in-domain, < 0.10
+    scenario = dataclasses.replace(TRUE, ood_loss={"noskip_unet": 1.15, "unet": 0.5, "attention_unet": 0.5})
+    harm = [claim for claim in CLAIMS if claim.name == "ood_harm_exists"]
+    verdict = verdicts_of(scenario, tmp_path, claims=harm).iloc[0]
+    assert verdict["measured"].startswith("noskip_unet significantly better in none of 40 cells")  # 42 - 2
+    assert verdict["measured"].endswith("2 cells under the Dice floor left out")

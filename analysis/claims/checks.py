@@ -23,7 +23,14 @@ from scipy import stats as scipy_stats
 
 from analysis.claims.evidence import Evidence
 from analysis.claims.model import CONTRADICTS, INCONCLUSIVE, SUPPORTS, Claim, Finding, Verdict, inconclusive
-from analysis.frames import LOWER_IS_BETTER, VARIANT_GROUPS, dataset_label, format_alpha, variant_group
+from analysis.frames import (
+    BASELINE_FLOOR,
+    LOWER_IS_BETTER,
+    VARIANT_GROUPS,
+    dataset_label,
+    format_alpha,
+    variant_group,
+)
 from analysis.statistics.paired import holm
 from analysis.statistics.seeds import DIFFERENT, EQUIVALENT, MIN_SEEDS, equivalence, seed_effect
 
@@ -332,7 +339,8 @@ def named_cells(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
 
 
 HARM_RULE = (
-    "per seed, relative difference to {c.baseline} in every off-diagonal (trained != tested) cell; SUPPORTS when "
+    "per seed, relative difference to {c.baseline} in every off-diagonal (trained != tested) cell whose "
+    f"{{c.baseline}} Dice (mean over seeds) is {BASELINE_FLOOR:.2f} or more; SUPPORTS when "
     "{c.baseline} is significantly better in at least one (t-test on seeds, Holm over the off-diagonal cells, 5%); "
     "CONTRADICTS when in every such cell the variant is non-inferior (one-sided t: difference > -{c.margin:.0%}, 5%); "
     "else INCONCLUSIVE"
@@ -343,10 +351,14 @@ def harm_exists(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     """Some out-of-domain cell where the baseline does better; value: how many such cells."""
     (variant,) = claim.variants
     relative = evidence.relative_cross(dataset, variant, claim.baseline, claim.metric)
+    reference = evidence.cross(dataset, claim.baseline, claim.metric).mean()
     off = [column for column in relative.columns if not np.isclose(column[0], column[1])]
-    off = [column for column in off if relative[column].notna().any()]
     if not off:
         return inconclusive("one alpha level: no out-of-domain cell")
+    floor = [column for column in off if reference.get(column, np.nan) < BASELINE_FLOOR]
+    off = [column for column in off if column not in floor and relative[column].notna().any()]
+    if not off:
+        return inconclusive(f"every out-of-domain cell has a {claim.baseline} Dice under {BASELINE_FLOOR:.2f}")
     summaries = [seed_effect(relative[column]) for column in off]
     adjusted = holm([s.p_value for s in summaries])
     harmed = [
@@ -358,12 +370,12 @@ def harm_exists(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
         cell = f"trained {format_alpha(worst[0][0])}, tested {format_alpha(worst[0][1])}"
         measured = (
             f"{claim.baseline} significantly better in {len(harmed)} of {len(off)} out-of-domain cells; largest at "
-            f"{cell}: {_interval(relative[worst[0]])}"
+            f"{cell}: {_interval(relative[worst[0]])}; {len(floor)} cells under the Dice floor left out"
         )
         return Finding(SUPPORTS, float(len(harmed)), measured)
     measured = (
         f"{claim.baseline} significantly better in none of {len(off)} cells; {variant} non-inferior "
-        f"(> -{claim.margin:.0%}) in {sum(non_inferior)}"
+        f"(> -{claim.margin:.0%}) in {sum(non_inferior)}; {len(floor)} cells under the Dice floor left out"
     )
     if all(non_inferior):
         return Finding(CONTRADICTS, 0.0, measured)

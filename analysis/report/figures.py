@@ -23,6 +23,7 @@ from matplotlib.ticker import PercentFormatter
 
 from analysis.frames import (
     ALPHA_DECIMALS,
+    BASELINE_FLOOR,
     LEVEL_ORDER,
     TESTED_ON,
     TRAINED_ON,
@@ -37,7 +38,6 @@ from trainables.schema import ALPHA_CONDITION_PREFIX
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (7, 2, 1, 2)))
 COLOURS = ("#1b1b1b", "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442")
-BASELINE_FLOOR = 0.1  # relative differences over a baseline Dice below this are not drawn (they divide by ~0)
 COLOUR_PERCENTILE = 95.0  # the diverging colour scale ends at this percentile of |value|; beyond it saturates
 LINEAR_RANGE = 0.05  # |relative difference| below this is coloured linearly; above, logarithmically (when the
 # scale reaches past 4x this), so gains of a few per cent stay visible beside ratios of 1 or 2 at low baselines
