@@ -320,6 +320,18 @@ def named_cells(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
         return inconclusive(
             "the study lacks the cell(s) " + "; ".join(name(*map(format_alpha, cell)) for cell in lacking)
         )
+    reference = evidence.cross(dataset, claim.baseline, claim.metric).mean()
+    low = [
+        cell
+        for cell in claim.cells
+        if reference.get(columns[(round(cell[0], 6), round(cell[1], 6))], 0) < BASELINE_FLOOR
+    ]
+    if low:
+        return inconclusive(
+            f"{claim.baseline} Dice under {BASELINE_FLOOR:.2f} in "
+            + "; ".join(name(*map(format_alpha, cell)) for cell in low)
+            + ": a relative difference there divides by ~0"
+        )
     effects = [relative[columns[(round(t, 6), round(s, 6))]] for t, s in claim.cells]
     summaries = [seed_effect(e) for e in effects]
     adjusted = holm([s.p_value for s in summaries])
