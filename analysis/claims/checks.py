@@ -479,7 +479,10 @@ GROUP_RULE = (
 
 
 def _group_best(table: pd.Series, members: list[str], lower: bool) -> str:
-    means = table.groupby(level="variant").mean().reindex(members)
+    """The member with the best mean score ('' when none has one)."""
+    means = table.groupby(level="variant").mean().reindex(members).dropna()
+    if means.empty:
+        return ""
     return str(means.idxmin() if lower else means.idxmax())
 
 
@@ -498,7 +501,9 @@ def group_best_on_levels(claim: Claim, evidence: Evidence, dataset: str) -> Find
             continue
         for level in [lv for lv in claim.levels if lv in table.columns]:
             best = {g: _group_best(table[level], members, lower) for g, members in groups.items()}
-            rival = _group_best(table[level], [best[g] for g in groups if g != "No-Skip"], lower)
+            rival = _group_best(table[level], [best[g] for g in groups if g != "No-Skip" and best[g]], lower)
+            if not best["No-Skip"] or not rival:
+                continue
             difference = (table[level].loc[best["No-Skip"]] - table[level].loc[rival]).dropna()
             effect = seed_effect(-difference if lower else difference)
             cases += 1
