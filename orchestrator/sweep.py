@@ -23,8 +23,8 @@ from ray import tune
 
 from orchestrator.progress import ProgressPrinter
 from trainables.config import StudyConfig
-from trainables.guard import set_aside_corrupt_state
 from trainables.spec import TrialSpec
+from trainables.state import set_aside_corrupt_state
 
 
 @dataclass(frozen=True)

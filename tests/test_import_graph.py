@@ -7,6 +7,7 @@ out), so a cycle fails here even where lazy imports would let it run.
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -105,3 +106,11 @@ def test_the_scan_sees_a_cycle_and_a_lazy_import(tmp_path: Path, monkeypatch) ->
     except CycleError:
         return
     raise AssertionError("the cycle a -> b -> a was not found")
+
+
+def test_the_driver_starts_without_torch():
+    """`--help`, `--dry-run` and every refusal pay for what `import orchestrator.run` loads: never torch."""
+    code = "import sys, orchestrator.run; print(sorted(m for m in ('torch', 'monai', 'ray.tune') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -24,8 +24,8 @@ from sweeps import epochs_logged, orchestrate, orchestrate_command, trial_runs, 
 from orchestrator.expand import expand
 from orchestrator.ownership import DRIVER_OWNER, LEASE_TAG, StudyLease, claim_study
 from trainables.config import StudyConfigError, load_study
-from trainables.guard import STATE_RECOVERED_TAG, TrialBusyError
-from trainables.schema import RESUMED_TAG
+from trainables.guard import TrialBusyError
+from trainables.schema import RESUMED_TAG, STATE_RECOVERED_TAG
 from trainables.training import STATE_FILE
 from trainables.trial import run_trial
 

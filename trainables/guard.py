@@ -1,13 +1,12 @@
-"""Keep a trial's record whole: one owner at a time, and a corrupt saved state set aside instead of retried forever.
+"""Keep a trial's record whole: one owner at a time (torch-free).
 
 - ``OwnedLock``: an OS file lock (``fcntl`` through ``filelock``) plus a JSON file naming
   the holder (host, pid, since). The kernel drops the lock when its holder dies, even by
   SIGKILL, so a lock is never stale; a second holder fails at once with ``LockBusyError``
   naming the first. The driver holds one per study, each trial one on its work folder.
-- ``set_aside_corrupt_state``: a ``state.pt`` that does not load (truncated by a crash
-  mid-write on a network file system, empty after a full disk) is renamed
-  ``state.pt.corrupt-<UTC time>`` so the trial resumes from an older checkpoint or starts
-  again from epoch 0, and the run says so in its ``skipsweep.state_recovered`` tag.
+
+The check of a saved ``state.pt`` lives in :mod:`trainables.state` (it needs torch; this module does not, so
+the driver can take its study lock without loading torch).
 """
 
 from __future__ import annotations
@@ -16,22 +15,18 @@ import json
 import logging
 import os
 import socket
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import filelock
-import torch
 
 from trainables.files import write_text_atomic
-from trainables.schema import STATE_RECOVERED_TAG
 
 log = logging.getLogger(__name__)
 
 TRIAL_LOCK = "trial.lock"
 TRIAL_OWNER = "trial.owner.json"
-STATE_KEYS = ("model", "best_model", "optimizer", "generator", "next_epoch", "best_val_dice", "best_epoch", "history")
 
 
 def owner_record(**extra: str) -> dict[str, object]:
@@ -121,37 +116,3 @@ def hold_trial(work_dir: Path, run_name: str):
         yield
     finally:
         lock.release()
-
-
-def set_aside_corrupt_state(path: str | Path, keep_in: str | Path | None = None) -> dict[str, str]:
-    """Check a saved trial state; move it aside when it does not load.
-
-    Args:
-        path: the ``state.pt`` to check.
-        keep_in: folder for the bad file (default: beside it, as ``state.pt.corrupt-<UTC time>``); elsewhere it is
-            named ``<folder of path>.state.pt.corrupt-<UTC time>``, so it outlives a work folder that is removed.
-
-    Returns:
-        ``{STATE_RECOVERED_TAG: reason}`` when the file was corrupt and moved; ``{}`` when it is absent or loads.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        missing = [key for key in STATE_KEYS if key not in payload] if isinstance(payload, dict) else ["everything"]
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-    except PermissionError:
-        raise
-    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        if keep_in is not None:
-            aside = Path(keep_in) / f"{path.parent.name}.{aside.name}"
-        os.replace(path, aside)
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
-        reason = f"{path.name} did not load ({type(error).__name__}: {first_line}); kept as {aside}"
-        log.warning("%s: %s; resuming from an older checkpoint if there is one, else from epoch 0", path, reason)
-        return {STATE_RECOVERED_TAG: reason}
-    return {}

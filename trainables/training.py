@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from trainables.config import StudyConfig
-from trainables.guard import set_aside_corrupt_state
 from trainables.loop import (
     TrainState,
     compile_with_fallback,
@@ -34,6 +33,7 @@ from trainables.models import build_model
 from trainables.runtime import RuntimeOptions
 from trainables.schema import COMPILED_TAG, EPOCH_SECONDS, RESUMED_TAG, TRAIN_LOSS, VAL_DICE
 from trainables.spec import TrialSpec
+from trainables.state import set_aside_corrupt_state
 from trainables.tracking import TrialRun
 
 log = logging.getLogger(__name__)
