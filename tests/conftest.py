@@ -137,18 +137,30 @@ def kill_group(leader: int) -> None:
     kill_all(sorted(doomed))
 
 
+def check_no_stray_processes(before: set[int], grace: float = 15.0) -> None:
+    """Fail when Ray or MLflow processes started since ``before`` outlive ``grace`` seconds; kill them first.
+
+    The leak is reported even though it is cleaned up, so the next test starts clean and this one fails.
+    """
+    deadline = time.monotonic() + grace  # a normal shutdown takes a few seconds to finish
+    leaked = sorted(cluster_pids() - before)
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.5)
+        leaked = sorted(cluster_pids() - before)
+    if not leaked:
+        return
+    lines = command_lines()
+    named = "; ".join(f"{pid}: {lines.get(pid, '?')[:120]}" for pid in leaked)
+    kill_all(leaked)
+    pytest.fail(f"{len(leaked)} Ray/MLflow process(es) outlived the test (killed now): {named}", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def no_stray_processes():
     """After every test, no Ray or MLflow process it started survives, also when it failed."""
     before = cluster_pids()
     yield
-    deadline = time.monotonic() + 15  # a normal shutdown takes a few seconds to finish
-    while (cluster_pids() - before) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    leaked = cluster_pids() - before
-    kill_all(sorted(leaked))
-    time.sleep(0.5 if leaked else 0)
-    assert not (cluster_pids() - before), f"processes survived the test: {sorted(cluster_pids() - before)}"
+    check_no_stray_processes(before)
 
 
 def start_ray_node(

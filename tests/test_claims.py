@@ -18,6 +18,7 @@ from numpy.testing import assert_allclose
 from analysis.__main__ import main
 from analysis.claims import CLAIMS, CONTRADICTS, INCONCLUSIVE, SUPPORTS, VERDICT_COLUMNS, Claim, evaluate_claims
 from analysis.claims.evidence import Evidence
+from analysis.claims.table1 import table1_comparison
 from analysis.frames import image_scores, load_export
 from analysis.report import build_report
 from analysis.report.notes import mixed_settings
@@ -256,3 +257,23 @@ def test_out_of_domain_cells_over_a_near_zero_baseline_are_left_out(tmp_path):
     verdict = verdicts_of(scenario, tmp_path, claims=harm).iloc[0]
     assert verdict["measured"].startswith("noskip_unet significantly better in none of 40 cells")  # 42 - 2
     assert verdict["measured"].endswith("2 cells under the Dice floor left out")
+
+
+def test_table1_cell_by_cell_on_a_medical_study(tmp_path):
+    runs, per_image = scenario_frames(TRUE)
+    study = load_export(write_export(tmp_path / "export", runs, per_image))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = table1_comparison(Evidence(image_scores(study.runs, study.per_image), n_resamples=20))
+    # busi and spleen x 3 levels x 3 variants of Table 1's 27 cells (no heart in this study)
+    assert len(table) == 18 and set(table["dataset"]) == {"busi", "spleen"}
+    cell = table.set_index(["dataset", "level", "variant"]).loc[("busi", "in_domain", "noskip_unet")]
+    # ours: 0.5 + 0.4 x 0.7 = 0.78, seed noise +-0.004 x (1, -1, .5, -.5, 0) averages out; the paper: 0.761 (0.258)
+    assert_allclose([cell["paper_mean"], cell["paper_std"], cell["mean"]], [0.761, 0.258, 0.78])
+    assert_allclose(cell["difference"], 0.78 - 0.761)
+    assert cell["n_seeds"] == 5 and cell["ci_low"] < 0.78 < cell["ci_high"] and not cell["paper_inside_ci"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "export", n_resamples=20).report.read_text()
+    assert "## MICCAI 2023 Table 1, cell by cell" in text
+    assert "| Breast (Ultrasound) | in_domain | noskip_unet | 0.761 (0.258) | 0.780 [" in text
