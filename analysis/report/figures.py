@@ -371,15 +371,9 @@ def plot_learning_curves(epochs: pd.DataFrame, runs: pd.DataFrame) -> Figure:
             ax.plot(x, curve["mean"].to_numpy(), markevery=max(1, len(x) // 10), label=variant, **style)
             ax.fill_between(x, curve["low"], curve["high"], color=style["color"], alpha=0.15, linewidth=0)
         ax.set_title(panel_title(dataset, alpha), fontsize=10)
-    for ax, cell in zip(axes, cells, strict=True):
-        _label_edges(ax, cell, cells, "epoch", "validation Dice")
-        ax.set_ylim(0.0, 1.0)
-        ax.grid(True, color="0.85")
-    if not panels:
-        axes[0].set_title("(no validation epochs)", fontsize=10)
-    figure.suptitle("Validation Dice per epoch: mean and std over seeds, per training alpha", fontsize=11)
-    figure_legend(figure, axes)
-    return figure
+    axis = ("epoch", "validation Dice", (0.0, 1.0))
+    title = "Validation Dice per epoch: mean and std over seeds, per training alpha"
+    return _finish_grid(figure, axes, cells, axis, title if panels else "", "(no validation epochs)")
 
 
 def learning_panels(joined: pd.DataFrame) -> list[tuple[str, float]]:
@@ -538,13 +532,26 @@ def plot_dice_vs_texture(images: pd.DataFrame, n_bins: int = 8) -> Figure:
         _draw_texture_panel(ax, block, ts_edges(block["ts"], n_bins))
         synthetic = "train_alpha" in block and block["train_alpha"].notna().any()
         ax.set_title(group_title(dataset, group, synthetic), fontsize=10)
+    axis = ("texture similarity TS (higher = easier)", "Dice", (-0.02, 1.02))
+    title = "Per-image Dice against texture similarity; lines: mean per TS bin holding images"
+    return _finish_grid(figure, axes, cells, axis, title if panels else "", "(no per-image results)")
+
+
+def _finish_grid(figure: Figure, axes: list, cells: list, axis: tuple, title: str, empty: str) -> Figure:
+    """Label the outer edges of a panel grid, fix its y range, grid lines, title and one legend.
+
+    ``axis`` is ``(x label, y label, (y low, y high))``; an empty ``title`` means there was nothing to draw, and
+    the first panel then says ``empty``.
+    """
+    xlabel, ylabel, ylim = axis
     for ax, cell in zip(axes, cells, strict=True):
-        _label_edges(ax, cell, cells, "texture similarity TS (higher = easier)", "Dice")
-        ax.set_ylim(-0.02, 1.02)
+        _label_edges(ax, cell, cells, xlabel, ylabel)
+        ax.set_ylim(*ylim)
         ax.grid(True, color="0.85")
-    if not panels:
-        axes[0].set_title("(no per-image results)", fontsize=10)
-    figure.suptitle("Per-image Dice against texture similarity; lines: mean per TS bin holding images", fontsize=11)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    else:
+        axes[0].set_title(empty, fontsize=10)
     figure_legend(figure, axes)
     return figure
 
