@@ -109,6 +109,12 @@ def _interval(effects, percent: bool = True) -> str:
     return f"{show(s.mean)} [95% CI {show(s.ci_low)}, {show(s.ci_high)}]"
 
 
+def _holm_effects(effects: list) -> tuple[list, list[float]]:
+    """Seed-level summaries of several per-seed effects, and their p-values Holm-corrected as one family."""
+    summaries = [seed_effect(e) for e in effects]
+    return summaries, list(holm([s.p_value for s in summaries]))
+
+
 def _directional(effects, margin: float, level: float, measured: str) -> Finding:
     """SUPPORTS a positive significant mean per-seed effect; CONTRADICTS a negative significant one or one equivalent
     to 0 within ``+-margin`` (TOST); else INCONCLUSIVE. The value is the mean effect."""
@@ -161,8 +167,7 @@ def parity_above(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
 def _highest_difference(gains: dict[str, pd.DataFrame], level: float) -> float:
     """The highest alpha at which any variant's in-domain gain differs from zero (t on seeds, Holm over cells)."""
     keys = [(v, a) for v, frame in gains.items() for a in frame.columns]
-    effects = [seed_effect(gains[v][a]) for v, a in keys]
-    adjusted = holm([e.p_value for e in effects])
+    _, adjusted = _holm_effects([gains[v][a] for v, a in keys])
     differing = [a for (_, a), p in zip(keys, adjusted, strict=True) if np.isfinite(p) and p <= level]
     return float(max(differing)) if differing else float("nan")
 
@@ -182,8 +187,7 @@ def gain_below(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     below = [a for a in gains.columns if a < claim.boundary - 1e-9]
     if not below:
         return inconclusive(f"no alpha level below {format_alpha(claim.boundary)}")
-    effects = [seed_effect(gains[a]) for a in below]
-    adjusted = holm([e.p_value for e in effects])
+    effects, adjusted = _holm_effects([gains[a] for a in below])
     positive = [a for a, e, p in zip(below, effects, adjusted, strict=True) if p <= evidence.level and e.mean > 0]
     against = [
         a
@@ -333,8 +337,7 @@ def named_cells(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
             + ": a relative difference there divides by ~0"
         )
     effects = [relative[columns[(round(t, 6), round(s, 6))]] for t, s in claim.cells]
-    summaries = [seed_effect(e) for e in effects]
-    adjusted = holm([s.p_value for s in summaries])
+    summaries, adjusted = _holm_effects(effects)
     baseline_better = [p <= evidence.level and s.mean < 0 for s, p in zip(summaries, adjusted, strict=True)]
     variant_better = [p <= evidence.level and s.mean > 0 for s, p in zip(summaries, adjusted, strict=True)]
     equal = [equivalence(e, claim.margin, evidence.level).outcome == EQUIVALENT for e in effects]
@@ -371,8 +374,7 @@ def harm_exists(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     off = [column for column in off if column not in floor and relative[column].notna().any()]
     if not off:
         return inconclusive(f"every out-of-domain cell has a {claim.baseline} Dice under {BASELINE_FLOOR:.2f}")
-    summaries = [seed_effect(relative[column]) for column in off]
-    adjusted = holm([s.p_value for s in summaries])
+    summaries, adjusted = _holm_effects([relative[column] for column in off])
     harmed = [
         (column, s) for column, s, p in zip(off, summaries, adjusted, strict=True) if p <= evidence.level and s.mean < 0
     ]
@@ -415,8 +417,8 @@ def best_in_domain(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     """The first variant beats every other in-domain; value: its smallest lead."""
     subject, *others = claim.variants
     effects = {o: _level_effects(evidence, dataset, claim.metric, subject, o, "in_domain") for o in others}
-    summaries = {o: seed_effect(e) for o, e in effects.items()}
-    adjusted = dict(zip(others, holm([s.p_value for s in summaries.values()]), strict=True))
+    found, corrected = _holm_effects(list(effects.values()))
+    summaries, adjusted = dict(zip(others, found, strict=True)), dict(zip(others, corrected, strict=True))
     listed = "; ".join(f"vs {o}: {_interval(e, percent=False)} (p_holm {adjusted[o]:.2g})" for o, e in effects.items())
     lead = float(min(s.mean for s in summaries.values()))
     if all(adjusted[o] <= evidence.level and summaries[o].mean > 0 for o in others):

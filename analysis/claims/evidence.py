@@ -96,16 +96,11 @@ class Evidence:
 
     def in_domain(self, dataset: str, variant: str, metric: str) -> pd.DataFrame:
         """A variant's per-seed in-domain scores: index seed, columns train_alpha (ascending)."""
-        cross = self.cross(dataset, variant, metric)
-        keep = [column for column in cross.columns if np.isclose(column[0], column[1])]
-        frame = cross[keep]
-        frame.columns = [column[0] for column in keep]
-        return frame.sort_index(axis=1)
+        return _diagonal(self.cross(dataset, variant, metric))
 
     def relative_gain(self, dataset: str, variant: str, baseline: str, metric: str) -> pd.DataFrame:
         """Per-seed in-domain relative gain ``(D_v - D_b) / D_b`` (same seed): index seed, columns train_alpha."""
-        mine, base = self.in_domain(dataset, variant, metric), self.in_domain(dataset, baseline, metric)
-        return ((mine - base) / base).dropna(how="all")
+        return _diagonal(self.relative_cross(dataset, variant, baseline, metric)).dropna(how="all")
 
     def relative_cross(self, dataset: str, variant: str, baseline: str, metric: str) -> pd.DataFrame:
         """Per-seed relative difference in every cross-alpha cell: index seed, columns ``(train, test)``."""
@@ -115,8 +110,7 @@ class Evidence:
     def level_table(self, dataset: str, metric: str) -> pd.DataFrame:
         """Per-seed scores on the test levels of one data set: index ``(variant, seed)``, columns levels.
 
-        A synthetic data set's rows are averaged over training alphas only when one alpha exists; otherwise use
-        :meth:`level_scores` directly.
+        Meant for medical data sets (no training alpha); a synthetic data set's training alphas are averaged.
         """
         rows = self.level_scores(metric)
         rows = rows[rows["dataset"] == dataset]
@@ -150,3 +144,11 @@ class Evidence:
                 self.images, metric, baseline, n_resamples=self.n_resamples, seed=self.seed, level=self.level
             )
         return self.ood_tables[key]
+
+
+def _diagonal(cross: pd.DataFrame) -> pd.DataFrame:
+    """The in-domain cells (trained alpha == tested alpha) of a per-seed cross-alpha frame, columns train_alpha."""
+    keep = [column for column in cross.columns if np.isclose(column[0], column[1])]
+    frame = cross[keep]
+    frame.columns = [column[0] for column in keep]
+    return frame.sort_index(axis=1)

@@ -54,14 +54,14 @@ def _cells(images: pd.DataFrame, cells: list[str], variants: list[str], baseline
             yield variant, dict(zip(cells, cell, strict=True)), group
 
 
-def seed_arrays(group: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, list]:
-    """``(k seeds, n images)`` arrays of the variant's and the baseline's values in one cell, and the seeds."""
+def seed_arrays(group: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(k seeds, n images)`` arrays of the variant's and the baseline's values in one cell."""
     variant = group.pivot_table(index="seed", columns="image_id", values=metric, aggfunc="mean", dropna=False)
     baseline = group.pivot_table(
         index="seed", columns="image_id", values=f"{metric}_baseline", aggfunc="mean", dropna=False
     )
     baseline = baseline.reindex(index=variant.index, columns=variant.columns)
-    return variant.to_numpy(dtype="float64"), baseline.to_numpy(dtype="float64"), list(variant.index)
+    return variant.to_numpy(dtype="float64"), baseline.to_numpy(dtype="float64")
 
 
 def per_seed_means(variant: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +108,7 @@ def seed_tests(
     """
     rows = []
     for variant, cell, group in _cells(images, cells, variants, baseline, metric):
-        v, b, _ = seed_arrays(group, metric)
+        v, b = seed_arrays(group, metric)
         effects = per_seed_effect(*per_seed_means(v, b), relative)
         summary = seed_effect(effects)
         low, high = hierarchical_bootstrap(v, b, relative=relative, n_resamples=n_resamples, seed=seed)
