@@ -7,6 +7,7 @@ A bad file exits with status 2 and a one-line error that names the file and the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -16,11 +17,10 @@ from trainables.datasets.registry import check_data  # the data checks build on 
 
 def main(argv: list[str] | None = None) -> int:
     """Validate study files, check the data files they name, print them as resolved JSON; exit status 2 on a bad one."""
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print("usage: python -m trainables.config STUDY.yaml [...]", file=sys.stderr)
-        return 2
-    for name in argv:
+    parser = argparse.ArgumentParser(prog="python -m trainables.config", description=__doc__.strip().splitlines()[0])
+    parser.add_argument("studies", nargs="+", metavar="STUDY.yaml", help="study files, e.g. conf/quick.yaml")
+    args = parser.parse_args(argv)
+    for name in args.studies:
         try:
             config = load_study(name)
             check_data(config, name)
