@@ -47,7 +47,7 @@ def medical_preview_figure(
     heights = [len(SPLITS), level_rows, 1.6 if conditions else 0]
     figure = Figure(figsize=(1.6 * columns, 1.6 * (len(SPLITS) + level_rows) + (3.6 if conditions else 1.0)))
     FigureCanvasAgg(figure)  # savefig writes PNG or PDF through it
-    splits, levels, ts = figure.subfigures(3, 1, height_ratios=[max(h, 1e-3) for h in heights])
+    splits, levels, ts = figure.subfigures(3, 1, squeeze=False, height_ratios=[max(h, 1e-3) for h in heights])[:, 0]
     _draw_splits(splits, data, examples, columns)
     heading = "slices per split (mask outline in red)"
     splits.suptitle(f"{title}\n{heading}" if title else heading, fontsize=9)
