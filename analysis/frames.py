@@ -1,19 +1,29 @@
 """The exported Parquet files, their names and vocabulary, and the joined per-image frame.
 
 Everything after the export reads the study through :func:`load_export`, so tables and
-figures can be rebuilt offline from the Parquet files alone.
+figures can be rebuilt offline from the Parquet files alone. ``export.json`` is written last
+and records the SHA-256 of each Parquet file: :func:`load_export` refuses files that do not
+match it (an export interrupted half-way, or another export's file). Both commands write into
+a folder only while holding its :func:`folder_lock`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import io
 import json
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from trainables.files import plain_mode
 from trainables.schema import ALPHA_CONDITION_PREFIX
 from trainables.schema import format_alpha as format_alpha  # alphas print as the run names and tags write them
 
@@ -21,6 +31,8 @@ RUNS_FILE = "runs.parquet"
 EPOCHS_FILE = "epochs.parquet"
 PER_IMAGE_FILE = "per_image.parquet"
 MANIFEST_FILE = "export.json"
+DATA_FILES = (RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE)
+LOCK_FILE = ".analysis.lock"  # held by `analysis export` and `analysis report` while they write into a folder
 
 VARIANT_ORDER = ("noskip_unet", "unet", "attention_unet", "vnet", "noskip_vnet", "unet_plus_plus")
 VARIANT_GROUPS = {
@@ -47,6 +59,18 @@ class MissingDataWarning(UserWarning):
     """A cell of a table or figure is NaN because a run or a test condition is missing."""
 
 
+class UnverifiedExportWarning(UserWarning):
+    """``export.json`` predates file hashes, so the Parquet files cannot be checked to belong together."""
+
+
+class IncompleteExportError(ValueError):
+    """The files of an export folder do not belong together: an export was interrupted, or a file was replaced."""
+
+
+class FolderBusyError(ValueError):
+    """Another ``analysis`` command is writing into the folder."""
+
+
 @dataclass(frozen=True)
 class ExportedStudy:
     """The three tables of an export and its manifest.
@@ -70,31 +94,128 @@ class ExportedStudy:
 
 
 def load_export(export_dir: str | Path) -> ExportedStudy:
-    """Read an export folder written by :func:`analysis.export.export_study`.
+    """Read an export folder written by :func:`analysis.export.export_study`, checking its files belong together.
+
+    Each Parquet file is hashed as read and compared with the SHA-256 that ``export.json`` records for it. An
+    ``export.json`` written before hashes were recorded is accepted with an :class:`UnverifiedExportWarning`.
 
     Args:
-        export_dir: Folder holding ``runs.parquet``, ``epochs.parquet`` and ``per_image.parquet``.
+        export_dir: Folder holding ``runs.parquet``, ``epochs.parquet``, ``per_image.parquet`` and ``export.json``.
 
     Returns:
         The exported study.
 
     Raises:
-        FileNotFoundError: A table is missing; the message says how to create it.
+        FileNotFoundError: A table or ``export.json`` is missing; the message says how to create them.
+        IncompleteExportError: A file does not match ``export.json``.
+        ValueError: ``export.json`` is not a JSON object.
     """
     folder = Path(export_dir)
-    missing = [name for name in (RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE) if not (folder / name).is_file()]
+    missing = [name for name in DATA_FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{folder} lacks {', '.join(missing)}; run `python -m analysis export --study STUDY --out {folder}` first"
         )
-    manifest_path = folder / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if not (folder / MANIFEST_FILE).is_file():
+        raise FileNotFoundError(
+            f"{folder} has Parquet files but no {MANIFEST_FILE}: an export into it was interrupted; "
+            f"run `python -m analysis export --study STUDY --out {folder}` again"
+        )
+    manifest = read_manifest(folder)
+    recorded = manifest.get("files")
+    if recorded is None:
+        warnings.warn(
+            f"{MANIFEST_FILE} records no file hashes (an export older than them), so its Parquet files could not be "
+            "checked to belong together; export the study again to record them",
+            UnverifiedExportWarning,
+            stacklevel=2,
+        )
+    tables = {}
+    for name in DATA_FILES:
+        payload = (folder / name).read_bytes()  # hash the very bytes parsed: a file replaced meanwhile cannot slip by
+        entry = recorded.get(name) if isinstance(recorded, dict) else None
+        if recorded is not None and (not isinstance(entry, dict) or entry.get("sha256") != _sha256(payload)):
+            study = manifest.get("study") or "STUDY"
+            raise IncompleteExportError(
+                f"{folder / name} does not match {MANIFEST_FILE}: the export was interrupted or the file replaced; "
+                f"run `python -m analysis export --study {study} --out {folder}` again"
+            )
+        tables[name] = pd.read_parquet(io.BytesIO(payload))
     return ExportedStudy(
-        runs=pd.read_parquet(folder / RUNS_FILE),
-        epochs=pd.read_parquet(folder / EPOCHS_FILE),
-        per_image=pd.read_parquet(folder / PER_IMAGE_FILE),
-        manifest=manifest,
+        runs=tables[RUNS_FILE], epochs=tables[EPOCHS_FILE], per_image=tables[PER_IMAGE_FILE], manifest=manifest
     )
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """``export.json`` of an export folder as a dict.
+
+    Raises:
+        ValueError: It is not readable JSON, or not a JSON object; the message names the file.
+    """
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"{path}: not readable JSON ({error}); export the study again") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}; export it again")
+    return content
+
+
+def file_record(path: str | Path) -> dict:
+    """What ``export.json`` records of a Parquet file: its size in bytes and its SHA-256."""
+    payload = Path(path).read_bytes()
+    return {"bytes": len(payload), "sha256": _sha256(payload)}
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+@contextmanager
+def folder_lock(folder: str | Path, command: str) -> Iterator[None]:
+    """Hold ``folder``'s lock while ``command`` writes into it; refuse at once when another process holds it.
+
+    The lock is an OS lock (``flock``) on ``<folder>/.analysis.lock``, so it is released when its process ends,
+    however it ends. The file names the holder and is removed on release.
+
+    Args:
+        folder: An existing folder.
+        command: What is writing, for the message another process gets, e.g. ``"analysis report"``.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        FolderBusyError: Another process holds the lock; the message names the folder and the holder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: no such folder; run `python -m analysis export --study STUDY --out {folder}` first"
+        )
+    path = folder / LOCK_FILE
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, plain_mode())
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 200).decode(errors="replace").strip() or "another process"
+            os.close(descriptor)
+            raise FolderBusyError(f"{folder} is in use by {holder}; wait for it to end, then run this again") from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        opened = os.fstat(descriptor)
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            break
+        os.close(descriptor)  # the previous holder removed the file between our open and our lock: lock the new one
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{command} (pid {os.getpid()})".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking, so whoever locks next locks the file it finds
+        os.close(descriptor)
 
 
 def image_scores(runs: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:

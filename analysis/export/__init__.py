@@ -3,12 +3,17 @@
     python -m analysis export --study miccai2023 --tracking-uri sqlite:///mlflow.db --out results/miccai2023
 
 Writes ``runs.parquet``, ``epochs.parquet``, ``per_image.parquet`` and ``export.json``
-(study, counts and the runs left out) into the output folder. Only runs tagged
-``skipsweep.kind=trial`` with MLflow status ``FINISHED`` enter the tables; the others are
-named in a warning and in ``export.json``. Runs whose config hash differs, or whose split
-hash differs within a data set, are refused. Every file is written to a temporary name and
-renamed, so a crash never leaves half a table, and re-exporting unchanged runs rewrites
-identical files.
+(study, counts, the runs left out, and the size and SHA-256 of each Parquet file) into the
+output folder. Only runs tagged ``skipsweep.kind=trial`` with MLflow status ``FINISHED`` enter
+the tables; the others are named in a warning and in ``export.json``. Runs whose config hash
+differs, or whose split hash differs within a data set, are refused. Every file is written to a
+temporary name and renamed, so a crash never leaves half a table, and re-exporting unchanged
+runs rewrites identical files.
+
+The files are one unit: the old ``export.json`` is removed before the first table is replaced
+and the new one is written last, so a folder whose export was interrupted (Ctrl-C, a crash, a
+full disk) has no ``export.json``, or one whose hashes its tables do not match, and
+``analysis report`` refuses it. The export holds the folder's lock while it writes.
 
 This module runs the export and writes its files; :mod:`analysis.export.runs` reads the runs
 from MLflow and :mod:`analysis.export.tables` builds and checks the tables.
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from mlflow import MlflowClient
 
 from analysis.export.runs import (
     HEALTH_PROBE_SECONDS,
@@ -54,6 +60,8 @@ from analysis.frames import (
     RUNS_FILE,
     ExcludedRunsWarning,
     MissingDataWarning,
+    file_record,
+    folder_lock,
 )
 from trainables.files import replacing
 from trainables.schema import resolve_tracking_uri
@@ -130,6 +138,26 @@ def export_study(
     """
     check_out_dir(out_dir)
     client, experiment_id = open_study_experiment(study, tracking_uri)
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out, "analysis export"):
+            return _export_locked(client, experiment_id, study, out, progress)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a refused or interrupted first export leaves no empty folder behind
+        raise
+
+
+def _export_locked(
+    client: MlflowClient,
+    experiment_id: str,
+    study: str,
+    out: Path,
+    progress: Callable[[int, int], None] | None,
+) -> ExportResult:
+    """:func:`export_study` once ``out`` is locked: read the runs, then write the tables and ``export.json`` last."""
     trials = trial_runs(client, experiment_id)
     finished = [run for run in trials if run.info.status == "FINISHED"]
     excluded = [excluded_entry(run) for run in trials if run.info.status != "FINISHED"]
@@ -137,7 +165,7 @@ def export_study(
     if excluded:
         names = ", ".join(f"{e['run_name']} ({e['status']}{': ' + e['error'] if e['error'] else ''})" for e in excluded)
         message = f"left out {len(excluded)} run(s) that did not finish: {names}"
-        warnings.warn(message, ExcludedRunsWarning, stacklevel=2)
+        warnings.warn(message, ExcludedRunsWarning, stacklevel=3)
 
     rows = sorted((run_row(run) for run in finished), key=row_order)
     refuse_mixed(rows)
@@ -153,21 +181,26 @@ def export_study(
         if progress is not None:
             progress(done, len(rows))
     for note in notes:
-        warnings.warn(note, MissingDataWarning, stacklevel=2)
+        warnings.warn(note, MissingDataWarning, stacklevel=3)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_parquet(runs_table(rows), out / RUNS_FILE)
-    _write_parquet(concat_in_run_order(epochs, EPOCH_COLUMNS, run_order), out / EPOCHS_FILE)
-    _write_parquet(concat_in_run_order(images, per_image_columns(images), run_order), out / PER_IMAGE_FILE)
-    manifest = {"study": study, "n_runs": len(rows), "excluded": excluded, "warnings": notes}
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # from here until the new one is written, report refuses the folder
+    files = {
+        RUNS_FILE: _write_parquet(runs_table(rows), out / RUNS_FILE),
+        EPOCHS_FILE: _write_parquet(concat_in_run_order(epochs, EPOCH_COLUMNS, run_order), out / EPOCHS_FILE),
+        PER_IMAGE_FILE: _write_parquet(
+            concat_in_run_order(images, per_image_columns(images), run_order), out / PER_IMAGE_FILE
+        ),
+    }
+    manifest = {"study": study, "n_runs": len(rows), "excluded": excluded, "warnings": notes, "files": files}
     _write_atomic(out / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return ExportResult(out_dir=out, n_runs=len(rows), excluded=excluded, warnings=notes)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _write_parquet(frame: pd.DataFrame, path: Path) -> dict:
+    """Replace ``path`` with ``frame``; returns what ``export.json`` records of the file written."""
     with replacing(path) as temporary:
         frame.to_parquet(temporary, index=False, engine="pyarrow")
+        return file_record(temporary)
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
