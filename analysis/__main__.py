@@ -4,20 +4,26 @@
     python -m analysis report results/miccai2023 [--baseline noskip_unet] [--log-to-mlflow --tracking-uri URI]
 
 The tracking URI is ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
-Exit status: 0 on success, 2 on bad input (unknown study, refused runs, missing export), with a
-one-line ``error: ...`` on stderr. Warnings (runs left out, NaN cells) go to stderr as ``warning: ...``.
+Exit status: 0 on success, 2 on bad input (unknown study, refused runs, missing export, an export
+whose files do not belong together, a folder another export or report is writing into), with a
+one-line ``error: ...`` on stderr; 130 on Ctrl-C and 143 on SIGTERM, with one ``interrupted: ...``
+line. Warnings (runs left out, NaN cells) go to stderr as ``warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
-from analysis.frames import ExcludedRunsWarning, MissingDataWarning
+
+class _Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that files being written are cleaned up."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,20 +56,14 @@ def _export(args: argparse.Namespace) -> None:
 
 def _check_report_args(args: argparse.Namespace) -> None:
     """Refuse what would fail halfway through the report: too few resamples, a bad seed, a broken ``export.json``."""
-    from analysis.frames import MANIFEST_FILE
+    from analysis.frames import MANIFEST_FILE, read_manifest
 
     if args.resamples < 1:
         raise ValueError(f"--resamples: must be at least 1, got {args.resamples}")
     if args.seed < 0:
         raise ValueError(f"--seed: must be >= 0, got {args.seed}")
-    manifest = Path(args.export_dir) / MANIFEST_FILE
-    if manifest.is_file():
-        try:
-            content = json.loads(manifest.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise ValueError(f"{manifest}: not readable JSON ({error}); export the study again") from None
-        if not isinstance(content, dict):
-            raise ValueError(f"{manifest}: expected a JSON object, got {type(content).__name__}; export it again")
+    if (Path(args.export_dir) / MANIFEST_FILE).is_file():
+        read_manifest(args.export_dir)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -90,9 +90,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 2 on bad input.
+        The exit status: 0 on success, 2 on bad input, 130 on Ctrl-C, 143 on SIGTERM.
     """
     args = _parser().parse_args(argv)
+    folder = args.out if args.command == "export" else args.export_dir
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set a signal handler
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(args)
+    except (KeyboardInterrupt, _Terminated) as stop:
+        if args.command == "export":
+            left = f"the export into {folder} did not finish; run it again (report refuses a half-written export)"
+        else:
+            left = f"the report in {folder} did not finish; run it again (its files move in only once all are built)"
+        print(f"interrupted: {left}", file=sys.stderr)
+        return 143 if isinstance(stop, _Terminated) else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated(signum)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from analysis.frames import ExcludedRunsWarning, MissingDataWarning, UnverifiedExportWarning  # loads pandas
+
+    ours = (ExcludedRunsWarning, MissingDataWarning, UnverifiedExportWarning)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -106,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 2
     printed = set()
     for warning in caught:
-        if not issubclass(warning.category, (ExcludedRunsWarning, MissingDataWarning)):
+        if not issubclass(warning.category, ours):
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         elif str(warning.message) not in printed:
             printed.add(str(warning.message))

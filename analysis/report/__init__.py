@@ -4,24 +4,38 @@
 
 Writes ``tables/`` (CSV, Markdown, LaTeX), ``figures/`` (PNG and PDF) and ``report.md`` next to
 the Parquet files. Nothing here reads MLflow: a report can be rebuilt offline.
+
+A report refuses an export whose files do not belong together (see :func:`analysis.frames.load_export`)
+and holds the folder's lock while it runs, so a second report or an export into the same folder is
+refused with one line. It builds every file in a hidden staging folder, then moves them in, removes
+the figures and tables of earlier reports it did not write again, and writes ``report.md`` last.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.claims import evaluate_claims
 from analysis.claims.evidence import Evidence
-from analysis.frames import ExcludedRunsWarning, MissingDataWarning, image_scores, load_export
+from analysis.frames import (
+    ExcludedRunsWarning,
+    ExportedStudy,
+    MissingDataWarning,
+    folder_lock,
+    image_scores,
+    load_export,
+)
 from analysis.report import figures, sections, summary
 from analysis.report import notes as report_notes
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
-from trainables.files import write_text_atomic
 
 REPORT_FILE = "report.md"
+STAGING_PREFIX = ".report-"  # the hidden folder a report is built in before its files move into place
 
 
 @dataclass(frozen=True)
@@ -62,14 +76,30 @@ def build_report(
 
     Raises:
         FileNotFoundError: The folder holds no export.
+        IncompleteExportError: The export's files do not belong together.
+        FolderBusyError: Another report or export is writing into the folder.
         ValueError: The baseline is not among the study's variants.
     """
     root = Path(export_dir)
-    study = load_export(root)
-    if study.runs.empty:
-        raise ValueError(f"the export in {root} holds no finished runs")
-    require_variant(study.runs, baseline)
-    writer = Writer(root)
+    with folder_lock(root, "analysis report"):
+        study = load_export(root)
+        if study.runs.empty:
+            raise ValueError(f"the export in {root} holds no finished runs")
+        require_variant(study.runs, baseline)
+        for stale in root.glob(f"{STAGING_PREFIX}*"):  # left by a report killed outright; only a lock holder stages
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))
+        try:
+            return _build(root, staging, study, baseline, n_resamples, seed, level)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build(
+    root: Path, staging: Path, study: ExportedStudy, baseline: str, n_resamples: int, seed: int, level: float
+) -> ReportResult:
+    """:func:`build_report` once ``root`` is locked and its export read: files go to ``staging``, then into ``root``."""
+    writer = Writer(staging)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         images = image_scores(study.runs, study.per_image)
@@ -103,10 +133,9 @@ def build_report(
     found = [str(w.message) for w in caught if issubclass(w.category, ours)]
     messages = list(dict.fromkeys(report_notes.mixed_settings(study.runs) + found))
     for warning in caught:
-        warnings.warn(warning.message, warning.category, stacklevel=2)
+        warnings.warn(warning.message, warning.category, stacklevel=3)
     text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + report_notes.METHODS
-    report = root / REPORT_FILE
-    write_text_atomic(report, text)
+    report = writer.publish(root, REPORT_FILE, text)
     return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
 
 
