@@ -19,13 +19,19 @@ Two layers, both taken before the driver touches a trial:
    that start together the last writer wins and the others stop. This holds unless one
    MLflow call stalls for longer than ``settle``; the storage lock has no such window.
 
+The driver's first store work (open it, create or migrate its schema, create the
+experiment) happens here, after the storage lock and inside the retry policy: a store
+another process holds locked is waited for, and one MLflow cannot use is refused.
+
+The lease is held like an open file: ``with claim_study(...):`` releases it at the end of
+the block, whatever ends it.
+
 Each trial also holds a lock on its work folder (``trainables.guard.hold_trial``), so a
 duplicate trial can never log, whatever happens to the driver.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import threading
@@ -36,12 +42,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainables.config import StudyConfigError
 from trainables.guard import LockBusyError, OwnedLock, describe_owner, owner_record
 from trainables.schema import LEASE_TAG
-from trainables.tracking import DEFAULT_RETRY_POLICY, RetryPolicy, ensure_experiment, with_retries
+from trainables.tracking import DEFAULT_RETRY_POLICY, RetryPolicy, open_experiment, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +57,6 @@ DRIVER_OWNER = "driver.json"
 LEASE_SECONDS = 120.0  # a SIGKILLed driver's lease blocks others (without the storage lock) at most this long
 SETTLE_SECONDS = 1.0
 T = TypeVar("T")
-
-_held: dict[tuple[str, str], StudyLease] = {}  # what this process owns, released at exit
 
 
 def _utc(seconds: float) -> str:
@@ -72,7 +77,8 @@ class StudyLease:
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     ) -> None:
         self.study, self.storage, self.experiment = study, storage, experiment
-        self.client = MlflowClient(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client: MlflowClient | None = None  # opened in claim(), under the storage lock
         self.ttl, self.settle = ttl, settle
         self.retry_policy = retry_policy
         self.token = uuid.uuid4().hex
@@ -93,15 +99,32 @@ class StudyLease:
             if dead is not None:
                 log.warning("[%s] taking over from a driver that died: %s", self.study, describe_owner(dead))
         try:
-            self.experiment_id = self._retry(
-                lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment"
-            )
+            experiment_id = self._open_store()
+            self.client = MlflowClient(self.tracking_uri)
+            self.experiment_id = experiment_id
             self._claim_lease()
         except BaseException:
             self.release()
             raise
         self._heartbeat = threading.Thread(target=self._beat, name=f"lease-{self.study}", daemon=True)
         self._heartbeat.start()
+
+    def __enter__(self) -> StudyLease:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def _open_store(self) -> str:
+        """Open (and if new, create) the store and the experiment; a store that stays unusable is one line."""
+        try:
+            return self._retry(lambda: open_experiment(self.tracking_uri, self.experiment), "open the store")
+        except (MlflowException, OSError) as error:  # the retry budget is spent
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise StudyConfigError(
+                f"tracking URI {self.tracking_uri}: the store did not answer within "
+                f"{self.retry_policy.budget_seconds:.0f} s of retries ({first})"
+            ) from None
 
     def _retry(self, call: Callable[[], T], what: str) -> T:
         return with_retries(call, what, self.retry_policy)
@@ -119,7 +142,7 @@ class StudyLease:
         self._retry(lambda: self.client.set_experiment_tag(self.experiment_id, LEASE_TAG, lease), "write lease")
 
     def _claim_lease(self) -> None:
-        where = f"{self.client.tracking_uri} (experiment {self.experiment})"
+        where = f"{self.tracking_uri} (experiment {self.experiment})"
         current = self._read_lease()
         if current is not None and not self._may_take(current):
             raise StudyConfigError(_refusal(where, self.study, current, until=current.get("expires")))
@@ -163,7 +186,6 @@ class StudyLease:
         finally:
             if self.lock is not None:
                 self.lock.release()
-            _held.pop((self.storage, self.study), None)
 
 
 def _refusal(where: str, study: str, owner: dict | None, until: float | None = None) -> str:
@@ -183,32 +205,24 @@ def claim_study(
     settle: float = SETTLE_SECONDS,
     retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
 ) -> StudyLease:
-    """Make this process the study's only driver until it exits (or ``release()`` is called).
+    """Make this process the study's only driver until ``release()``, or the end of its ``with`` block.
 
     Args:
         study: the study's name (its folder under ``storage``).
         storage: absolute Ray Tune storage path or URI.
-        tracking_uri: the MLflow store; its experiment is created here, after the storage lock.
+        tracking_uri: the MLflow store; it is opened and its experiment created here, after the storage lock.
         experiment: the study's experiment name.
         ttl: seconds a lease lives without a heartbeat.
         settle: seconds between writing the lease and reading it back.
         retry_policy: how long each MLflow call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
 
     Returns:
-        The lease; calling again in the same process returns the one already held.
+        The lease, held (``with claim_study(...):`` gives it back at the end of the block).
 
     Raises:
-        StudyConfigError: another driver owns the study (one line naming it: host, pid, since when).
+        StudyConfigError: another driver owns the study (one line naming it: host, pid, since when), or the
+            store cannot be used (not an MLflow store, an older schema, no answer within the retries).
     """
-    key = (storage, study)
-    if key not in _held:
-        lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy)
-        lease.claim()
-        _held[key] = lease
-    return _held[key]
-
-
-@atexit.register
-def _release_all() -> None:
-    for lease in list(_held.values()):
-        lease.release()
+    lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy)
+    lease.claim()
+    return lease

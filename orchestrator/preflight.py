@@ -23,6 +23,7 @@ from trainables.datasets.registry import check_data
 
 PROBE_SECONDS = 5.0
 TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+SQLITE_HEADER = b"SQLite format 3\x00"
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")  # pyarrow.fs.FileSystem.from_uri
 
 
@@ -44,6 +45,7 @@ def check_tracking_uri(uri: str, timeout: float = PROBE_SECONDS) -> None:
         if database.exists():
             if not os.access(database, os.R_OK | os.W_OK):
                 raise StudyConfigError(f"tracking URI {uri}: {database} is not readable and writable")
+            check_sqlite_file(database, uri)
             return
         check_writable_folder(database.parent, f"tracking URI {uri}: folder")
         return
@@ -57,6 +59,19 @@ def check_tracking_uri(uri: str, timeout: float = PROBE_SECONDS) -> None:
     if scheme.split("+")[0] not in known:  # postgresql+psycopg2://: a database and its driver
         raise StudyConfigError(f"tracking URI {uri}: unknown scheme '{scheme}'; MLflow knows {', '.join(known)}")
     # A database server (postgresql://, ...) or databricks is MLflow's to check.
+
+
+def check_sqlite_file(database: Path, uri: str) -> None:
+    """An existing file under a SQLite URI is empty or an SQLite database; it is only read.
+
+    Whether the database is an MLflow store of this MLflow's schema is checked when the
+    driver opens it, under the study's lock (``trainables.tracking.open_experiment``): a
+    store that another driver is creating right now is not mistaken for an old one.
+    """
+    with database.open("rb") as file:
+        header = file.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise StudyConfigError(f"tracking URI {uri}: {database} is not an SQLite database, so not an MLflow store")
 
 
 def _probe_mlflow_server(uri: str, timeout: float) -> None:

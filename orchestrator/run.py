@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import shutil
 import signal
 import sys
@@ -33,12 +34,10 @@ from trainables.schema import resolve_tracking_uri
 from trainables.tracking import (
     DEFAULT_RETRY_POLICY,
     RetryPolicy,
-    ensure_experiment,
     finished_trial_ids,
     mark_interrupted,
     only_our_retries,
     trial_summaries,
-    with_retries,
 )
 
 DEFAULT_STUDY = "conf/quick.yaml"
@@ -127,12 +126,12 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> None:
         best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
         test = "-" if row["test_dice_in_domain"] is None else f"{row['test_dice_in_domain']:.4f}"
         print(f"{row['run_name']:<36} {row['status']:<9} {best:>13} {test:>22}")
-    store = f"--backend-store-uri {uri}" if uri.startswith("sqlite") else ""
-    print(f"\nMLflow UI:   mlflow ui {store}".rstrip() if store else f"\nMLflow:      {uri}")
-    print(
-        f"next:        python -m analysis export --study {experiment} --tracking-uri {uri} --out results/{experiment}"
-    )
-    print(f"             python -m analysis report results/{experiment}")
+    local = uri.startswith("sqlite")
+    print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
+    out = shlex.quote(f"results/{experiment}")
+    export = shlex.join(["--study", experiment, "--tracking-uri", uri])
+    print(f"next:        python -m analysis export {export} --out {out}")
+    print(f"             python -m analysis report {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,14 +174,18 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     policy = RetryPolicy.from_config(study.tracking)  # the driver's calls; each trial takes the same from the study
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
-    prepare_data(study, args.config, cache)
-    claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy)  # held until exit
+    # The study is ours before its data are prepared: a store that cannot be used is refused first, and two
+    # drivers never prepare one cache at once. (A data file found corrupt below leaves the store it opened.)
+    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy):
+        prepare_data(study, args.config, cache)
+        return _sweep(args, study, specs, uri, cache, storage, policy)
 
+
+def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, storage: str, policy) -> int:
+    """The study's trials that are not finished, on Ray; the summary; returns the exit status."""
     from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
 
     paths = SweepPaths(uri, cache, storage)
-    # once, here: concurrent trials racing on a new store all die
-    with_retries(lambda: ensure_experiment(uri, study.experiment_name), "experiment", policy)
     todo = pending_trials(specs, uri, study.experiment_name, policy)
     print(
         f"[{study.study}] {len(specs)} trials; {len(specs) - len(todo)} already finished in MLflow, {len(todo)} to run"

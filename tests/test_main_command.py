@@ -6,29 +6,22 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import ROOT, kill_group, processes_mentioning, subprocess_env
 from mlflow.tracking import MlflowClient
 from sweeps import epochs_logged, orchestrate, orchestrate_command, trial_runs, wait_for, write_study
-from trial_studies import small_study
 
 from analysis.__main__ import main as analysis_main
 from orchestrator import interrupts
 from orchestrator.cluster import JOB_CONFIG_ENV, check_trial_fits, forwarded_env, job_env_vars
-from orchestrator.expand import expand
 from orchestrator.run import main
-from trainables.config import load_study
 from trainables.tracking import STOP_REASON_TAG, RetryPolicy, TrialRun, mark_interrupted
-from trainables.trial import run_trial
 
 FAST_RETRIES = RetryPolicy(attempts=2, first_wait=0.001, max_wait=0.001)
 
@@ -233,38 +226,6 @@ def test_an_address_nothing_answers_at_is_refused_in_seconds(tmp_path: Path, cap
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: --address: 127.0.0.1:1: no Ray cluster answers"), error
     assert sorted(path.name for path in tmp_path.iterdir()) == ["nowhere.yaml"]  # nothing created
-
-
-def test_a_store_locked_while_the_driver_starts_is_waited_for(tmp_path: Path, capsys, caplog) -> None:
-    study_file = tmp_path / "locked.yaml"
-    study_file.write_text(yaml.safe_dump(small_study("locked", training={"epochs": 1})))
-    study = load_study(study_file)
-    database = tmp_path / "mlflow.db"
-    uri = f"sqlite:///{database}"
-    (spec,) = expand(study)
-    run_trial(spec, study, work_dir=tmp_path / "work", tracking_uri=uri, cache_root=tmp_path / "cache")
-    locked = threading.Event()
-
-    def hold_the_lock() -> None:  # another writer holds the store past MLflow's 20 s SQLite busy timeout
-        connection = sqlite3.connect(database)
-        connection.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        time.sleep(24)
-        connection.rollback()
-        connection.close()
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    assert locked.wait(10)
-    try:
-        folders = ["--storage", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
-        status = main(["--config", str(study_file), "--tracking-uri", uri, *folders])
-    finally:
-        holder.join()
-    output = capsys.readouterr()
-    assert status == 0, output.err[-2000:]
-    assert "1 trials; 1 already finished in MLflow, 0 to run" in output.out
-    assert "database is locked" in caplog.text and "retry 1/" in caplog.text  # it waited, through the retries
 
 
 def test_analysis_export_from_a_closed_port_fails_in_seconds(tmp_path: Path, capsys, monkeypatch) -> None:

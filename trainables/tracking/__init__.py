@@ -28,7 +28,7 @@ One module per job:
 - ``run``: ``TrialRun``, the lifecycle of one trial's run (create or resume, params,
   tags, epochs, summaries, artifacts, FINISHED or FAILED);
 - ``system_metrics``: MLflow's CPU, memory and GPU monitor for one run;
-- ``store``: queries and updates over a study's experiment (create it, finished trial
+- ``store``: queries and updates over a study's experiment (open the store and create it, finished trial
   ids, runs a stopped driver leaves unfinished, one summary row per trial).
 
 Tag and metric names come from ``trainables.schema``.
@@ -40,10 +40,13 @@ from trainables.schema import STOP_REASON_TAG
 from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, only_our_retries, with_retries
 from trainables.tracking.run import TrialRun
 from trainables.tracking.store import (
+    StoreBusyError,
+    UnusableStoreError,
     ensure_experiment,
     find_trial_run,
     finished_trial_ids,
     mark_interrupted,
+    open_experiment,
     trial_summaries,
 )
 from trainables.tracking.writer import MetricsNotLoggedError, MetricWriter
@@ -54,12 +57,15 @@ __all__ = [
     "MetricWriter",
     "MetricsNotLoggedError",
     "RetryPolicy",
+    "StoreBusyError",
     "TrialRun",
+    "UnusableStoreError",
     "ensure_experiment",
     "find_trial_run",
     "finished_trial_ids",
     "mark_interrupted",
     "only_our_retries",
+    "open_experiment",
     "trial_summaries",
     "with_retries",
 ]
