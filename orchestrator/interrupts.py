@@ -5,6 +5,15 @@ wherever it is (preparing data, waiting in ``Tuner.fit``). The driver then shuts
 down, marks the study's unfinished runs KILLED with the reason, and prints the command
 that resumes it. Signals that arrive after the first are ignored, so the clean-up
 itself is not cut short (SIGKILL still works, and a rerun recovers from that too).
+
+``Interrupted`` is a ``KeyboardInterrupt``: Ray checks for signals while it waits
+(``CoreWorker.wait``, ``ray.get``) and turns a ``KeyboardInterrupt`` raised there into
+its own, plain ``KeyboardInterrupt``; any other exception from a signal handler is left
+set inside Ray's C++ code and surfaces as a ``SystemError``. The signal is remembered
+here, so ``as_interrupted`` gives Ray's plain ``KeyboardInterrupt`` its signal back.
+
+The driver arms as ``main`` starts. In the second before (Python importing the driver's
+modules) a stop signal has Python's default effect: nothing has started then.
 """
 
 from __future__ import annotations
@@ -16,11 +25,14 @@ from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+_received: list[int] = []  # the stop signals this process got, first first
 
-class Interrupted(BaseException):  # a BaseException like KeyboardInterrupt, which it replaces
+
+class Interrupted(KeyboardInterrupt):
     """The driver received SIGINT or SIGTERM.
 
-    A ``BaseException``, so no ``except Exception`` on the way up (ours, Ray's, MLflow's) swallows it.
+    A ``KeyboardInterrupt``, so that no ``except Exception`` on the way up (ours, Ray's, MLflow's)
+    swallows it, and so that Ray, when the signal lands inside its wait, stops waiting cleanly.
     """
 
     def __init__(self, signum: int) -> None:
@@ -45,7 +57,18 @@ def interrupted_by(signum: int) -> Interrupted:
     """
     for each in STOP_SIGNALS:
         signal.signal(each, signal.SIG_IGN)
+    _received.append(signum)
     return Interrupted(signum)
+
+
+def as_interrupted(stop: KeyboardInterrupt) -> Interrupted:
+    """The ``Interrupted`` behind ``stop``: Ray raises a plain ``KeyboardInterrupt`` in place of ours.
+
+    A ``KeyboardInterrupt`` no signal of ours explains (``_thread.interrupt_main``) counts as Ctrl-C.
+    """
+    if isinstance(stop, Interrupted):
+        return stop
+    return Interrupted(_received[0] if _received else signal.SIGINT)
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:

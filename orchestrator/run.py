@@ -137,7 +137,12 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Validate, expand, skip finished trials, run the rest on Ray, summarise."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
+    for ours in ("orchestrator", "trainables"):  # (torch logs its cache statistics at INFO when Python exits)
+        logging.getLogger(ours).setLevel(logging.INFO)
+    previous_handlers = interrupts.arm()  # from here on, a stop signal ends in one line, whatever the phase
+    started_ms = int(time.time() * 1000)
+    study = uri = None
     try:
         study = load_study(args.config)
         if args.dry_run:  # a real run checks the data folders and textures in preflight
@@ -145,24 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         seconds = _epoch_seconds(args.epoch_seconds)
         if args.checkpoint_every < 1:
             raise StudyConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    except StudyConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    specs = expand(study)
-    if args.dry_run:
-        print(trial_table(specs, study, seconds))
-        return 0
-
-    uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
-    previous_handlers = interrupts.arm()
-    started_ms = int(time.time() * 1000)
-    try:
+        specs = expand(study)
+        if args.dry_run:
+            print(trial_table(specs, study, seconds))
+            return 0
+        uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
         return _run(args, study, specs, uri)
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except interrupts.Interrupted as stop:
-        return _stopped(stop, study, uri, started_ms, argv)
+    except KeyboardInterrupt as stop:  # ours, or Ray's in its place when the signal landed inside a Ray wait
+        return _stopped(interrupts.as_interrupted(stop), study, uri, started_ms, argv)
     finally:
         interrupts.restore(previous_handlers)
 
@@ -239,10 +237,12 @@ def _shutdown_ray() -> None:
     ray.shutdown()
 
 
-def _stopped(stop: interrupts.Interrupted, study, uri: str, started_ms: int, argv: list[str] | None) -> int:
+def _stopped(stop: interrupts.Interrupted, study, uri: str | None, started_ms: int, argv: list[str] | None) -> int:
     """After SIGINT/SIGTERM (Ray already shut down): mark the unfinished runs KILLED, say how to resume."""
     killed: list[str] = []
-    store_exists = not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+    store_exists = uri is not None and (
+        not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+    )
     if store_exists:  # a sqlite store is not created just to record that nothing ran
         try:
             reason = f"driver stopped by {stop.name}"
@@ -250,8 +250,9 @@ def _stopped(stop: interrupts.Interrupted, study, uri: str, started_ms: int, arg
             killed = mark_interrupted(uri, study.experiment_name, reason, started_ms, policy)
         except Exception as error:  # the resume line below matters more
             print(f"[{study.study}] could not mark the interrupted runs in {uri}: {error}", file=sys.stderr)
+    name = study.study if study is not None else "orchestrator"
     print(
-        f"[{study.study}] stopped by {stop.name}; {len(killed)} run(s) marked KILLED, finished trials kept;"
+        f"[{name}] stopped by {stop.name}; {len(killed)} run(s) marked KILLED, finished trials kept;"
         f" resume with: {interrupts.resume_command(argv)}",
         file=sys.stderr,
         flush=True,
