@@ -24,6 +24,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
+from analysis.frames import DATA_FILES, file_record
+
 STUDY = "toy_study"
 CONFIG_HASH = "cfg0001"
 DELTA = {(0.3, 0.3): 0.09, (0.3, 0.7): -0.045, (0.7, 0.7): 0.11, (0.7, 0.3): 0.0}
@@ -327,5 +329,7 @@ def write_export(folder: Path, runs: pd.DataFrame, per_image: pd.DataFrame, stud
     runs.to_parquet(folder / "runs.parquet", index=False)
     epochs.to_parquet(folder / "epochs.parquet", index=False)
     per_image.to_parquet(folder / "per_image.parquet", index=False)
-    (folder / "export.json").write_text(json.dumps({"study": study, "n_runs": len(runs), "excluded": []}))
+    files = {name: file_record(folder / name) for name in DATA_FILES}  # written last, like the real export
+    manifest = {"study": study, "n_runs": len(runs), "excluded": [], "files": files}
+    (folder / "export.json").write_text(json.dumps(manifest))
     return folder
