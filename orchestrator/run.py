@@ -8,7 +8,9 @@
 A bad study file, an address nothing answers at or trials larger than every node are
 refused (exit status 2) with one line. Finished trials (found by key in MLflow) are never
 scheduled again; unfinished ones resume from their last state. Exit status 1 if any trial
-finally failed; 130 / 143 after Ctrl-C / SIGTERM (runs marked KILLED, the same command resumes).
+finally failed; 74 when a disk the study writes to is full (one line naming it and its free
+space; free space, then the same command resumes); 130 / 143 after Ctrl-C / SIGTERM (runs
+marked KILLED, the same command resumes).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
 from trainables.config import VARIANTS, StudyConfigError, load_study
 from trainables.datasets.registry import check_data, prepare_dataset
+from trainables.files import NO_SPACE, disk_full
 from trainables.schema import resolve_tracking_uri
 from trainables.tracking import (
     DEFAULT_RETRY_POLICY,
@@ -41,6 +44,7 @@ from trainables.tracking import (
 )
 
 DEFAULT_STUDY = "conf/quick.yaml"
+DISK_FULL = 74  # sysexits' EX_IOERR: free space, then run the same command
 
 
 def _epoch_seconds(text: str | None) -> dict[str, float]:
@@ -119,7 +123,8 @@ def prepare_data(study, source: str, cache: str) -> None:
         raise StudyConfigError(f"{source}: {where}: {str(error).strip().splitlines()[0]}") from None
 
 
-def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> None:
+def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]:
+    """Print one line per trial run, the MLflow UI command and the next commands; return the rows."""
     rows = trial_summaries(uri, experiment, policy)
     print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
     for row in rows:
@@ -132,6 +137,7 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> None:
     export = shlex.join(["--study", experiment, "--tracking-uri", uri])
     print(f"next:        python -m analysis export {export} --out {out}")
     print(f"             python -m analysis report {out}")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +195,7 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
         f"[{study.study}] {len(specs)} trials; {len(specs) - len(todo)} already finished in MLflow, {len(todo)} to run"
     )
     outcome: dict[str, str] = {}
+    stopped_by = None  # a full disk that ended the sweep itself
     if todo:
         ray = _connect(args)
         try:
@@ -197,17 +204,36 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
             started = time.monotonic()
             outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose)
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
+        except Exception as error:  # Tune reads back what it wrote (error files, experiment state)
+            stopped_by = disk_full(error, _written_folders(uri, cache, storage))
+            if stopped_by is None:
+                raise
         finally:
             ray.shutdown()
+    rows = []
     try:
-        _print_summary(uri, study.experiment_name, policy)
+        rows = _print_summary(uri, study.experiment_name, policy)
     except Exception as error:  # the store went away at the end: the outcome below still counts
         print(f"[{study.study}] could not read the summary from {uri}: {error}", file=sys.stderr)
-    failed = [trial for trial, state in outcome.items() if state != "TERMINATED"]
+    errors = {row["run_name"]: row["error"] for row in rows if row["status"] != "FINISHED" and row["error"]}
+    names = {spec.trial_id: spec.run_name for spec in todo}
+    failed = [names[trial] for trial, state in outcome.items() if state != "TERMINATED"]
+    stopped_by = stopped_by or next((error for error in errors.values() if error.startswith(NO_SPACE)), None)
     if failed:
-        print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        reasons = ", ".join(f"{name} ({errors[name]})" if name in errors else name for name in failed)
+        print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {reasons}", file=sys.stderr)
+    if stopped_by:
+        print(f"[{study.study}] stopped: {stopped_by}; free space, then run the same command", file=sys.stderr)
+        return DISK_FULL
+    return 1 if failed else 0
+
+
+def _written_folders(uri: str, cache: str, storage: str) -> list[str]:
+    """The local folders a study writes to: where a full disk would stop it."""
+    folders = [folder for folder in (cache, storage) if "://" not in folder]
+    if uri.startswith("sqlite:///"):
+        folders.append(str(Path(uri.removeprefix("sqlite:///")).parent))
+    return folders
 
 
 def _connect(args: argparse.Namespace):

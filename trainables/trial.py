@@ -165,6 +165,7 @@ def run_trial(
         params,
         system_metrics_seconds=config.tracking.system_metrics_seconds,
         retry_policy=RetryPolicy.from_config(config.tracking),
+        write_paths=(work_dir,),
     )
     with hold_trial(work_dir, spec.run_name), record as run:  # a duplicate of this trial stops before logging
         if run.already_finished:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables.files import disk_full
 from trainables.schema import (
     EPOCH_METRICS,
     ERROR_TAG,
@@ -72,6 +73,8 @@ class TrialRun:
         system_metrics_seconds: sample MLflow's system metrics (``system/...``: CPU, memory, GPU) every
             this many seconds while the run trains; 0 = none.
         retry_policy: how long each tracking call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
+        write_paths: the folders the trial writes to (and a SQLite store's): a failure while one of them is full
+            is tagged ``no space left on device: <path> has N MB free``, not with the error it caused.
     """
 
     def __init__(
@@ -85,8 +88,11 @@ class TrialRun:
         background: bool = True,
         system_metrics_seconds: float = 0.0,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        write_paths: tuple[str | Path, ...] = (),
     ) -> None:
         self.client = MlflowClient(tracking_uri)
+        store = [Path(tracking_uri.removeprefix("sqlite:///")).parent] if tracking_uri.startswith("sqlite:///") else []
+        self.write_paths = [*write_paths, *store]  # where the trial writes: a failure there may be a full disk
         self.retry_policy = retry_policy
         self.experiment = experiment
         self.trial_id = trial_id
@@ -223,7 +229,10 @@ class TrialRun:
 
     def _mark_failed(self, kind: type, error: BaseException) -> None:
         try:
-            message = f"{kind.__name__}: {error}"[:5000]
+            full = disk_full(error, self.write_paths)
+            if full:
+                log.error("%s: %s", self.run_name, full)
+            message = (full or f"{kind.__name__}: {error}")[:5000]
             self.set_tags({STATUS_TAG: "failed", ERROR_TAG: message})
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception as tracking_error:  # the trial's own error is the one to raise

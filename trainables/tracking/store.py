@@ -27,6 +27,7 @@ from trainables.config import StudyConfigError
 from trainables.schema import (
     ALPHA_CONDITION_PREFIX,
     BEST_VAL_DICE,
+    ERROR_TAG,
     IN_DOMAIN,
     STATUS_TAG,
     STOP_REASON_TAG,
@@ -209,7 +210,7 @@ def mark_interrupted(
 
 
 def trial_summaries(tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> list[dict]:
-    """One row per trial run of the experiment: run name, status, best val Dice, in-domain test Dice."""
+    """One row per trial run of the experiment: run name, status, best val Dice, in-domain test Dice, error tag."""
     client = MlflowClient(tracking_uri)
 
     def search() -> list:
@@ -229,6 +230,7 @@ def trial_summaries(tracking_uri: str, experiment: str, policy: RetryPolicy = DE
                 "best_val_dice": metrics.get(BEST_VAL_DICE),
                 "test_dice_in_domain": in_domain,
                 "run_id": run.info.run_id,
+                "error": run.data.tags.get(ERROR_TAG),
             }
         )
     return sorted(rows, key=lambda row: row["run_name"])
