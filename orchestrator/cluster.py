@@ -106,3 +106,17 @@ def check_trial_fits(cpu_per_trial: float, nodes: list[dict], source: str) -> No
             f"{source}: resources.cpu: {cpu_per_trial:g} CPUs per trial, but the largest node of the Ray cluster"
             f" has {largest:g}: no trial could start"
         )
+
+
+def check_local_fit(cpu_per_trial: float, address: str | None, source: str) -> None:
+    """Before anything is prepared: refuse trials larger than the local cluster this driver will start.
+
+    Only for a local cluster (no ``--address``, no ``$RAY_ADDRESS``): its size is known
+    before it starts (Ray's own count of this machine's CPUs, cgroup limits included). A
+    remote cluster is asked once connected (``check_trial_fits``).
+    """
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    from ray._private.utils import get_num_cpus  # what ray.init gives a local cluster
+
+    check_trial_fits(cpu_per_trial, [{"Alive": True, "Resources": {"CPU": float(get_num_cpus())}}], source)

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from orchestrator import interrupts
-from orchestrator.cluster import check_ray_address, check_trial_fits, connect_ray
+from orchestrator.cluster import check_local_fit, check_ray_address, check_trial_fits, connect_ray
 from orchestrator.expand import expand, trial_table
 from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
@@ -175,6 +175,7 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     check_ray_address(args.address)
+    check_local_fit(study.resources.cpu, args.address, args.config)
     policy = RetryPolicy.from_config(study.tracking)  # the driver's calls; each trial takes the same from the study
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
