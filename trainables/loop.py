@@ -20,6 +20,7 @@ from monai.losses import DiceLoss
 
 from trainables.files import replacing
 from trainables.metrics import dice_scores
+from trainables.precision import precision_fits
 from trainables.runtime import RuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -74,20 +75,19 @@ def autocast(device: torch.device, precision: str):
     """Autocast for ``precision``: bf16 on CUDA or CPU, fp16 on CUDA; a no-op for fp32 (or ``none``).
 
     Raises:
-        ValueError: fp16 on a CPU (``trainables.precision`` refuses it before a trial starts).
+        ValueError: a precision ``device`` cannot run (:func:`trainables.precision.precision_fits`); a trial
+            refuses it before it starts.
     """
     if precision in ("none", "fp32"):
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
+    if not precision_fits(precision, device.type):
         raise ValueError(f"fp16 autocast needs a CUDA device, not {device.type}")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
-    """The loss scaler fp16 training needs on CUDA; None where no scaling is needed."""
-    if precision == "fp16" and device.type == "cuda":
-        return torch.amp.GradScaler("cuda")
-    return None
+    """The loss scaler fp16 training needs; None for fp32 and bf16, which need no scaling."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
 def to_memory_format(images: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -43,8 +43,17 @@ def device_has_native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
+def precision_fits(precision: str, device_type: str) -> bool:
+    """Whether ``precision`` can train on a ``device_type`` device: fp16 needs CUDA, the rest runs anywhere.
+
+    The one place this rule lives: CPU autocast has no fp16 loss scaling, and no fp16 speed.
+    ``precision`` may be a resolved one (``fp32``, ``bf16``, ``fp16``) or a study's ``training.mixed_precision``.
+    """
+    return precision != "fp16" or device_type == "cuda"
+
+
 def check_precision_fits(mixed_precision: str, device_type: str, reason: str = "") -> None:
-    """Refuse fp16 where the trials run on a CPU (autocast has no fp16 loss scaling there, and no speed).
+    """Refuse a precision the trials' device cannot run (:func:`precision_fits`), naming the study key.
 
     Args:
         mixed_precision: the study's ``training.mixed_precision``.
@@ -54,7 +63,7 @@ def check_precision_fits(mixed_precision: str, device_type: str, reason: str = "
     Raises:
         PrecisionError: one line naming ``training.mixed_precision``.
     """
-    if mixed_precision == "fp16" and device_type != "cuda":
+    if not precision_fits(mixed_precision, device_type):
         why = f" ({reason})" if reason else ""
         raise PrecisionError(
             f"training.mixed_precision: fp16 needs a CUDA GPU, but the trials run on the {device_type}{why};"

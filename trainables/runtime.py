@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from trainables.config import TrainingConfig
-from trainables.precision import PRECISIONS, resolve_channels_last, resolve_precision
+from trainables.precision import PRECISIONS, precision_fits, resolve_channels_last, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class RuntimeOptions:
             object.__setattr__(self, "device", torch.device(self.device))
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got '{self.precision}'")
-        if self.precision == "fp16" and self.device.type != "cuda":
+        if not precision_fits(self.precision, self.device.type):
             raise ValueError(f"precision fp16 needs a CUDA device, not {self.device.type}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
