@@ -120,7 +120,8 @@ def run_trial(
         work_dir: folder for the trial's checkpoint and result files.
         tracking_uri: MLflow URI; default from the study, the environment or ``sqlite:///mlflow.db``.
         cache_root: prepared-data cache; default the study's ``storage.cache``.
-        resume_from: a folder holding ``state.pt`` to continue from; default ``work_dir``'s, if any.
+        resume_from: a folder holding an older ``state.pt`` (the sweep passes Ray Tune's checkpoint), used when
+            ``work_dir`` has none that loads; a corrupt one is set aside beside ``work_dir``.
         on_epoch: called after each epoch, once its state is saved in ``checkpoint_dir``.
         device: torch device; default CUDA when visible, else CPU.
         extra_tags: more run tags set by the caller (the sweep records the Ray node id).
