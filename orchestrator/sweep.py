@@ -12,19 +12,24 @@ and Tune's own trial config holds only the trial key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ray import tune
 
 from orchestrator.progress import ProgressPrinter
 from trainables.config import StudyConfig
 from trainables.spec import TrialSpec
-from trainables.state import set_aside_corrupt_state
+
+if TYPE_CHECKING:
+    from trainables.training import EpochReport
 
 
 @dataclass(frozen=True)
@@ -56,21 +61,21 @@ def _node_tags() -> dict[str, str]:
 
 
 def _trainable(
-    settings: dict, *, study: StudyConfig, paths: SweepPaths, checkpoint_every: int, device: str | None = None
+    settings: dict,
+    *,
+    study: StudyConfig,
+    paths: SweepPaths,
+    checkpoint_every: int,
+    device: str | None = None,
+    after_epoch: Callable[[EpochReport], None] | None = None,
 ) -> None:
     """One trial in a Ray worker: ``settings["trial"]`` is its key; the rest comes from ``tune.with_parameters``."""
-    from trainables.training import STATE_FILE, EpochReport  # torch + MONAI: only in the worker, once
-    from trainables.trial import run_trial  # looked up at each call: tests/run_with_a_killed_trial.py wraps it
+    from trainables.state import STATE_FILE  # torch and MONAI: imported in the worker only, once
+    from trainables.trial import run_trial
 
     spec = TrialSpec(**settings["trial"])
     work_dir = trial_work_dir(paths.storage_path, study.study, spec.trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
-    # an unreadable state.pt is kept beside the work folder; the trial resumes from Tune's checkpoint, else epoch 0
-    recovered = set_aside_corrupt_state(work_dir / STATE_FILE, keep_in=work_dir.parent)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None and not (work_dir / STATE_FILE).is_file():
-        with checkpoint.as_directory() as folder:
-            shutil.copy(Path(folder) / STATE_FILE, work_dir / STATE_FILE)
 
     def report(epoch: EpochReport) -> None:
         metrics = {
@@ -88,18 +93,23 @@ def _trainable(
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)
+        if after_epoch is not None:
+            after_epoch(epoch)
 
-    result = run_trial(  # on failure the state stays in work_dir for the retry
-        spec,
-        study,
-        work_dir=work_dir,
-        tracking_uri=paths.tracking_uri,
-        cache_root=paths.cache_root,
-        on_epoch=report,
-        extra_tags={**_node_tags(), **recovered},
-        threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
-        device=device,
-    )
+    # the trial resumes from work_dir's state.pt; when that is missing or corrupt (set aside), from Tune's checkpoint
+    with _tune_checkpoint() as tune_state:
+        result = run_trial(  # on failure the state stays in work_dir for the retry
+            spec,
+            study,
+            work_dir=work_dir,
+            tracking_uri=paths.tracking_uri,
+            cache_root=paths.cache_root,
+            resume_from=tune_state,
+            on_epoch=report,
+            extra_tags=_node_tags(),
+            threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
+            device=device,
+        )
     shutil.rmtree(work_dir, ignore_errors=True)  # everything of value is in MLflow now
     tune.report(
         {
@@ -112,6 +122,17 @@ def _trainable(
     )
 
 
+@contextlib.contextmanager
+def _tune_checkpoint() -> Iterator[Path | None]:
+    """The folder of the trial's latest Tune checkpoint (local, or downloaded until the block ends); None: none."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as folder:
+        yield Path(folder)
+
+
 def run_sweep(
     study: StudyConfig,
     specs: list[TrialSpec],
@@ -119,6 +140,7 @@ def run_sweep(
     gpu_per_trial: float,
     checkpoint_every: int = 1,
     verbose: bool = False,
+    after_epoch: Callable[[EpochReport], None] | None = None,
 ) -> dict[str, str]:
     """Run the trials on the connected Ray cluster; return trial id -> final state.
 
@@ -129,6 +151,8 @@ def run_sweep(
         gpu_per_trial: the GPU fraction, already checked against the cluster.
         checkpoint_every: hand Tune a checkpoint every this many epochs (and at the last).
         verbose: Tune's own progress tables instead of the compact lines.
+        after_epoch: called in the trial's worker after each epoch, once Tune has its metrics (and checkpoint);
+            Ray sends it to the workers, so it must pickle (a function of ``__main__`` travels by value).
 
     Returns:
         ``{trial_id: "TERMINATED" | "ERROR" | "NOT_RUN"}``.
@@ -136,7 +160,7 @@ def run_sweep(
     # validated once, in the driver (absolute data and texture paths): trials get the object, not a dump to re-parse
     device = "cpu" if gpu_per_trial == 0 else None  # a trial given no GPU never takes one on a GPU node
     with_study = tune.with_parameters(
-        _trainable, study=study, paths=paths, checkpoint_every=checkpoint_every, device=device
+        _trainable, study=study, paths=paths, checkpoint_every=checkpoint_every, device=device, after_epoch=after_epoch
     )
     trainable = tune.with_resources(with_study, {"cpu": study.resources.cpu, "gpu": gpu_per_trial})
     param_space = {"trial": tune.grid_search([asdict(spec) for spec in specs])}  # the key only: Tune's config

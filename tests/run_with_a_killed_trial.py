@@ -10,20 +10,19 @@ Tune retries the trial, which must resume without losing or logging an epoch twi
 With ``--truncate-state`` the trial first cuts its own ``state.pt`` short (a crash mid-write on a
 network file system): the retry must set it aside and resume from Tune's checkpoint.
 
-The hook wraps the product's trainable from outside, so no test machinery ships in
-``orchestrator``: this file is the driver's ``__main__``, and Ray sends a function of
-``__main__`` to the workers by value (cloudpickle), closure and all. The wrapper must
-keep a name and module of its own: one that named ``orchestrator.sweep._trainable``
-would be sent by reference and the workers would run the unwrapped original.
+The kill is the sweep's ``after_epoch`` hook (``orchestrator.sweep.run_sweep``), which the
+sweep calls in the trial's worker once Tune has the epoch. The main command has no option
+for it, so this file hands it to ``run_sweep`` with ``functools.partial``; it is the driver's
+``__main__``, and Ray sends functions of ``__main__`` to the workers by value (cloudpickle).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 
@@ -39,31 +38,10 @@ def kill_once(marker: str, truncate: Path | None = None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def killing_trainable(
-    trainable: Callable[..., None], epoch: int, marker: str, truncate_state: bool = False
-) -> Callable[..., None]:
-    """``trainable`` with its trial killed (once per sweep) right after it reported ``epoch``."""
-
-    def _trainable(settings: dict, **parameters) -> None:  # runs in a Ray worker; parameters: tune.with_parameters
-        import trainables.trial as trial
-
-        run_trial = trial.run_trial
-
-        def run_trial_killed_at_epoch(*args, on_epoch, **kwargs):
-            def report(done) -> None:
-                on_epoch(done)  # the sweep's own report: tune.report, with the checkpoint
-                if done.epoch == epoch:
-                    kill_once(marker, done.checkpoint_dir / "state.pt" if truncate_state else None)
-
-            return run_trial(*args, on_epoch=report, **kwargs)
-
-        trial.run_trial = run_trial_killed_at_epoch  # the trainable imports it when it is called
-        try:
-            trainable(settings, **parameters)
-        finally:
-            trial.run_trial = run_trial
-
-    return _trainable
+def kill_after_epoch(epoch: int, marker: str, truncate_state: bool, report) -> None:
+    """The sweep's ``after_epoch`` hook: kill the trial (once per sweep) right after it reported ``epoch``."""
+    if report.epoch == epoch:
+        kill_once(marker, report.checkpoint_dir / "state.pt" if truncate_state else None)
 
 
 def main(argv: list[str]) -> int:
@@ -78,7 +56,8 @@ def main(argv: list[str]) -> int:
     import orchestrator.sweep as sweep
     from orchestrator.run import main as run_main
 
-    sweep._trainable = killing_trainable(sweep._trainable, args.kill_at_epoch, args.kill_marker, args.truncate_state)
+    hook = functools.partial(kill_after_epoch, args.kill_at_epoch, args.kill_marker, args.truncate_state)
+    sweep.run_sweep = functools.partial(sweep.run_sweep, after_epoch=hook)  # the driver imports it when it sweeps
     return run_main(run_args)
 
 

@@ -26,7 +26,7 @@ from orchestrator.ownership import DRIVER_OWNER, LEASE_TAG, StudyLease, claim_st
 from trainables.config import StudyConfigError, load_study
 from trainables.guard import TrialBusyError
 from trainables.schema import RESUMED_TAG, STATE_RECOVERED_TAG
-from trainables.training import STATE_FILE
+from trainables.state import STATE_FILE
 from trainables.trial import run_trial
 
 HOLD = """
@@ -185,7 +185,7 @@ def test_corrupt_state_is_set_aside_and_the_trial_restarts_without_logging_a_ste
 
     (run,) = assert_steps_once(uri, "corrupt", 1, 3, [1, 2])
     assert "did not load" in run.data.tags[STATE_RECOVERED_TAG] and run.data.tags[RESUMED_TAG] == "0"
-    assert len(list(work.glob(f"{STATE_FILE}.corrupt-*"))) == 1
+    assert len(list(work.parent.glob(f"{work.name}.{STATE_FILE}.corrupt-*"))) == 1  # beside the work folder
     logged = MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")
     first_attempt = {metric.step: metric.value for metric in logged}
     again = {row["epoch"]: row["train_loss"] for row in result.history}

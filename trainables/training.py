@@ -33,12 +33,10 @@ from trainables.models import build_model
 from trainables.runtime import RuntimeOptions
 from trainables.schema import COMPILED_TAG, EPOCH_SECONDS, RESUMED_TAG, TRAIN_LOSS, VAL_DICE
 from trainables.spec import TrialSpec
-from trainables.state import set_aside_corrupt_state
+from trainables.state import STATE_FILE, state_to_resume
 from trainables.tracking import TrialRun
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "state.pt"  # the full training state in a trial's work folder, rewritten after every epoch
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def train_model(
     resume_from: str | Path | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> TrainedModel:
-    """Train the trial's model for the epochs left, resuming from ``state.pt`` when there is one.
+    """Train the trial's model for the epochs left, resuming from a ``state.pt`` when there is one that loads.
 
     Args:
         spec: the trial key (variant and seed).
@@ -84,7 +82,8 @@ def train_model(
         run: the trial's open MLflow run; epochs and resume tags are logged to it.
         runtime: device, precision, layout, prediction batches and threshold.
         work_dir: where ``state.pt`` is saved after every epoch.
-        resume_from: a folder holding ``state.pt`` to continue from; default ``work_dir``'s, if any.
+        resume_from: a folder holding an older ``state.pt``, used when ``work_dir`` has none that loads (the sweep
+            passes Ray Tune's checkpoint); a corrupt one is set aside (:func:`trainables.state.state_to_resume`).
         on_epoch: called after each epoch, once its state is saved.
     """
     training = config.training
@@ -97,8 +96,8 @@ def train_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
     scaler = grad_scaler(runtime.device, runtime.precision)
     state, best_model = TrainState(), None
-    checkpoint = Path(resume_from or work_dir) / STATE_FILE
-    recovered = set_aside_corrupt_state(checkpoint)  # a truncated state.pt: start again from epoch 0
+    checkpoint = work_dir / STATE_FILE
+    recovered = state_to_resume(work_dir, resume_from)  # a truncated state.pt: resume_from's, else epoch 0
     if recovered:
         run.set_tags({**recovered, RESUMED_TAG: 0})  # epochs already in the run are not logged again
     if checkpoint.is_file():
