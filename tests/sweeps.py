@@ -10,29 +10,28 @@ from pathlib import Path
 import yaml
 from conftest import ROOT, subprocess_env
 from mlflow.tracking import MlflowClient
+from trial_studies import merged, small_study
 
 from trainables.schema import TRIAL_KIND, kind_filter
 
 MAIN_COMMAND = ("-m", "orchestrator.run")
 
 
-def write_study(folder: Path, name: str, seeds=(0,), epochs: int = 4, **overrides) -> Path:
-    """Two variants x two alpha levels at 32 px: 4 trials of a few seconds each."""
-    study = {
-        "study": name,
-        "variants": ["noskip_unet", "unet"],
-        "seeds": list(seeds),
-        "image_size": 32,
-        "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-        "datasets": {"synthetic": {"levels": [0.5, 1.0], "split": {"train": 8, "val": 4, "test": 4}}},
-        "texture_similarity": {"lbp_method": "uniform"},
-        "training": {"epochs": epochs, "batch_size": 4, "val_every": 2},
-        "resources": {"cpu": 0.5, "gpu": 0.25, "max_failures": 2},  # 4 trials at once on 2 CPUs
-    }
-    for key, value in overrides.items():
-        study[key] = {**study[key], **value} if isinstance(study.get(key), dict) else value
+def write_study(folder: Path, name: str, seeds=(0,), epochs: int = 4, **changes) -> Path:
+    """The tests' small study as a sweep: two variants x two alpha levels at 32 px, 4 trials of a few seconds each.
+
+    ``changes`` are merged into it as :func:`trial_studies.small_study` merges them.
+    """
+    study = small_study(
+        name,
+        variants=["noskip_unet", "unet"],
+        seeds=list(seeds),
+        datasets={"synthetic": {"levels": [0.5, 1.0]}},
+        training={"epochs": epochs, "val_every": 2},
+        resources={"cpu": 0.5, "gpu": 0.25, "max_failures": 2},  # 4 trials at once on 2 CPUs
+    )
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path.write_text(yaml.safe_dump(merged(study, changes)))
     return path
 
 

@@ -10,13 +10,12 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
-from test_trial import tiny_study
 from trial_studies import small_study
 
 from orchestrator.preflight import check_precision
 from orchestrator.run import main
 from trainables import precision as precision_module
-from trainables.config import ModelConfig, StudyConfigError
+from trainables.config import ModelConfig, StudyConfigError, parse_study
 from trainables.loop import autocast, batch_bounds, seed_everything, train_epoch
 from trainables.models import build_model
 from trainables.precision import (
@@ -123,11 +122,12 @@ def test_bf16_trains_on_a_cpu_with_native_bf16() -> None:
 
 
 def test_auto_precision_threads_and_system_metrics_are_logged(tmp_path: Path, keep_threads) -> None:
-    study = tiny_study(
-        "auto",
-        epochs=2,
-        training={"mixed_precision": "auto", "channels_last": "auto"},
-        tracking={"system_metrics_seconds": 60},  # longer than the run: only the closing sample is logged
+    study = parse_study(
+        small_study(
+            "auto",
+            training={"mixed_precision": "auto", "channels_last": "auto"},
+            tracking={"system_metrics_seconds": 60},  # longer than the run: only the closing sample is logged
+        )
     )
     spec = TrialSpec("auto", "synthetic", "unet", 1.0, 0)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -143,7 +143,7 @@ def test_auto_precision_threads_and_system_metrics_are_logged(tmp_path: Path, ke
 
 
 def test_run_trial_refuses_fp16_on_a_cpu_before_any_work(tmp_path: Path) -> None:
-    study = tiny_study("fp16", epochs=1, training={"mixed_precision": "fp16"})
+    study = parse_study(small_study("fp16", training={"epochs": 1, "mixed_precision": "fp16"}))
     spec = TrialSpec("fp16", "synthetic", "unet", 1.0, 0)
     with pytest.raises(PrecisionError, match="training.mixed_precision: fp16 needs a CUDA GPU"):
         run_trial(spec, study, work_dir=tmp_path / "w", tracking_uri=f"sqlite:///{tmp_path}/m.db", device="cpu")

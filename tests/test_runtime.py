@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_trial import tiny_study
+from trial_studies import small_study
 
 from trainables import precision as precision_module
-from trainables.config import TrainingConfig
+from trainables.config import TrainingConfig, parse_study
 from trainables.evaluate import predict_images
 from trainables.loop import predict, validation_dice
 from trainables.runtime import RuntimeOptions
@@ -81,7 +81,7 @@ def test_only_the_final_epoch_is_reported_as_last(tmp_path: Path) -> None:
     spec = TrialSpec("last", "synthetic", "unet", 1.0, 0)
     run_trial(
         spec,
-        tiny_study("last", epochs=3),
+        parse_study(small_study("last", training={"epochs": 3})),
         work_dir=tmp_path / "w",
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
         cache_root=tmp_path / "cache",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from trial_studies import small_study
 
 from trainables.config import SyntheticConfig, parse_study
 from trainables.datasets.cache import cached_directory
@@ -17,17 +18,13 @@ SMALL = {"train": 6, "val": 2, "test": 4}
 
 
 def tiny_study(**synthetic) -> object:
+    """The tests' small study at alpha 0.3 and 0.9 with :data:`SMALL` splits, ``synthetic`` merged into its data set."""
     return parse_study(
-        {
-            "study": "tiny",
-            "variants": ["unet"],
-            "seeds": [0],
-            "image_size": 32,
-            "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-            "datasets": {"synthetic": {"levels": [0.3, 0.9], "split": SMALL, **synthetic}},
-            "test_levels": {"harder": {"kind": "speckle", "variance": 0.1}, "in_domain": {"kind": "none"}},
-            "texture_similarity": {"lbp_method": "uniform"},
-        }
+        small_study(
+            "tiny",
+            datasets={"synthetic": {"levels": [0.3, 0.9], "split": SMALL, **synthetic}},
+            test_levels={"harder": {"kind": "speckle", "variance": 0.1}, "in_domain": {"kind": "none"}},
+        )
     )
 
 
@@ -312,10 +309,8 @@ def test_background_direction_is_its_own_data_set(tmp_path: Path) -> None:
 
 
 def test_journal_study_ships_the_journal_metrics_and_both_directions(tmp_path: Path, monkeypatch) -> None:
-    try:
-        from medical_fixtures import write_all
-    except ImportError:  # tests/ imported as a package
-        from tests.medical_fixtures import write_all
+    from medical_fixtures import write_all
+
     from trainables.config import load_study
 
     write_all(tmp_path)

@@ -13,6 +13,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from trial_studies import small_study
 
 import trainables.trial as trial_module
 from trainables.config import parse_study
@@ -120,19 +121,10 @@ def test_a_failure_noticed_only_at_the_end_still_marks_the_run_failed(uri, monke
     assert MlflowClient(uri).get_run(run.run_id).info.status == "FAILED"
 
 
-def small_study(name: str):
+def five_epoch_study(name: str):
+    """The tests' small study, five epochs long, validated every second epoch and tested in domain only."""
     return parse_study(
-        {
-            "study": name,
-            "variants": ["unet"],
-            "seeds": [0],
-            "image_size": 32,
-            "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-            "datasets": {"synthetic": {"levels": [1.0], "split": {"train": 8, "val": 4, "test": 4}}},
-            "test_levels": {"in_domain": {"kind": "none"}},
-            "texture_similarity": {"lbp_method": "uniform"},
-            "training": {"epochs": 5, "val_every": 2, "batch_size": 4},
-        }
+        small_study(name, test_levels={"in_domain": {"kind": "none"}}, training={"epochs": 5, "val_every": 2})
     )
 
 
@@ -141,7 +133,7 @@ class Crash(Exception):
 
 
 def test_a_trial_retries_its_tracking_calls_as_its_study_says(tmp_path, uri, monkeypatch) -> None:
-    study = small_study("retries")
+    study = five_epoch_study("retries")
     study = study.model_copy(update={"tracking": study.tracking.model_copy(update={"retries": 3, "retry_wait": 0.25})})
     policies = []
 
@@ -162,7 +154,7 @@ def test_epochs_still_queued_when_a_trial_dies_are_logged_on_resume(tmp_path, ur
 
     def trial(name: str, work: str, **kwargs):
         spec = TrialSpec(name, "synthetic", "unet", 1.0, 0)
-        study = small_study(name)
+        study = five_epoch_study(name)
         return run_trial(spec, study, work_dir=tmp_path / work, tracking_uri=uri, cache_root=cache, **kwargs)
 
     straight = trial("straight", "straight")

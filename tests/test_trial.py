@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from trial_studies import merged, small_study
 
 from trainables.config import parse_study
 from trainables.datasets.registry import trial_data
@@ -18,24 +19,16 @@ from trainables.models import build_model
 from trainables.runtime import RuntimeOptions
 from trainables.trial import TrialSpec, run_trial
 
+TWO_LEVELS = {  # alpha 0.4 and 1.0 of brick foregrounds, 16 training images, a harder test condition
+    "datasets": {"synthetic": {"levels": [0.4, 1.0], "foreground": "brick", "split": {"train": 16}}},
+    "test_levels": {"harder": {"kind": "speckle", "variance": 0.1}, "in_domain": {"kind": "none"}},
+    "training": {"val_every": 2},
+}
 
-def tiny_study(name: str = "tiny", epochs: int = 4, **overrides):
-    data = {
-        "study": name,
-        "variants": ["unet"],
-        "seeds": [0],
-        "image_size": 32,
-        "model": {"channels": [4, 8, 16], "strides": [2, 2]},
-        "datasets": {
-            "synthetic": {"levels": [0.4, 1.0], "foreground": "brick", "split": {"train": 16, "val": 4, "test": 4}}
-        },
-        "test_levels": {"harder": {"kind": "speckle", "variance": 0.1}, "in_domain": {"kind": "none"}},
-        "texture_similarity": {"lbp_method": "uniform"},
-        "training": {"epochs": epochs, "val_every": 2, "batch_size": 4},
-    }
-    for key, value in overrides.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return parse_study(data)
+
+def tiny_study(name: str = "tiny", epochs: int = 4, **changes):
+    """The tests' small study with :data:`TWO_LEVELS`, ``epochs`` long, ``changes`` merged in."""
+    return parse_study(merged(small_study(name, **TWO_LEVELS), {"training": {"epochs": epochs}}, changes))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Raw study dicts for tests that run or refuse a tiny trial: one small synthetic data set, a three-level model."""
+"""The one tiny study of the tests, as a raw dict: one small synthetic data set, a three-level model, two epochs.
+
+Tests that need more (two alpha levels, a test condition, a whole sweep) change it with
+:func:`small_study`; ``parse_study(small_study(...))`` gives the validated study.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +20,18 @@ SMALL_STUDY = {
 
 
 def small_study(name: str, **changes) -> dict:
-    """:data:`SMALL_STUDY` named ``name``, with ``changes`` merged in key by key (a dict into a dict, at any depth).
+    """:data:`SMALL_STUDY` named ``name``, with ``changes`` merged in key by key (see :func:`merged`).
 
     Example: ``small_study("fp16", training={"epochs": 1, "mixed_precision": "fp16"})`` keeps ``batch_size``.
     """
-    return _merged({"study": name, **SMALL_STUDY}, changes)
+    return merged({"study": name, **SMALL_STUDY}, changes)
 
 
-def _merged(base: dict, changes: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in changes.items():
-        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merged(merged[key], value) if both_dicts else copy.deepcopy(value)
-    return merged
+def merged(base: dict, *changes: dict) -> dict:
+    """A copy of ``base`` with ``changes`` merged in, in order: a dict into a dict at any depth, else replaced."""
+    result = copy.deepcopy(base)
+    for change in changes:
+        for key, value in change.items():
+            both_dicts = isinstance(value, dict) and isinstance(result.get(key), dict)
+            result[key] = merged(result[key], value) if both_dicts else copy.deepcopy(value)
+    return result
