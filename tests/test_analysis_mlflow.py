@@ -13,6 +13,7 @@ import warnings
 
 import pandas as pd
 import pytest
+from analysis_fixtures import STUDY, build_toy_store
 from mlflow import MlflowClient
 from numpy.testing import assert_allclose
 
@@ -21,11 +22,6 @@ from analysis.export import ExportError, export_study
 from analysis.frames import EPOCHS_FILE, PER_IMAGE_FILE, RUNS_FILE, ExcludedRunsWarning, image_scores, load_export
 from analysis.report.to_mlflow import log_report
 from analysis.tables.relative import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
-
-try:
-    from analysis_fixtures import STUDY, build_toy_store
-except ImportError:  # tests/ imported as a package
-    from tests.analysis_fixtures import STUDY, build_toy_store
 
 TABLES = (RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE)
 

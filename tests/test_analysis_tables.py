@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from analysis_fixtures import busi_images
 from numpy.testing import assert_allclose
 from scipy import stats as scipy_stats
 
@@ -14,11 +15,6 @@ from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, image_sco
 from analysis.report.formatting import ood_latex, ood_markdown
 from analysis.tables.ood import ood_table, rank_groups, rank_variants, robustness_cov
 from analysis.tables.relative import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
-
-try:
-    from analysis_fixtures import busi_images
-except ImportError:  # tests/ imported as a package
-    from tests.analysis_fixtures import busi_images
 
 
 def synthetic_frame(dice: dict[tuple[str, float, int, float], tuple[float, float]]) -> pd.DataFrame:

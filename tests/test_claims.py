@@ -13,6 +13,7 @@ import warnings
 
 import pandas as pd
 import pytest
+from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 from numpy.testing import assert_allclose
 
 from analysis.__main__ import main
@@ -24,11 +25,6 @@ from analysis.report import build_report
 from analysis.report.notes import mixed_settings
 from analysis.tables.levels import level_check_line, level_summary
 from trainables import files
-
-try:
-    from analysis_fixtures import ClaimScenario, scenario_frames, write_export
-except ImportError:  # tests/ imported as a package
-    from tests.analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
 TRUE = ClaimScenario(medical=("busi", "spleen"), hd95=True)
 NEVER_DECIDED = {"journal_training_texture_range"}

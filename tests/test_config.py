@@ -6,15 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from medical_fixtures import write_all
 from pydantic import ValidationError
 
 from trainables.config import StudyConfigError, load_study, parse_study
 from trainables.datasets.registry import check_data
-
-try:
-    from medical_fixtures import write_all
-except ImportError:  # tests/ imported as a package
-    from tests.medical_fixtures import write_all
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from medical_fixtures import FOLDERS, save_png, write_all, write_msd_task, write_nifti
 from mlflow.tracking import MlflowClient
 
 from trainables.config import (
@@ -28,11 +29,6 @@ from trainables.datasets.medical.layouts import MedicalDataError
 from trainables.datasets.medical.prepare import load_medical, patient_split
 from trainables.datasets.registry import MEDICAL_LAYOUTS, check_data, prepare_dataset, trial_data
 from trainables.trial import TrialSpec, run_trial, trial_params
-
-try:
-    from medical_fixtures import FOLDERS, save_png, write_all, write_msd_task
-except ImportError:  # tests/ imported as a package
-    from tests.medical_fixtures import FOLDERS, save_png, write_all, write_msd_task
 
 TINY = Path(__file__).resolve().parent.parent / "conf" / "example_medical_tiny.yaml"
 LEVELS = ["hardest", "harder", "in_domain", "easier", "easiest"]
@@ -246,10 +242,6 @@ def _small_png_mask(root: Path) -> Path:
 
 
 def _short_nifti_label(root: Path) -> Path:
-    try:
-        from medical_fixtures import write_nifti
-    except ImportError:
-        from tests.medical_fixtures import write_nifti
     path = root / FOLDERS["spleen"] / "labelsTr" / "spleen_2.nii.gz"
     write_nifti(path, np.ones((32, 32, 5), dtype=np.uint8))
     return path

@@ -54,10 +54,7 @@ def test_released_convention_gives_the_same_trials() -> None:
 
 
 def test_full_protocols_expand_to_the_papers_grids(tmp_path: Path, monkeypatch) -> None:
-    try:
-        from medical_fixtures import write_all
-    except ImportError:  # tests/ imported as a package
-        from tests.medical_fixtures import write_all
+    from medical_fixtures import write_all
 
     write_all(tmp_path)  # the medical data sets are read from $SKIPSWEEP_DATA: tiny stand-ins in the real layouts
     monkeypatch.setenv("SKIPSWEEP_DATA", str(tmp_path))
@@ -77,10 +74,7 @@ def test_trial_table_counts_and_estimate() -> None:
 
 
 def test_trial_table_uses_each_data_sets_own_epochs(tmp_path: Path) -> None:
-    try:
-        from medical_fixtures import FOLDERS, write_all
-    except ImportError:  # tests/ imported as a package
-        from tests.medical_fixtures import FOLDERS, write_all
+    from medical_fixtures import FOLDERS, write_all
 
     write_all(tmp_path)
     config = study(
