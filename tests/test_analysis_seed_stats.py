@@ -37,7 +37,7 @@ def test_one_seed_tests_nothing_and_identical_seeds_are_decided_by_the_sign():
 
 
 def test_forty_image_pairs_of_two_seeds_are_two_replicates():
-    """The issue's example: a per-seed gain of 0.174 +- 0.127 over 2 seeds is not significant (p_holm was 2e-4)."""
+    """A worked example: a per-seed gain of 0.174 +- 0.127 over 2 seeds is not significant (p_holm was 2e-4)."""
     effects = [0.174 - 0.127 / np.sqrt(2), 0.174 + 0.127 / np.sqrt(2)]
     result = seed_effect(effects)
     assert_allclose(result.std, 0.127)

@@ -205,7 +205,7 @@ STUDY_CASES = [
     ("busi-mask-missing", busi_study(_remove_first_mask), ["datasets.busi", "_mask.png"]),
     ("busi-corrupt-image", busi_study(_corrupt_first_image), ["datasets.busi", "benign (1).png"]),
     ("busi-mask-shape", busi_study(_shrink_first_mask), ["datasets.busi", "benign (1)_mask.png"]),
-    # issue 14 item 5: what passed validation and then failed every trial, or left files behind
+    # inputs that used to pass validation and then failed every trial, or left files behind
     ("geometry-strides", study_with(["model", "strides"], [3, 3]), ["model:", "strides [3, 3]", "32 px"]),
     (
         "geometry-batch-of-one",
@@ -280,7 +280,7 @@ ARGUMENT_CASES = [
     ("cache-under-a-file", ["--cache", "{tmp}/a_file/cache"], ["cache folder", "a_file"]),
     ("checkpoint-every-zero", ["--checkpoint-every", "0"], ["--checkpoint-every"]),
     ("epoch-seconds-bad", ["--epoch-seconds", "unet:3"], ["--epoch-seconds", "unet:3"]),
-    # issue 14 item 5: what passed validation and then failed every trial, or left files behind
+    # inputs that used to pass validation and then failed every trial, or left files behind
     ("epoch-seconds-nan", ["--epoch-seconds", "unet=nan"], ["--epoch-seconds", "nan"]),
     ("epoch-seconds-inf", ["--epoch-seconds", "unet=inf"], ["--epoch-seconds", "inf"]),
     ("epoch-seconds-negative", ["--epoch-seconds", "unet=-2"], ["--epoch-seconds"]),

@@ -31,7 +31,7 @@ def open_run(uri: str, name: str) -> TrialRun:
     return TrialRun(uri, "exp", f"id-{name}", name, {"study": "exp"}, params, retry_policy=FAST_RETRIES)
 
 
-# 14.1: settings passed through the job's runtime env
+# settings passed through the job's runtime env
 
 
 def test_the_driver_forwards_only_what_the_job_runtime_env_does_not_set(monkeypatch) -> None:
@@ -48,7 +48,7 @@ def test_the_driver_forwards_only_what_the_job_runtime_env_does_not_set(monkeypa
     }
 
 
-# 14.4: interrupted and finished runs
+# interrupted and finished runs
 
 
 def test_a_run_that_failed_then_finished_keeps_no_stale_error_or_stop_reason(tmp_path: Path) -> None:
@@ -202,7 +202,7 @@ def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped by SIGTERM" in last and "resume with: python -m orchestrator.run --config" in last, last
 
 
-# 14.6: nothing hangs silently
+# nothing hangs silently
 
 
 def test_an_address_nothing_answers_at_is_refused_in_seconds(tmp_path: Path, capsys) -> None:
@@ -259,7 +259,7 @@ def test_resources_cpu_beyond_the_cluster_is_refused_after_ray_starts_not_waited
     assert not trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "toobig")
 
 
-# 14.7: exposure of a local cluster
+# exposure of a local cluster
 
 LISTENERS = """
 import subprocess, time
