@@ -8,7 +8,9 @@ What a file may hold, and what becomes of it:
 - several pages or frames (multi-page TIFF, animated GIF/PNG): refused, because which
   page a reader returns differs between readers and the data set must not depend on it;
   the message says to save the wanted page as its own file;
-- more pixels than PIL's decompression-bomb limit: refused, naming the file.
+- more pixels than PIL's decompression-bomb limit: refused, naming the file;
+- no texture (every pixel at one 8-bit grey level once read as gray, e.g. an all-black file): refused,
+  because the images are stored with 8 bits, where it would show no pattern to learn or to measure.
 """
 
 from __future__ import annotations
@@ -66,4 +68,16 @@ def read_texture_file(name: str) -> np.ndarray:
     image = img_as_float(image) if image.dtype.kind in "ui" else np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"texture '{name}' is not a 2D image (shape {image.shape})")
-    return np.clip(image, 0.0, 1.0)
+    image = np.clip(image, 0.0, 1.0)
+    _check_varies(image, name)
+    return image
+
+
+def _check_varies(image: np.ndarray, name: str) -> None:
+    """ValueError when every pixel of the gray ``image`` lies at one 8-bit grey level (the data set's precision)."""
+    levels = np.round(image * 255.0)
+    if image.size and levels.min() == levels.max():
+        raise ValueError(
+            f"{name} has no texture (every pixel is {round(float(levels.flat[0]) / 255.0, 3)}): read as gray, "
+            "as the data set uses it, it shows no pattern to learn or to measure; give an image whose grey levels vary"
+        )
