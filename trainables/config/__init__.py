@@ -37,6 +37,7 @@ from trainables.config.loading import StudyConfigError, load_study, parse_study
 from trainables.config.names import (
     BUILTIN_TEXTURES,
     JOURNAL_VARIANTS,
+    MAX_EPOCHS,
     MAX_SEED,
     MAX_STUDY_NAME,
     MEDICAL_DATASETS,
@@ -61,6 +62,7 @@ from trainables.config.study import StudyConfig
 __all__ = [
     "BUILTIN_TEXTURES",
     "JOURNAL_VARIANTS",
+    "MAX_EPOCHS",
     "MAX_SEED",
     "MAX_STUDY_NAME",
     "MEDICAL_DATASETS",

@@ -35,7 +35,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _format_location(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith("function-")) or "(top level)"
+    """The key an error is about and ': ', or nothing for the study's own checks (their messages name the keys)."""
+    key = ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+    return f"{key}: " if key else ""
 
 
 _ENV_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
@@ -118,7 +120,7 @@ def parse_study(data: Any, source: str = "<study>", base: Path | None = None) ->
         if first["type"] == "extra_forbidden":
             message = f"unknown key '{first['loc'][-1]}'"
         more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
-        raise StudyConfigError(f"{source}: {location}: {message}{more}") from None
+        raise StudyConfigError(f"{source}: {location}{message}{more}") from None
     config = _resolve_texture_paths(config, base or Path.cwd(), source)
     return _resolve_medical_paths(config, base or Path.cwd(), source)
 

@@ -22,6 +22,7 @@ SYNTHETIC_DATASETS = ("synthetic", "synthetic_background")  # trained per alpha 
 THROUGHPUT_FIELDS = ("channels_last", "compile", "cudnn_benchmark", "evaluation_batch_size")  # not hashed
 MAX_SEED = 2**63 - 1  # seeds are int64 in runs.parquet; torch takes up to 2**64 - 1, numpy's legacy seed 2**32 - 1
 MAX_STUDY_NAME = 100  # one path component under storage and cache, with room for Ray's own suffixes
+MAX_EPOCHS = 100_000  # 1000x the paper's 100: a larger value is a typo, not a protocol
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from trainables.config.base import Section
+from trainables.config.names import MAX_EPOCHS
 
 
 class TextureSimilarityConfig(Section):
@@ -127,7 +128,7 @@ class ModelConfig(Section):
 class TrainingConfig(Section):
     """The training protocol, the same for every variant."""
 
-    epochs: int = Field(100, ge=1, description="Epochs, no early stopping (paper 100).")
+    epochs: int = Field(100, ge=1, description=f"Epochs, no early stopping (paper 100; at most {MAX_EPOCHS}).")
     batch_size: int = Field(8, ge=1, description="Batch size (released code 8).")
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate, constant (synthetic 1e-3, medical 1e-2).")
     val_every: int = Field(
@@ -172,6 +173,13 @@ class TrainingConfig(Section):
         description="Images per forward pass in validation and testing, all test conditions in one stream; "
         "null = 4 x batch_size. Does not change results.",
     )
+
+    @field_validator("epochs")
+    @classmethod
+    def _plausible_epochs(cls, epochs: int) -> int:
+        if epochs > MAX_EPOCHS:
+            raise ValueError(f"{epochs} epochs is implausible: at most {MAX_EPOCHS} (the paper trains 100)")
+        return epochs
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
