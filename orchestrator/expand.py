@@ -8,6 +8,9 @@ from trainables.config import SYNTHETIC_DATASETS, StudyConfig
 from trainables.schema import format_alpha
 from trainables.spec import TrialSpec
 
+PLAUSIBLE_GPU_HOURS = 1e5  # the whole study (about 11 GPU-years): more means a wrong epochs or --epoch-seconds
+PLAUSIBLE_TRIAL_HOURS = 365 * 24  # one trial, which no cluster splits: more than a year of wall time
+
 
 def expand(study: StudyConfig) -> list[TrialSpec]:
     """Every (dataset, variant, train_alpha, seed) of the study, in a canonical order.
@@ -46,7 +49,7 @@ def trial_table(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: d
         lines.append("  per alpha:   " + ", ".join(f"{name} {count}" for name, count in sorted(alphas.items())))
     lines.append("  per seed:    " + ", ".join(f"{name} {count}" for name, count in sorted(seeds.items())))
     resources = study.resources
-    epochs = {name: study.for_dataset(name).training.epochs for name in by_dataset}  # per-dataset overrides
+    epochs = _epochs(specs, study)
     if len(set(epochs.values())) > 1:
         epochs_text = ", ".join(f"{name} {count}" for name, count in sorted(epochs.items())) + " epochs"
     else:
@@ -57,11 +60,51 @@ def trial_table(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: d
     )
     if seconds_per_epoch:
         missing = sorted({spec.variant for spec in specs} - set(seconds_per_epoch))
-        hours = sum(seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec.dataset] for spec in specs) / 3600
-        gpu_hours = hours * resources.gpu if resources.gpu else hours
+        hours, gpu_hours = _hours(specs, study, seconds_per_epoch)
         note = f" (no epoch time for {', '.join(missing)})" if missing else ""
         lines.append(f"  estimated: {hours:.2f} trial-hours, {gpu_hours:.2f} GPU-hours{note}")
     lines.append("")
     lines.append(f"  {'run name':<36} trial id")
     lines.extend(f"  {spec.run_name:<36} {spec.trial_id}" for spec in specs)
     return "\n".join(lines)
+
+
+def implausible_estimate(
+    specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: dict[str, float] | None = None
+) -> str | None:
+    """One line saying why the :func:`trial_table` estimate cannot be meant, and which key to check; else None.
+
+    Implausible: more than :data:`PLAUSIBLE_GPU_HOURS` for the study, or one trial longer than
+    :data:`PLAUSIBLE_TRIAL_HOURS` (a year), whatever the cluster.
+    """
+    if not seconds_per_epoch or not specs:
+        return None
+    _, gpu_hours = _hours(specs, study, seconds_per_epoch)
+    epochs = _epochs(specs, study)
+    longest = max(specs, key=lambda spec: seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec.dataset])
+    trial_hours = seconds_per_epoch.get(longest.variant, 0.0) * epochs[longest.dataset] / 3600
+    too_much = []
+    if gpu_hours > PLAUSIBLE_GPU_HOURS:
+        too_much.append(f"{gpu_hours:.3g} GPU-hours in all (more than {PLAUSIBLE_GPU_HOURS:.0f})")
+    if trial_hours > PLAUSIBLE_TRIAL_HOURS:
+        too_much.append(f"{trial_hours / PLAUSIBLE_TRIAL_HOURS:.3g} years for trial {longest.run_name} alone")
+    if not too_much:
+        return None
+    overridden = epochs[longest.dataset] != study.training.epochs
+    key = f"datasets.{longest.dataset}.training.epochs" if overridden else "training.epochs"
+    return (
+        f"implausible estimate: {' and '.join(too_much)}; check {key} ({epochs[longest.dataset]}) and "
+        f"--epoch-seconds ({longest.variant}={seconds_per_epoch[longest.variant]:g} seconds per epoch)"
+    )
+
+
+def _epochs(specs: list[TrialSpec], study: StudyConfig) -> dict[str, int]:
+    """Epochs of each data set of ``specs``, with its own ``training`` override."""
+    return {name: study.for_dataset(name).training.epochs for name in {spec.dataset for spec in specs}}
+
+
+def _hours(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: dict[str, float]) -> tuple[float, float]:
+    """Trial-hours and GPU-hours of ``specs`` (GPU-hours are trial-hours when the trials ask no GPU)."""
+    epochs = _epochs(specs, study)
+    hours = sum(seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec.dataset] for spec in specs) / 3600
+    return hours, hours * study.resources.gpu if study.resources.gpu else hours

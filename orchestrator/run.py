@@ -27,7 +27,7 @@ from pathlib import Path
 
 from orchestrator import interrupts
 from orchestrator.cluster import check_local_fit, check_ray_address, check_trial_fits, connect_ray
-from orchestrator.expand import expand, trial_table
+from orchestrator.expand import expand, implausible_estimate, trial_table
 from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
 from trainables.config import VARIANTS, StudyConfigError, load_study
@@ -150,15 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     started_ms = int(time.time() * 1000)
     study = uri = None
     try:
-        study = load_study(args.config)
+        study = load_study(args.config, keep_unset=args.dry_run)  # a dry run reads no data: it names what is absent
+        unchecked = []
         if args.dry_run:  # a real run checks the data folders and textures in preflight
-            check_data(study, args.config)
+            unchecked = check_data(study, args.config, absent_ok=True)
         seconds = _epoch_seconds(args.epoch_seconds)
         if args.checkpoint_every < 1:
             raise StudyConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
         specs = expand(study)
         if args.dry_run:
             print(trial_table(specs, study, seconds))
+            implausible = implausible_estimate(specs, study, seconds)
+            for warning in [*unchecked, *([implausible] if implausible else [])]:
+                print(f"warning: {warning}", file=sys.stderr)
             return 0
         uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
         return _run(args, study, specs, uri)

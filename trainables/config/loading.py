@@ -43,23 +43,33 @@ def _format_location(loc: tuple) -> str:
 _ENV_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
-def _expand_path(value: str, base: Path, where: str) -> Path:
-    """``${VAR}`` / ``$VAR`` and ``~`` expanded; relative paths resolved against ``base``."""
-
-    def variable(match: re.Match) -> str:
+def unset_variable_problem(value: str) -> str | None:
+    """Why ``value`` cannot be expanded: its first unset ``${VAR}`` / ``$VAR``, with how to set it; or None."""
+    for match in _ENV_VARIABLE.finditer(value):
         name = match.group(1) or match.group(2)
         if name not in os.environ:
-            raise StudyConfigError(
-                f"{where}: environment variable {name} is not set (in '{value}'); "
+            return (
+                f"environment variable {name} is not set (in '{value}'); "
                 f"set it to the folder that holds the data sets, e.g. export {name}=/data"
             )
-        return os.environ[name]
-
-    path = Path(_ENV_VARIABLE.sub(variable, value)).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+    return None
 
 
-def _resolve_medical_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
+def _expand_path(value: str, base: Path, where: str, keep_unset: bool = False) -> str:
+    """``${VAR}`` / ``$VAR`` and ``~`` expanded; relative paths resolved against ``base``.
+
+    A value naming an unset variable is refused, or with ``keep_unset`` returned as written.
+    """
+    problem = unset_variable_problem(value)
+    if problem is not None:
+        if keep_unset:
+            return value
+        raise StudyConfigError(f"{where}: {problem}")
+    path = Path(_ENV_VARIABLE.sub(lambda match: os.environ[match.group(1) or match.group(2)], value)).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _resolve_medical_paths(config: StudyConfig, base: Path, source: str, keep_unset: bool) -> StudyConfig:
     """Each medical data set's folder with ``${VAR}`` and ``~`` expanded, resolved against ``base``.
 
     Whether the folder holds its data set is checked before a study runs, by
@@ -68,14 +78,14 @@ def _resolve_medical_paths(config: StudyConfig, base: Path, source: str) -> Stud
     resolved = {}
     for name in config.datasets.medical:
         dataset = getattr(config.datasets, name)
-        path = _expand_path(dataset.path, base, f"{source}: datasets.{name}.path")
-        resolved[name] = dataset.model_copy(update={"path": str(path)})
+        path = _expand_path(dataset.path, base, f"{source}: datasets.{name}.path", keep_unset)
+        resolved[name] = dataset.model_copy(update={"path": path})
     if not resolved:
         return config
     return config.model_copy(update={"datasets": config.datasets.model_copy(update=resolved)})
 
 
-def _resolve_texture_paths(config: StudyConfig, base: Path, source: str) -> StudyConfig:
+def _resolve_texture_paths(config: StudyConfig, base: Path, source: str, keep_unset: bool) -> StudyConfig:
     """Texture files of each synthetic data set: ``${VAR}`` and ``~`` expanded, resolved against ``base``.
 
     That they exist and open as images is checked before a study runs, by
@@ -90,7 +100,7 @@ def _resolve_texture_paths(config: StudyConfig, base: Path, source: str) -> Stud
         for key in ("background", "foreground"):
             value = getattr(synthetic, key)
             if value not in BUILTIN_TEXTURES:
-                resolved[key] = str(_expand_path(value, base, f"{source}: datasets.{name}.{key}"))
+                resolved[key] = _expand_path(value, base, f"{source}: datasets.{name}.{key}", keep_unset)
         if resolved:
             updates[name] = synthetic.model_copy(update=resolved)
     if not updates:
@@ -98,13 +108,17 @@ def _resolve_texture_paths(config: StudyConfig, base: Path, source: str) -> Stud
     return config.model_copy(update={"datasets": config.datasets.model_copy(update=updates)})
 
 
-def parse_study(data: Any, source: str = "<study>", base: Path | None = None) -> StudyConfig:
+def parse_study(
+    data: Any, source: str = "<study>", base: Path | None = None, *, keep_unset: bool = False
+) -> StudyConfig:
     """Validate an already-parsed YAML document.
 
     Args:
         data: the document (a mapping).
         source: the name used in error messages (the file path).
         base: folder that relative texture and data set paths are resolved against.
+        keep_unset: keep a data path that names an unset environment variable as written instead of
+            refusing it (a dry run, which reads no data; ``check_data(..., absent_ok=True)`` names it).
 
     Raises:
         StudyConfigError: naming ``source`` and the offending key.
@@ -121,12 +135,16 @@ def parse_study(data: Any, source: str = "<study>", base: Path | None = None) ->
             message = f"unknown key '{first['loc'][-1]}'"
         more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
         raise StudyConfigError(f"{source}: {location}{message}{more}") from None
-    config = _resolve_texture_paths(config, base or Path.cwd(), source)
-    return _resolve_medical_paths(config, base or Path.cwd(), source)
+    config = _resolve_texture_paths(config, base or Path.cwd(), source, keep_unset)
+    return _resolve_medical_paths(config, base or Path.cwd(), source, keep_unset)
 
 
-def load_study(path: str | Path) -> StudyConfig:
+def load_study(path: str | Path, *, keep_unset: bool = False) -> StudyConfig:
     """Read and validate one study file.
+
+    Args:
+        path: the study file.
+        keep_unset: as in :func:`parse_study`.
 
     Raises:
         StudyConfigError: for a missing file, a YAML syntax error (with its line) or
@@ -151,4 +169,4 @@ def load_study(path: str | Path) -> StudyConfig:
         raise StudyConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
     except RecursionError:
         raise StudyConfigError(f"{path}: YAML nested too deeply to read (a study file is a few levels deep)") from None
-    return parse_study(data, source=str(path), base=path.resolve().parent)
+    return parse_study(data, source=str(path), base=path.resolve().parent, keep_unset=keep_unset)

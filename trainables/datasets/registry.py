@@ -23,6 +23,7 @@ from trainables.config import (
     StudyConfigError,
     SyntheticConfig,
 )
+from trainables.config.loading import unset_variable_problem
 from trainables.datasets.arrays import TrialData
 from trainables.datasets.medical.layouts import Case, MedicalDataError, busi_cases, glas_cases, msd_cases, read_layout
 from trainables.datasets.medical.prepare import medical_report, medical_trial_data, prepare_medical
@@ -65,36 +66,54 @@ def study_cases(study: StudyConfig, name: str) -> list[Case]:
     return medical_cases(name, getattr(study.datasets, name).path)
 
 
-def check_data(study: StudyConfig, source: str) -> None:
+def check_data(study: StudyConfig, source: str, *, absent_ok: bool = False) -> list[str]:
     """Every file the study's data sets name is there and usable; run before anything is created.
 
-    Texture files must exist and open as one opaque 2D image; medical folders must hold their
-    data set in its published layout (files are listed, only metadata files are read).
+    Texture files must exist and open as one 2D image with a texture: opaque, its grey levels
+    varying; medical folders must hold their data set in its published layout (files are listed,
+    only metadata files are read).
 
     Args:
         study: the study, its paths already expanded by :func:`trainables.config.load_study`.
         source: the study file, named in the error.
+        absent_ok: a dry run, which reads no data: a path that names an unset environment variable
+            (loaded with ``keep_unset``) or a medical folder that does not exist is not checked but
+            returned, one line each, instead of refused. Whatever is there is still checked.
+
+    Returns:
+        One line per data path not checked, naming ``source``, the key and why (empty unless ``absent_ok``).
 
     Raises:
         StudyConfigError: one line naming ``source``, the key and the path.
     """
+    unchecked: list[str] = []
     for name in study.datasets.names:
         dataset = getattr(study.datasets, name)
         if is_synthetic(name):
-            _check_textures(dataset, name, source)
+            unchecked += _check_textures(dataset, name, source, absent_ok)
             continue
         try:
             medical_cases(name, dataset.path)
         except MedicalDataError as error:
-            raise StudyConfigError(f"{source}: datasets.{name}.path: {error}") from None
+            where = f"{source}: datasets.{name}.path"
+            if not absent_ok or Path(dataset.path).exists():
+                raise StudyConfigError(f"{where}: {error}") from None
+            why = unset_variable_problem(dataset.path) or str(error)  # kept as written when a variable is unset
+            unchecked.append(f"{where}: not checked (a real run refuses it): {why}")
+    return unchecked
 
 
-def _check_textures(synthetic: SyntheticConfig, name: str, source: str) -> None:
+def _check_textures(synthetic: SyntheticConfig, name: str, source: str, absent_ok: bool) -> list[str]:
+    unchecked = []
     for key in ("background", "foreground"):
         texture = getattr(synthetic, key)
         if texture in BUILTIN_TEXTURES:
             continue
         where = f"{source}: datasets.{name}.{key}"
+        unset = None if Path(texture).exists() else unset_variable_problem(texture)
+        if absent_ok and unset is not None:
+            unchecked.append(f"{where}: not checked (a real run refuses it): {unset}")
+            continue
         if not Path(texture).is_file():
             raise StudyConfigError(
                 f"{where}: texture '{texture}' is neither a built-in texture ({', '.join(BUILTIN_TEXTURES)}) "
@@ -104,6 +123,7 @@ def _check_textures(synthetic: SyntheticConfig, name: str, source: str) -> None:
             load_texture(texture)
         except ValueError as error:
             raise StudyConfigError(f"{where}: {error}") from None
+    return unchecked
 
 
 def prepare_dataset(study: StudyConfig, name: str, cache_root: str | Path) -> Path:
