@@ -46,14 +46,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainables.config import StudyConfigError
-from trainables.guard import LockBusyError, OwnedLock, describe_owner, owner_record
+from trainables.guard import DRIVER_LOCK, DRIVER_OWNER, LockBusyError, OwnedLock, describe_owner, owner_record
 from trainables.schema import LEASE_TAG
-from trainables.tracking import DEFAULT_RETRY_POLICY, RetryPolicy, open_experiment, with_retries
+from trainables.tracking import DEFAULT_RETRY_POLICY, RetryPolicy, explain_unusable, open_experiment, with_retries
 
 log = logging.getLogger(__name__)
 
-DRIVER_LOCK = "driver.lock"
-DRIVER_OWNER = "driver.json"
 LEASE_SECONDS = 120.0  # a SIGKILLed driver's lease blocks others (without the storage lock) at most this long
 SETTLE_SECONDS = 1.0
 T = TypeVar("T")
@@ -120,6 +118,7 @@ class StudyLease:
         try:
             return self._retry(lambda: open_experiment(self.tracking_uri, self.experiment), "open the store")
         except (MlflowException, OSError) as error:  # the retry budget is spent
+            explain_unusable(self.tracking_uri)  # an older schema, another program's database: say which
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise StudyConfigError(
                 f"tracking URI {self.tracking_uri}: the store did not answer within "

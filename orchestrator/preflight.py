@@ -20,6 +20,8 @@ from orchestrator.preflight_model import check_models
 from orchestrator.preflight_sizes import check_memory
 from trainables.config import StudyConfig, StudyConfigError
 from trainables.datasets.registry import check_data
+from trainables.guard import DRIVER_LOCK, lock_held
+from trainables.store_schema import check_sqlite_store
 
 PROBE_SECONDS = 5.0
 TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
@@ -72,6 +74,20 @@ def check_sqlite_file(database: Path, uri: str) -> None:
         header = file.read(len(SQLITE_HEADER))
     if header and header != SQLITE_HEADER:
         raise StudyConfigError(f"tracking URI {uri}: {database} is not an SQLite database, so not an MLflow store")
+
+
+def check_store(uri: str, storage: str, study: str) -> None:
+    """An existing SQLite store is one this MLflow can use (not another program's database, not an older schema).
+
+    Skipped while another driver of the study holds its storage lock: that driver may be
+    creating the store right now (its schema half-way through its migrations), and this
+    driver will be refused by the lock anyway. The first store call checks again, under the lock.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    if "://" not in storage and lock_held(Path(storage) / study / DRIVER_LOCK):
+        return
+    check_sqlite_store(Path(uri.removeprefix("sqlite:///")), uri)
 
 
 def _probe_mlflow_server(uri: str, timeout: float) -> None:
@@ -205,4 +221,5 @@ def preflight(
     check_writable_folder(cache, "cache folder")
     check_memory(study, source)
     check_tracking_uri(tracking_uri)
+    check_store(tracking_uri, storage, study.study)
     check_models(study, source)

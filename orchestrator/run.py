@@ -183,10 +183,8 @@ def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     policy = RetryPolicy.from_config(study.tracking)  # the driver's calls; each trial takes the same from the study
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
-    # The study is ours before its data are prepared: a store that cannot be used is refused first, and two
-    # drivers never prepare one cache at once. (A data file found corrupt below leaves the store it opened.)
-    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy):
-        prepare_data(study, args.config, cache)
+    prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
+    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy):  # opens the store
         return _sweep(args, study, specs, uri, cache, storage, policy)
 
 

@@ -20,9 +20,12 @@ from sweeps import orchestrate_command
 from trial_studies import small_study
 
 from orchestrator.expand import expand
+from orchestrator.ownership import claim_study
 from trainables.config import load_study
-from trainables.tracking import UnusableStoreError, open_experiment
+from trainables.tracking import RetryPolicy, UnusableStoreError, open_experiment
 from trainables.trial import run_trial
+
+QUICK = RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.01)
 
 
 def study_file(folder: Path, name: str = "store") -> Path:
@@ -88,6 +91,7 @@ def test_a_database_of_another_program_is_refused_and_left_alone(tmp_path: Path)
     line = refusal(driver(study_file(tmp_path), tmp_path))
     assert line.endswith("mlflow.db is an SQLite database but not an MLflow store")
     assert (tmp_path / "mlflow.db").read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mlflow.db", "store.yaml"]  # before data preparation
 
 
 def test_an_older_schema_is_refused_with_the_exact_upgrade_command_and_left_unchanged(tmp_path: Path) -> None:
@@ -99,13 +103,13 @@ def test_an_older_schema_is_refused_with_the_exact_upgrade_command_and_left_unch
     assert schema_revision(database) == older and not (tmp_path / "cache").exists()
 
 
-def test_the_first_store_call_tells_an_old_schema_and_a_non_database_apart_from_a_busy_store(tmp_path: Path) -> None:
-    """The refusals of the first store call, under the study's lock (a store being created is not checked early)."""
+def test_the_first_store_call_refuses_what_preflight_could_not_check(tmp_path: Path) -> None:
+    """Under the study's lock (preflight skips a store while another driver of the study holds the lock)."""
     database = tmp_path / "old.db"
     older = older_schema_store(database)
     upgrade = r"older MLflow \(schema \w+, .*\); back it up, then run: mlflow db upgrade sqlite:///"
-    with pytest.raises(UnusableStoreError, match=upgrade):
-        open_experiment(f"sqlite:///{database}", "x")
+    with pytest.raises(UnusableStoreError, match=upgrade):  # after the retries: not a schema being migrated
+        claim_study("x", str(tmp_path / "results"), f"sqlite:///{database}", "x", settle=0, retry_policy=QUICK)
     assert schema_revision(database) == older
     (tmp_path / "notes.db").write_text("not a database")
     with pytest.raises(UnusableStoreError, match=r"notes.db: not an MLflow store \(file is not a database\)"):

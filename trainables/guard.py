@@ -11,6 +11,7 @@ the driver can take its study lock without loading torch).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TRIAL_LOCK = "trial.lock"
 TRIAL_OWNER = "trial.owner.json"
+DRIVER_LOCK = "driver.lock"  # under <storage>/<study>/: one driver per study (orchestrator.ownership)
+DRIVER_OWNER = "driver.json"
 
 
 def owner_record(**extra: str) -> dict[str, object]:
@@ -80,6 +83,23 @@ class OwnedLock:
         if self._lock.is_locked:
             self.owner_path.unlink(missing_ok=True)
             self._lock.release(force=True)
+
+
+def lock_held(lock_path: Path) -> bool:
+    """Another process holds the ``OwnedLock`` at ``lock_path`` now; creates nothing (no file, no folder)."""
+    try:
+        handle = os.open(lock_path, os.O_RDONLY)
+    except OSError:  # no lock file: nobody has ever held it here
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(handle)
 
 
 def read_owner(path: Path) -> dict | None:

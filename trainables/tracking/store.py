@@ -10,20 +10,20 @@ and ``TrialRun`` finds its run again with ``find_trial_run``. Every call but
 
 from __future__ import annotations
 
-import shlex
-import sqlite3
+import contextlib
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 
-import mlflow
+import filelock
 import sqlalchemy.exc
-from alembic.script import ScriptDirectory  # MLflow's schema migrations are alembic's
 from alembic.util import CommandError as MigrationError
 from mlflow.entities import Run as MlflowRun
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from trainables.config import StudyConfigError
 from trainables.schema import (
     ALPHA_CONDITION_PREFIX,
     BEST_VAL_DICE,
@@ -38,6 +38,7 @@ from trainables.schema import (
     kind_filter,
     search_all_runs,
 )
+from trainables.store_schema import UnusableStoreError, check_sqlite_store
 from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, with_retries
 
 
@@ -60,29 +61,20 @@ class StoreBusyError(OSError):
     """The store is locked by another writer (SQLite ``database is locked``): retried like a store that is down."""
 
 
-class UnusableStoreError(StudyConfigError):
-    """The tracking URI names something MLflow cannot use as it is: a file that is not a database, an old schema."""
-
-
-def upgrade_command(tracking_uri: str) -> str:
-    """The command that migrates an older MLflow store (take a backup first)."""
-    return f"mlflow db upgrade {shlex.quote(tracking_uri)}"
-
-
 def open_experiment(tracking_uri: str, name: str) -> str:
     """``ensure_experiment`` with the store's faults told apart, for the driver's first call to the store.
 
-    Opening a store creates or checks its schema. A store another process holds locked
-    raises ``StoreBusyError`` (an ``OSError``: ``with_retries`` waits for it); a file that
-    is not a database, another program's database or a store of another MLflow version
-    raises ``UnusableStoreError`` with one line (for an older schema: the exact
-    ``mlflow db upgrade`` command), which no retry mends. Nothing is written to a store
-    that is refused.
+    Opening a store creates or checks its schema. A store another process holds locked, or
+    is creating right now (its schema half-way through MLflow's migrations), raises
+    ``StoreBusyError`` (an ``OSError``: ``with_retries`` waits for it); a file that is not a
+    database raises ``UnusableStoreError``, which no retry mends. A schema that stays behind
+    once the retries are spent is an older MLflow's: ``check_sqlite_store`` then says so.
     """
-    if tracking_uri.startswith("sqlite:///"):
-        check_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")), tracking_uri)
     try:
-        return ensure_experiment(tracking_uri, name)
+        with _creation_lock(tracking_uri):
+            return ensure_experiment(tracking_uri, name)
+    except filelock.Timeout as error:
+        raise StoreBusyError(f"{tracking_uri}: another process has been creating the store for minutes") from error
     except sqlalchemy.exc.OperationalError as error:  # locked, or a concurrent creation of the schema
         raise StoreBusyError(f"{tracking_uri}: {_first_line(error.orig or error)}") from error
     except MigrationError as error:  # another process created the schema while this one did
@@ -94,57 +86,26 @@ def open_experiment(tracking_uri: str, name: str) -> str:
     except MlflowException as error:
         if "out-of-date database schema" not in error.message:
             raise
-        raise UnusableStoreError(
-            f"tracking URI {tracking_uri}: the store was made by an older MLflow; back it up, then run: "
-            f"{upgrade_command(tracking_uri)}"
-        ) from None
+        raise StoreBusyError(f"{tracking_uri}: the schema is not this MLflow's (yet): {_first_line(error)}") from error
 
 
-def check_sqlite_store(database: Path, uri: str) -> None:
-    """An SQLite file is absent, empty, or an MLflow store of this MLflow's schema; it is only read.
+def _creation_lock(tracking_uri: str):
+    """One process at a time opens a SQLite store on this machine: MLflow 3 creates a new store's schema
+    without a lock, and two processes migrating it at once leave it stuck half-way (seen: revision 4465047574b1).
 
-    A database another process holds locked is not checked: opening it waits for the lock, and this check runs again.
+    The lock file sits in the temporary folder, named after the database's real path (as MLflow names its own).
     """
-    if not database.exists():
-        return
-    try:
-        connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=1)
-        try:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            known = "alembic_version" in tables  # the schema revision MLflow's migrations keep
-            rows = connection.execute("SELECT version_num FROM alembic_version").fetchall() if known else []
-        finally:
-            connection.close()
-    except sqlite3.OperationalError as error:
-        if "locked" in str(error):
-            return
-        raise UnusableStoreError(f"tracking URI {uri}: not an MLflow store ({error})") from None
-    except sqlite3.DatabaseError as error:  # "file is not a database"
-        raise UnusableStoreError(f"tracking URI {uri}: not an MLflow store ({error})") from None
-    if not tables:
-        return  # a new database: MLflow makes the store in it
-    if len(rows) != 1:
-        raise UnusableStoreError(f"tracking URI {uri}: {database} is an SQLite database but not an MLflow store")
-    check_schema(rows[0][0], uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    database = os.path.realpath(tracking_uri.removeprefix("sqlite:///"))
+    digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+    return filelock.FileLock(os.path.join(tempfile.gettempdir(), f"skipsweep-store-{digest}.lock"), timeout=120)
 
 
-def check_schema(revision: str, uri: str) -> None:
-    """The store's schema revision is the one this MLflow writes; else one line saying what to do."""
-    scripts = ScriptDirectory(str(Path(mlflow.__file__).parent / "store" / "db_migrations"))
-    head = scripts.get_current_head()
-    if revision == head:
-        return
-    try:
-        scripts.get_revision(revision)
-    except MigrationError:  # a revision this MLflow does not know: a newer MLflow made the store
-        raise UnusableStoreError(
-            f"tracking URI {uri}: the store's schema ({revision}) is newer than MLflow {mlflow.__version__} knows; "
-            "use the MLflow version that made it"
-        ) from None
-    raise UnusableStoreError(
-        f"tracking URI {uri}: the store was made by an older MLflow (schema {revision}, this MLflow writes {head}); "
-        f"back it up, then run: {upgrade_command(uri)}"
-    )
+def explain_unusable(tracking_uri: str) -> None:
+    """Raise ``UnusableStoreError`` saying what is wrong with a SQLite store that stayed unusable; else return."""
+    if tracking_uri.startswith("sqlite:///"):
+        check_sqlite_store(Path(tracking_uri.removeprefix("sqlite:///")), tracking_uri)
 
 
 def _first_line(error: BaseException) -> str:
