@@ -17,34 +17,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import shutil
-import signal
 import sys
 import time
-import warnings
-from pathlib import Path
 
 from orchestrator import interrupts
-from orchestrator.cluster import check_local_fit, check_ray_address, check_trial_fits, connect_ray
 from orchestrator.expand import expand, implausible_estimate, trial_table
-from orchestrator.ownership import claim_study
-from orchestrator.preflight import preflight
 from trainables.config import VARIANTS, StudyConfigError, load_study
-from trainables.datasets.registry import check_data, prepare_dataset
-from trainables.files import NO_SPACE, disk_full
+from trainables.datasets.registry import check_data
 from trainables.schema import resolve_tracking_uri
-from trainables.tracking import (
-    DEFAULT_RETRY_POLICY,
-    RetryPolicy,
-    finished_trial_ids,
-    mark_interrupted,
-    only_our_retries,
-    trial_summaries,
-)
 
 DEFAULT_STUDY = "conf/quick.yaml"
-DISK_FULL = 74  # sysexits' EX_IOERR: free space, then run the same command
 
 
 def _epoch_seconds(text: str | None) -> dict[str, float]:
@@ -83,63 +65,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pending_trials(specs: list, tracking_uri: str, experiment: str, policy: RetryPolicy = DEFAULT_RETRY_POLICY) -> list:
-    """The trials whose run is not FINISHED in MLflow, in order: what a (re)run schedules."""
-    finished = finished_trial_ids(tracking_uri, experiment, policy)
-    return [spec for spec in specs if spec.trial_id not in finished]
-
-
-def _absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
-def _gpu_fraction(requested: float, cluster: dict) -> float:
-    """The GPU fraction to ask for: 0, with one warning, when the cluster has no GPU (else trials pend forever)."""
-    if requested > 0 and cluster.get("GPU", 0) == 0:
-        warnings.warn(
-            f"the study asks {requested:g} GPU per trial but the Ray cluster has no GPU: running on CPU instead",
-            stacklevel=2,
-        )
-        return 0.0
-    return requested
-
-
-def prepare_data(study, source: str, cache: str) -> None:
-    """Prepare every data set of the study into this node's cache before any trial starts.
-
-    A corrupt file or a mask that does not match its image is then one clear error
-    (exit 2) instead of every trial failing on it; on one machine the trials reuse the
-    cache. A cache folder this call created is removed again when preparation fails.
-    """
-    existed = Path(cache).exists()
-    try:
-        for name in study.datasets.names:
-            print(f"[{study.study}] preparing data set {name} in {cache}", flush=True)
-            prepare_dataset(study, name, cache)
-    except (ValueError, OSError) as error:  # a MedicalDataError is a ValueError
-        if not existed:
-            shutil.rmtree(cache, ignore_errors=True)
-        where = f"datasets.{name}"
-        raise StudyConfigError(f"{source}: {where}: {str(error).strip().splitlines()[0]}") from None
-
-
-def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]:
-    """Print one line per trial run, the MLflow UI command and the next commands; return the rows."""
-    rows = trial_summaries(uri, experiment, policy)
-    print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
-    for row in rows:
-        best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
-        test = "-" if row["test_dice_in_domain"] is None else f"{row['test_dice_in_domain']:.4f}"
-        print(f"{row['run_name']:<36} {row['status']:<9} {best:>13} {test:>22}")
-    local = uri.startswith("sqlite")
-    print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
-    out = shlex.quote(f"results/{experiment}")
-    export = shlex.join(["--study", experiment, "--tracking-uri", uri])
-    print(f"next:        python -m analysis export {export} --out {out}")
-    print(f"             python -m analysis report {out}")
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     """Validate, expand, skip finished trials, run the rest on Ray, summarise."""
     args = parse_args(argv)
@@ -165,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: {warning}", file=sys.stderr)
             return 0
         uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
-        return _run(args, study, specs, uri)
+        from orchestrator import driver  # MLflow and the rest of a real run: only once the study is valid
+
+        return driver.run_study(args, study, specs, uri)
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -175,110 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.restore(previous_handlers)
 
 
-def _run(args: argparse.Namespace, study, specs: list, uri: str) -> int:
-    """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
-    storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
-    check_ray_address(args.address)
-    check_local_fit(study.resources.cpu, args.address, args.config)
-    policy = RetryPolicy.from_config(study.tracking)  # the driver's calls; each trial takes the same from the study
-    only_our_retries()  # before the first MLflow call (each trial sets it too)
-    preflight(study, args.config, uri, storage, cache, address=args.address)
-    prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
-    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy):  # opens the store
-        return _sweep(args, study, specs, uri, cache, storage, policy)
-
-
-def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, storage: str, policy) -> int:
-    """The study's trials that are not finished, on Ray; the summary; returns the exit status."""
-    from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
-
-    paths = SweepPaths(uri, cache, storage)
-    todo = pending_trials(specs, uri, study.experiment_name, policy)
-    print(
-        f"[{study.study}] {len(specs)} trials; {len(specs) - len(todo)} already finished in MLflow, {len(todo)} to run"
-    )
-    outcome: dict[str, str] = {}
-    stopped_by = None  # a full disk that ended the sweep itself
-    if todo:
-        ray = _connect(args)
-        try:
-            check_trial_fits(study.resources.cpu, ray.nodes(), args.config)
-            gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
-            started = time.monotonic()
-            outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose)
-            print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
-        except Exception as error:  # Tune reads back what it wrote (error files, experiment state)
-            stopped_by = disk_full(error, _written_folders(uri, cache, storage))
-            if stopped_by is None:
-                raise
-        finally:
-            ray.shutdown()
-    rows = []
-    try:
-        rows = _print_summary(uri, study.experiment_name, policy)
-    except Exception as error:  # the store went away at the end: the outcome below still counts
-        print(f"[{study.study}] could not read the summary from {uri}: {error}", file=sys.stderr)
-    errors = {row["run_name"]: row["error"] for row in rows if row["status"] != "FINISHED" and row["error"]}
-    names = {spec.trial_id: spec.run_name for spec in todo}
-    failed = [names[trial] for trial, state in outcome.items() if state != "TERMINATED"]
-    stopped_by = stopped_by or next((error for error in errors.values() if error.startswith(NO_SPACE)), None)
-    if failed:
-        reasons = ", ".join(f"{name} ({errors[name]})" if name in errors else name for name in failed)
-        print(f"[{study.study}] {len(failed)} trial(s) failed after retries: {reasons}", file=sys.stderr)
-    if stopped_by:
-        print(f"[{study.study}] stopped: {stopped_by}; free space, then run the same command", file=sys.stderr)
-        return DISK_FULL
-    return 1 if failed else 0
-
-
-def _written_folders(uri: str, cache: str, storage: str) -> list[str]:
-    """The local folders a study writes to: where a full disk would stop it."""
-    folders = [folder for folder in (cache, storage) if "://" not in folder]
-    if uri.startswith("sqlite:///"):
-        folders.append(str(Path(uri.removeprefix("sqlite:///")).parent))
-    return folders
-
-
-def _connect(args: argparse.Namespace):
-    """``connect_ray`` with this driver's SIGINT/SIGTERM handling in place again; returns the ``ray`` module.
-
-    ``ray.init`` installs a SIGTERM handler of its own (``sys.exit(15)``) for as long as it takes to
-    start a local cluster (seconds): a SIGTERM then becomes an ``Interrupted`` like any other, and
-    whatever part of the cluster had started is shut down.
-    """
-    try:
-        ray = connect_ray(args.address, args.verbose)
-        interrupts.arm()
-        return ray
-    except SystemExit as exit_request:
-        if exit_request.code != signal.SIGTERM:
-            raise
-        _shutdown_ray()
-        raise interrupts.interrupted_by(signal.SIGTERM) from None
-    except BaseException:  # Ctrl-C (our handler) or a failure half-way through starting
-        _shutdown_ray()
-        raise
-
-
-def _shutdown_ray() -> None:
-    import ray
-
-    ray.shutdown()
-
-
 def _stopped(stop: interrupts.Interrupted, study, uri: str | None, started_ms: int, argv: list[str] | None) -> int:
-    """After SIGINT/SIGTERM (Ray already shut down): mark the unfinished runs KILLED, say how to resume."""
+    """After SIGINT/SIGTERM: the unfinished runs marked KILLED (once a store was named), one line on how to resume."""
     killed: list[str] = []
-    store_exists = uri is not None and (
-        not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
-    )
-    if store_exists:  # a sqlite store is not created just to record that nothing ran
-        try:
-            reason = f"driver stopped by {stop.name}"
-            policy = RetryPolicy.from_config(study.tracking)
-            killed = mark_interrupted(uri, study.experiment_name, reason, started_ms, policy)
-        except Exception as error:  # the resume line below matters more
-            print(f"[{study.study}] could not mark the interrupted runs in {uri}: {error}", file=sys.stderr)
+    if study is not None and uri is not None:
+        from orchestrator.driver import mark_stopped
+
+        killed = mark_stopped(stop, study, uri, started_ms)
     name = study.study if study is not None else "orchestrator"
     print(
         f"[{name}] stopped by {stop.name}; {len(killed)} run(s) marked KILLED, finished trials kept;"

@@ -108,9 +108,10 @@ def test_the_scan_sees_a_cycle_and_a_lazy_import(tmp_path: Path, monkeypatch) ->
     raise AssertionError("the cycle a -> b -> a was not found")
 
 
-def test_the_driver_starts_without_torch():
-    """`--help`, `--dry-run` and every refusal pay for what `import orchestrator.run` loads: never torch."""
-    code = "import sys, orchestrator.run; print(sorted(m for m in ('torch', 'monai', 'ray.tune') if m in sys.modules))"
+def test_the_driver_starts_without_torch_or_mlflow():
+    """`--help`, `--dry-run` and every refusal pay for what `import orchestrator.run` loads: never torch or MLflow."""
+    heavy = "('torch', 'monai', 'ray', 'mlflow', 'pandas')"
+    code = f"import sys, orchestrator.run; print(sorted(m for m in {heavy} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

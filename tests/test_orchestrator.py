@@ -9,8 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.driver import _gpu_fraction
 from orchestrator.expand import expand, trial_table
-from orchestrator.run import _gpu_fraction, main
+from orchestrator.run import main
 from trainables.config import load_study, parse_study
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from conftest import BIN, ROOT, subprocess_env
 from mlflow.tracking import MlflowClient
 from sweeps import orchestrate, trial_runs, write_study
 
+from orchestrator.driver import pending_trials
 from orchestrator.expand import expand
-from orchestrator.run import pending_trials
 from trainables.config import load_study
 from trainables.schema import RESUMED_TAG, STATE_RECOVERED_TAG
 
