@@ -17,5 +17,5 @@ Rooms, in the order data flows through them:
   ``to_mlflow`` (attach it to MLflow).
 
 Only ``export.runs`` and ``report.to_mlflow`` import MLflow; nothing here imports torch, Ray or ``trainables``
-(but its stdlib-only ``schema``).
+but its two standard-library-only modules, ``schema`` (names) and ``files`` (the atomic write).
 """

@@ -92,7 +92,7 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]
     return rows
 
 
-def run_study(args: argparse.Namespace, study, specs: list, uri: str) -> int:
+def run_study(args: argparse.Namespace, study, specs: list, uri: str, after_epoch=None) -> int:
     """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     check_ray_address(args.address)
@@ -102,11 +102,11 @@ def run_study(args: argparse.Namespace, study, specs: list, uri: str) -> int:
     preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
     with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy):  # opens the store
-        return _sweep(args, study, specs, uri, cache, storage, policy)
+        return _sweep(args, study, specs, uri, cache, storage, policy, after_epoch)
 
 
-def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, storage: str, policy) -> int:
-    """The study's trials that are not finished, on Ray; the summary; returns the exit status."""
+def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, storage: str, policy, after_epoch):
+    """The study's trials that are not finished, on Ray; the summary; returns the exit status (an int)."""
     from orchestrator.sweep import SweepPaths, run_sweep  # Ray is imported only once the study is valid
 
     paths = SweepPaths(uri, cache, storage)
@@ -122,7 +122,7 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
             check_trial_fits(study.resources.cpu, ray.nodes(), args.config)
             gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
             started = time.monotonic()
-            outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose)
+            outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose, after_epoch)
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")
         except Exception as error:  # Tune reads back what it wrote (error files, experiment state)
             stopped_by = disk_full(error, _written_folders(uri, cache, storage))

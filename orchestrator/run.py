@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from orchestrator import interrupts
 from orchestrator.expand import expand, implausible_estimate, trial_table
@@ -65,8 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Validate, expand, skip finished trials, run the rest on Ray, summarise."""
+def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) -> int:
+    """Validate, expand, skip finished trials, run the rest on Ray, summarise; the exit status.
+
+    ``after_epoch`` is called in each trial's worker after every epoch, once Tune has it
+    (``orchestrator.sweep.run_sweep``): e.g. a fault injected by a test. It must be picklable.
+    """
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
     for ours in ("orchestrator", "trainables"):  # (torch logs its cache statistics at INFO when Python exits)
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
         from orchestrator import driver  # MLflow and the rest of a real run: only once the study is valid
 
-        return driver.run_study(args, study, specs, uri)
+        return driver.run_study(args, study, specs, uri, after_epoch)
     except StudyConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,10 +10,9 @@ Tune retries the trial, which must resume without losing or logging an epoch twi
 With ``--truncate-state`` the trial first cuts its own ``state.pt`` short (a crash mid-write on a
 network file system): the retry must set it aside and resume from Tune's checkpoint.
 
-The kill is the sweep's ``after_epoch`` hook (``orchestrator.sweep.run_sweep``), which the
-sweep calls in the trial's worker once Tune has the epoch. The main command has no option
-for it, so this file hands it to ``run_sweep`` with ``functools.partial``; it is the driver's
-``__main__``, and Ray sends functions of ``__main__`` to the workers by value (cloudpickle).
+The kill is the main command's ``after_epoch`` hook, which the sweep calls in the trial's
+worker once Tune has the epoch. This file is the driver's ``__main__``, and Ray sends
+functions of ``__main__`` to the workers by value (cloudpickle).
 """
 
 from __future__ import annotations
@@ -53,12 +52,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
 
-    import orchestrator.sweep as sweep
     from orchestrator.run import main as run_main
 
     hook = functools.partial(kill_after_epoch, args.kill_at_epoch, args.kill_marker, args.truncate_state)
-    sweep.run_sweep = functools.partial(sweep.run_sweep, after_epoch=hook)  # the driver imports it when it sweeps
-    return run_main(run_args)
+    return run_main(run_args, after_epoch=hook)
 
 
 if __name__ == "__main__":

@@ -104,8 +104,8 @@ def test_storage_uri_relies_on_the_mlflow_lease_until_it_expires(tmp_path: Path)
         refused_at = time.time()
         with pytest.raises(StudyConfigError, match=rf"already being run by pid {holder.pid} .* lease expires at"):
             StudyLease("owned", storage, uri, "owned", ttl=3, settle=0).claim()
-        time.sleep(2)
-        assert lease_tag(uri, "owned")["expires"] > refused_at + 3, "the owner's heartbeat did not renew the lease"
+        # the heartbeat renews every ttl / 4 = 0.75 s; a loaded machine gets up to 20 s before this fails
+        wait_for(lambda: lease_tag(uri, "owned")["expires"] > refused_at + 3, 20, "the owner's heartbeat to renew")
         kill(holder)
         with pytest.raises(StudyConfigError):  # dead, but its lease has not expired yet: nothing proves it dead
             StudyLease("owned", storage, uri, "owned", ttl=3, settle=0).claim()
