@@ -1,7 +1,8 @@
 """Tiny medical data sets written in their real published layouts (PNG, BMP, NIfTI + dataset.json).
 
-They stand in for BUSI, MSD Task09 Spleen, MSD Task02 Heart and GlaS, which cannot be
-downloaded here. Each lesion or organ has its own texture, so the test levels move TS.
+They stand in for BUSI, MSD Task09 Spleen, MSD Task02 Heart and GlaS (official layout; the
+Train_Folder / Test_Folder one: :func:`write_glas_folders`), which cannot be downloaded here.
+Each lesion or organ has its own texture, so the test levels move TS.
 
     python -m tests.medical_fixtures OUT_DIR     # OUT_DIR/{Dataset_BUSI_with_GT,Task09_Spleen,Task02_Heart,GlaS}
     SKIPSWEEP_DATA=OUT_DIR python -m trainables.datasets prepare --config conf/example_medical_tiny.yaml
@@ -175,6 +176,32 @@ def write_glas(root: Path, shape: tuple[int, int] = (40, 48), seed: int = 0) -> 
     expected: dict[str, int] = {}
     for patient in patients.values():
         expected[f"patient_{patient}"] = expected.get(f"patient_{patient}", 0) + 1
+    return expected
+
+
+def write_glas_folders(
+    root: Path, train: int = 10, test: int = 4, shape: tuple[int, int] = (40, 48), seed: int = 0
+) -> dict[str, int]:
+    """GlaS as UCTransNet / UDTransNet redistribute it: ``{Train,Test}_Folder/{img,labelcol}/N.png``.
+
+    RGB images; ``labelcol`` masks are 8-bit gland instance ids (0 background, 1 and 2 two glands).
+    The two folders reuse the names ``1.png``, ``2.png``, ... as the real copy does.
+
+    Returns:
+        Expected images per patient: ``Train_Folder/N`` or ``Test_Folder/N``, one each.
+    """
+    rng = np.random.default_rng(seed)
+    expected = {}
+    for folder, count in (("Train_Folder", train), ("Test_Folder", test)):
+        for sub in ("img", "labelcol"):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+        for number in range(1, count + 1):
+            labels = random_blob(shape, rng).astype(np.uint8)
+            labels[ellipse(shape, (6, 6), (4, 5))] = 2
+            rgb = np.stack([textured(labels > 0, rng)] * 3, axis=2) * np.array([0.9, 0.6, 0.8])
+            save_png(root / folder / "img" / f"{number}.png", rgb)
+            Image.fromarray(labels).save(root / folder / "labelcol" / f"{number}.png")
+            expected[f"{folder}/{number}"] = 1
     return expected
 
 

@@ -233,13 +233,23 @@ class HeartConfig(VolumeDatasetConfig):
 
 
 class GlasConfig(MedicalDatasetConfig):
-    """GlaS colon histology: ``NAME.bmp`` / ``NAME_anno.bmp`` pairs (PNG too), read as grayscale.
+    """GlaS colon histology, read as grayscale, in one of two layouts (``layout``).
 
-    The journal used GlaS for testing only (its 80 test images); here it is split like the
-    others (default: 80 of 165 images tested), by the patient ids of ``Grade.csv`` when present.
+    ``official``: ``NAME.bmp`` / ``NAME_anno.bmp`` pairs (PNG too) in one folder. The journal used
+    GlaS for testing only (its 80 test images); here it is split like the others (default: 80 of
+    165 images tested), by the patient ids of ``Grade.csv`` when present.
+    ``train_test_folders``: ``Train_Folder/`` and ``Test_Folder/``, each with ``img/`` and ``labelcol/``
+    (as UCTransNet and UDTransNet redistribute it, without patient ids): the official 85 / 80 train /
+    test split as given, validation drawn from training by ``val / (train + val)`` (default 17 of 85).
     """
 
     split: MedicalSplitConfig = _split(0.412, 0.103, 0.485)
+    layout: Literal["auto", "official", "train_test_folders"] = Field(
+        "auto",
+        description="'official': X.bmp + X_anno.bmp (+ Grade.csv); 'train_test_folders': Train_Folder/ and "
+        "Test_Folder/ with img/ + labelcol/, the official train / test split as given (split.test unused); "
+        "'auto': the folders when path has Train_Folder/ or Test_Folder/, else official.",
+    )
 
 
 class DatasetsConfig(Section):

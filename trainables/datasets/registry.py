@@ -2,7 +2,8 @@
 
 Synthetic data sets (``synthetic``, ``synthetic_background``) are generated from textures;
 medical ones (``busi``, ``spleen``, ``heart``, ``glas``) are read from the user's disk in
-their published layouts. The orchestrator, the trial and the data command ask this module:
+their published layouts (GlaS in either of two: the one the study names as ``datasets.glas.layout``,
+else the one found). The orchestrator, the trial and the data command ask this module:
 
 - :func:`check_data`: the files a study names are there, in their layout, before anything runs;
 - :func:`prepare_dataset`: a data set built into the cache, once per machine;
@@ -19,23 +20,35 @@ from trainables.config import (
     BUILTIN_TEXTURES,
     MEDICAL_DATASETS,
     SYNTHETIC_DATASETS,
+    GlasConfig,
+    MedicalDatasetConfig,
     StudyConfig,
     StudyConfigError,
     SyntheticConfig,
 )
 from trainables.config.loading import unset_variable_problem
 from trainables.datasets.arrays import TrialData
-from trainables.datasets.medical.layouts import Case, MedicalDataError, busi_cases, glas_cases, msd_cases, read_layout
+from trainables.datasets.medical.layouts import (
+    Case,
+    MedicalDataError,
+    busi_cases,
+    found_glas_layout,
+    glas_cases,
+    glas_folder_cases,
+    msd_cases,
+    read_layout,
+)
 from trainables.datasets.medical.prepare import medical_report, medical_trial_data, prepare_medical
 from trainables.datasets.synthetic.generate import load_texture
 from trainables.datasets.synthetic.prepare import prepare_synthetic, synthetic_report, synthetic_trial_data
 
-# How each medical data set lies on disk (the reader of its published layout)
-MEDICAL_LAYOUTS: dict[str, Callable[[Path], list[Case]]] = {
-    "busi": busi_cases,
-    "spleen": msd_cases,
-    "heart": msd_cases,
-    "glas": glas_cases,
+# How each medical data set lies on disk: its published layouts, by the name a study gives them
+# (``datasets.glas.layout``); where there are several, the study's choice or the one found is read.
+MEDICAL_LAYOUTS: dict[str, dict[str, Callable[[Path], list[Case]]]] = {
+    "busi": {"published": busi_cases},
+    "spleen": {"published": msd_cases},
+    "heart": {"published": msd_cases},
+    "glas": {"official": glas_cases, "train_test_folders": glas_folder_cases},
 }
 
 
@@ -52,18 +65,33 @@ def is_synthetic(name: str) -> bool:
     raise ValueError(f"unknown data set '{name}'")
 
 
-def medical_cases(name: str, path: str | Path) -> list[Case]:
+def medical_cases(name: str, path: str | Path, layout: str = "auto") -> list[Case]:
     """The files of medical data set ``name`` in ``path``, in its published layout; none is read but metadata.
+
+    Args:
+        name: a medical data set.
+        path: its folder.
+        layout: a name in :data:`MEDICAL_LAYOUTS` ``[name]``, or "auto": the only one, or for GlaS the
+            one ``path`` holds (:func:`~trainables.datasets.medical.layouts.found_glas_layout`).
 
     Raises:
         MedicalDataError: a missing folder or another layout (naming the path).
     """
-    return read_layout(name, path, MEDICAL_LAYOUTS[name])
+    layouts = MEDICAL_LAYOUTS[name]
+    if layout == "auto":
+        layout = found_glas_layout(Path(path)) if name == "glas" else next(iter(layouts))
+    return read_layout(name, path, layouts[layout])
+
+
+def dataset_cases(name: str, dataset: MedicalDatasetConfig) -> list[Case]:
+    """The files of medical data set ``name`` as configured: its folder, and for GlaS its ``layout``."""
+    layout = dataset.layout if isinstance(dataset, GlasConfig) else "auto"
+    return medical_cases(name, dataset.path, layout)
 
 
 def study_cases(study: StudyConfig, name: str) -> list[Case]:
     """The files of the study's medical data set ``name``, from the folder the study names."""
-    return medical_cases(name, getattr(study.datasets, name).path)
+    return dataset_cases(name, getattr(study.datasets, name))
 
 
 def check_data(study: StudyConfig, source: str, *, absent_ok: bool = False) -> list[str]:
@@ -93,7 +121,7 @@ def check_data(study: StudyConfig, source: str, *, absent_ok: bool = False) -> l
             unchecked += _check_textures(dataset, name, source, absent_ok)
             continue
         try:
-            medical_cases(name, dataset.path)
+            dataset_cases(name, dataset)
         except MedicalDataError as error:
             where = f"{source}: datasets.{name}.path"
             if not absent_ok or Path(dataset.path).exists():

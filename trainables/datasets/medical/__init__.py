@@ -11,8 +11,11 @@ layout :data:`~trainables.datasets.registry.MEDICAL_LAYOUTS` names, before the s
   ``normal/`` is excluded. One 2D image per image.
 - spleen, heart (Medical Segmentation Decathlon): ``dataset.json`` whose "training" list names
   the NIfTI pairs in ``imagesTr/`` and ``labelsTr/``. 2D slices along ``slice_axis``.
-- glas: ``X.bmp`` + ``X_anno.bmp`` (PNG too) in one folder; ``Grade.csv`` with patient ids,
-  optional. One 2D image per image.
+- glas, two layouts (``datasets.glas.layout``; by default the one the folder holds):
+  ``official``: ``X.bmp`` + ``X_anno.bmp`` (PNG too) in one folder; ``Grade.csv`` with patient ids,
+  optional. ``train_test_folders`` (as UCTransNet / UDTransNet redistribute it):
+  ``Train_Folder/`` and ``Test_Folder/``, each ``img/N.png`` + ``labelcol/N.png``; no patient ids.
+  One 2D image per image.
 
 Files whose names start with a dot (the ``._*`` files of the MSD archives) are ignored.
 
@@ -29,15 +32,17 @@ Orientation, disk -> array, the same for training and testing, image and mask al
 Intensity, to [0, 1]: CT is clipped to ``window`` (spleen default [-150, 250] HU, the
 abdominal soft-tissue window) and scaled; MRI (per volume), ultrasound and histology (per
 image, in grayscale) map the ``percentiles`` (default 0.5, 99.5) to 0 and 1, clipped.
-Masks: label > 0 is foreground (BUSI's extra masks unioned, GlaS glands merged).
+Masks: label > 0 is foreground (BUSI's extra masks unioned, GlaS glands merged; a GlaS
+``labelcol`` mask with no foreground at all is refused, naming it).
 Both are resized to ``image_size`` squared (aspect not kept): images linearly with
 anti-aliasing, masks by nearest neighbour. A 2D image is kept when its mask has
 foreground at that size; a volume or image with none is warned about and skipped.
 
 Patients: an MSD volume is a patient; a BUSI image is one (no ids are published); a GlaS
-image belongs to the patient ``Grade.csv`` names, else to itself. Splits are drawn over
-patients (``prepare.patient_split``) and stored, with every slice id, in the cache and in each
-run's ``split_manifest.json``.
+image belongs to the patient ``Grade.csv`` names, else to itself (always in the folder layout).
+Splits are drawn over patients (``prepare.patient_split``); the GlaS folders give train and test,
+and validation is drawn from train (``prepare.given_split``). Both are seeded by the data seed
+and stored, with every slice id, in the cache and in each run's ``split_manifest.json``.
 
 Cache: ``<cache>/<name>-<key>/`` (:mod:`trainables.datasets.cache`: built once, atomically, under a
 file lock), keyed by the data set's settings (not its path), the relative names, sizes and

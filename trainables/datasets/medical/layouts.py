@@ -1,7 +1,7 @@
 """Which files make a medical data set, by its published layout: listed and checked without reading any image.
 
-BUSI, the Medical Segmentation Decathlon tasks (spleen, heart) and GlaS; the package docstring
-(:mod:`trainables.datasets.medical`) describes each layout.
+BUSI, the Medical Segmentation Decathlon tasks (spleen, heart) and GlaS (two layouts); the package
+docstring (:mod:`trainables.datasets.medical`) describes each layout.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ BUSI_CATEGORIES = ("benign", "malignant")
 BUSI_MASK = re.compile(r"_mask(_\d+)?$")
 MSD_LAYOUT = "Medical Segmentation Decathlon layout: dataset.json, imagesTr/, labelsTr/"
 METADATA_FILES = ("dataset.json", "Grade.csv")
+GLAS_LAYOUT = "GlaS layout: 'X.bmp' with 'X_anno.bmp'"
+GLAS_FOLDERS = {"Train_Folder": "train", "Test_Folder": "test"}  # folder -> the split it holds
+GLAS_FOLDER_LAYOUT = "GlaS folder layout: Train_Folder/ and Test_Folder/, each with img/N.png and labelcol/N.png"
+PICTURE_SUFFIXES = (".bmp", ".png")
 
 
 class MedicalDataError(ValueError):
@@ -31,6 +35,8 @@ class Case:
     case_id: str
     image: Path
     masks: tuple[Path, ...]
+    given_split: str | None = None  # "train" / "test" where the layout fixes the split; None: drawn over patients
+    foreground_required: bool = False  # a mask with no foreground at all is refused (else the case is skipped)
 
 
 def one_line(error: BaseException) -> str:
@@ -115,10 +121,10 @@ def _glas_patients(table: Path) -> dict[str, str]:
 
 def glas_cases(root: Path) -> list[Case]:
     """GlaS: ``X.bmp`` with ``X_anno.bmp`` (PNG too) in one folder; patients from ``Grade.csv`` when present."""
-    pictures = [p for p in _visible_files(root) if p.suffix.lower() in (".bmp", ".png")]
+    pictures = [p for p in _visible_files(root) if p.suffix.lower() in PICTURE_SUFFIXES]
     annotations = {p.stem.removesuffix("_anno"): p for p in pictures if p.stem.endswith("_anno")}
     if not annotations:
-        raise MedicalDataError(f"{root}: no 'X_anno.bmp' annotations (GlaS layout: 'X.bmp' with 'X_anno.bmp')")
+        raise MedicalDataError(f"{root}: no 'X_anno.bmp' annotations ({GLAS_LAYOUT}; or {GLAS_FOLDER_LAYOUT})")
     patients = _glas_patients(root / "Grade.csv")
     cases = []
     for image in pictures:
@@ -131,11 +137,55 @@ def glas_cases(root: Path) -> list[Case]:
     return cases
 
 
+def glas_folder_cases(root: Path) -> list[Case]:
+    """GlaS as UCTransNet and UDTransNet redistribute it: ``Train_Folder/`` and ``Test_Folder/``, split as given.
+
+    Each folder holds ``img/N.png`` (RGB) with ``labelcol/N.png`` (gland instance ids, 0 = background;
+    BMP too); ``labelcol > 0`` is foreground. The folders give the split: the official 85 training
+    and 80 test images (testA and testB together), the test split used as given; validation is drawn
+    from the training images (``prepare.given_split``). The layout carries no patient ids (no
+    ``Grade.csv``, while GlaS's 165 images come from 16 patients): each image is its own patient, so a
+    validation image may share a patient with training images, and whether the official test split
+    shares patients with training cannot be checked. Case ids are ``Train_Folder/N`` and
+    ``Test_Folder/N`` (the two folders reuse the names). Every mask must have foreground somewhere
+    (every GlaS image has glands): an empty one is refused when it is read.
+
+    Raises:
+        MedicalDataError: a missing or empty folder, an image without its mask or a mask without
+            its image, naming the path.
+    """
+    cases = []
+    for folder, split in GLAS_FOLDERS.items():
+        images, masks = root / folder / "img", root / folder / "labelcol"
+        for sub in (images, masks):
+            if not sub.is_dir():
+                raise MedicalDataError(f"{sub}: folder not found ({GLAS_FOLDER_LAYOUT})")
+        pictures = [p for p in _visible_files(images) if p.suffix.lower() in PICTURE_SUFFIXES]
+        if not pictures:
+            raise MedicalDataError(f"{images}: no images ({GLAS_FOLDER_LAYOUT})")
+        labels = {p.stem: p for p in _visible_files(masks) if p.suffix.lower() in PICTURE_SUFFIXES}
+        for image in pictures:
+            mask = labels.pop(image.stem, None)
+            if mask is None:
+                raise MedicalDataError(f"{masks / image.name}: not found, the mask of {image} ({GLAS_FOLDER_LAYOUT})")
+            case_id = f"{folder}/{image.stem}"
+            cases.append(Case(case_id, case_id, image, (mask,), given_split=split, foreground_required=True))
+        if labels:
+            orphan = min(labels.values())
+            raise MedicalDataError(f"{orphan}: a mask without its image {images / orphan.name} ({GLAS_FOLDER_LAYOUT})")
+    return cases
+
+
+def found_glas_layout(root: Path) -> str:
+    """The GlaS layout in ``root``, named as ``datasets.glas.layout`` names it: the folders if any, else official."""
+    return "train_test_folders" if any((root / folder).is_dir() for folder in GLAS_FOLDERS) else "official"
+
+
 def read_layout(name: str, path: str | Path, layout: Callable[[Path], list[Case]]) -> list[Case]:
     """The cases of data set ``name`` in ``path``, listed by ``layout`` (one of the readers above).
 
     Cheap: lists files and reads none but the metadata. Which reader a data set uses is
-    decided in one place, :data:`trainables.datasets.registry.MEDICAL_LAYOUTS`.
+    decided in one place, :func:`trainables.datasets.registry.medical_cases`.
 
     Raises:
         MedicalDataError: a missing folder, or a layout that is not the published one (naming the path).

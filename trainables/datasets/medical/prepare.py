@@ -26,6 +26,10 @@ CACHE_VERSION = 1  # bump when preparation changes what it writes
 SPLITS = ("train", "val", "test")
 
 
+def _split_rng(dataset: str, data_seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([data_seed, zlib.crc32(dataset.encode())]))
+
+
 def patient_split(
     patients: list[str], shares: MedicalSplitConfig, dataset: str, data_seed: int
 ) -> dict[str, list[str]]:
@@ -41,8 +45,7 @@ def patient_split(
     n_val, n_test = max(1, round(shares.val * n)), max(1, round(shares.test * n))
     if n - n_val - n_test < 1:
         raise MedicalDataError(f"{dataset}: {n} patient(s) with foreground are too few for a train / val / test split")
-    rng = np.random.default_rng(np.random.SeedSequence([data_seed, zlib.crc32(dataset.encode())]))
-    shuffled = [ordered[i] for i in rng.permutation(n)]
+    shuffled = [ordered[i] for i in _split_rng(dataset, data_seed).permutation(n)]
     n_train = n - n_val - n_test
     parts = {
         "train": shuffled[:n_train],
@@ -52,8 +55,40 @@ def patient_split(
     return {name: sorted(part) for name, part in parts.items()}
 
 
+def given_split(
+    patients: list[str], given: dict[str, str], shares: MedicalSplitConfig, dataset: str, data_seed: int
+) -> dict[str, list[str]]:
+    """Patients per split where the layout gives training and test (GlaS folders): validation drawn from training.
+
+    Test is the patients ``given`` as "test"; of the n given as "train", ``round(val / (train + val) x n)``
+    (at least one) are drawn for validation from the data seed, the rest train. ``shares.test`` is
+    not used. A pure function of the patient ids, their given splits, the shares, the name and the seed.
+
+    Args:
+        patients: the patients with foreground (repeats are ignored).
+        given: patient -> "train" or "test", for every patient.
+
+    Raises:
+        MedicalDataError: with no test patient, or too few training patients to draw validation from.
+    """
+    ordered = sorted(set(patients))
+    pool = [patient for patient in ordered if given[patient] == "train"]
+    test = [patient for patient in ordered if given[patient] == "test"]
+    n_val = max(1, round(shares.val / (shares.train + shares.val) * len(pool)))
+    if not test or len(pool) - n_val < 1:
+        raise MedicalDataError(
+            f"{dataset}: {len(pool)} training and {len(test)} test patient(s) with foreground are too few "
+            "for the given train / test split with validation drawn from training"
+        )
+    drawn = {pool[i] for i in _split_rng(dataset, data_seed).permutation(len(pool))[:n_val]}
+    return {"train": [p for p in pool if p not in drawn], "val": sorted(drawn), "test": test}
+
+
 def medical_cache_key(config: StudyConfig, name: str, cases: list[Case]) -> dict:
-    """Everything the prepared data depend on: settings (not the folder's path) and the files' names, sizes, times."""
+    """Everything the prepared data depend on: settings (not the folder's path) and the files' names, sizes, times.
+
+    GlaS's ``layout`` is left out: the files it picks, listed here, are what it changes.
+    """
     dataset = getattr(config.datasets, name)
     root = Path(dataset.path)
     files = {path for case in cases for path in (case.image, *case.masks)}
@@ -65,7 +100,7 @@ def medical_cache_key(config: StudyConfig, name: str, cases: list[Case]) -> dict
     return {
         "version": CACHE_VERSION,
         "dataset": name,
-        "settings": dataset.model_dump(mode="json", exclude={"path", "model", "training"}),
+        "settings": dataset.model_dump(mode="json", exclude={"path", "layout", "model", "training"}),
         "files": stable_hash(listing, length=32),
         "file_count": len(listing),
         "image_size": config.image_size,
@@ -92,7 +127,11 @@ def _build(config: StudyConfig, name: str, cases: list[Case], folder: Path) -> N
         if number % step == 0 or number == len(cases):
             elapsed = time.perf_counter() - started
             log.info("%s: %d/%d %s read, %d slices (%.0f s)", name, number, len(cases), unit, len(ids), elapsed)
-    split = patient_split(patients, dataset.split, name, config.data_seed)
+    given = {case.patient: case.given_split for case in cases if case.given_split is not None}
+    if given:
+        split = given_split(patients, given, dataset.split, name, config.data_seed)
+    else:
+        split = patient_split(patients, dataset.split, name, config.data_seed)
     np.save(folder / "images.npy", np.stack(images))
     np.save(folder / "masks.npy", np.stack(masks))
     meta = {"dataset": name, "slice_ids": ids, "patients": patients, "split": split, "skipped": skipped}
@@ -105,7 +144,8 @@ def prepare_medical(config: StudyConfig, name: str, cases: list[Case], cache_roo
     ``cases`` are its files, as :func:`trainables.datasets.registry.medical_cases` lists them.
 
     Raises:
-        MedicalDataError: an unreadable file or a mask whose shape differs from its image.
+        MedicalDataError: an unreadable file, a mask whose shape differs from its image, or an empty mask
+            where the layout requires foreground (GlaS folders).
     """
     if getattr(config.datasets, name, None) is None:
         raise ValueError(f"the study has no data set '{name}'")

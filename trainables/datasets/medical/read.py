@@ -79,7 +79,12 @@ Slice = tuple[str, np.ndarray, np.ndarray]  # slice id, image in [0, 1], boolean
 
 
 def picture_slices(case: Case, dataset: MedicalDatasetConfig, size: int) -> list[Slice]:
-    """The one 2D image of a BUSI or GlaS case, if its mask has foreground at ``size``."""
+    """The one 2D image of a BUSI or GlaS case, if its mask has foreground at ``size``.
+
+    Raises:
+        MedicalDataError: an unreadable file, a mask whose shape differs from its image, or (a case with
+            ``foreground_required``) a mask without foreground at its own size; naming the file.
+    """
     image = _grayscale(_read_picture(case.image))
     mask = np.zeros(image.shape, dtype=bool)
     for path in case.masks:
@@ -89,6 +94,8 @@ def picture_slices(case: Case, dataset: MedicalDatasetConfig, size: int) -> list
                 f"{path}: mask shape {labels.shape} differs from image {case.image.name} {image.shape}"
             )
         mask |= labels
+    if case.foreground_required and not mask.any():
+        raise MedicalDataError(f"{case.masks[0]}: the mask has no foreground anywhere (every pixel is 0)")
     image, mask = _to_size(_scale(image, *np.percentile(image, dataset.percentiles)), mask, size)
     return [(case.case_id, image, mask)] if mask.any() else []
 
