@@ -128,6 +128,11 @@ def _empty_a_folder(root: Path) -> Path:
     return folder
 
 
+def _remove_an_image(root: Path) -> Path:
+    (root / "Train_Folder" / "img" / "7.png").unlink()
+    return root / "Train_Folder" / "labelcol" / "7.png"  # the mask left without its image
+
+
 def _blank_a_mask(root: Path) -> Path:
     path = root / "Train_Folder" / "labelcol" / "5.png"
     Image.fromarray(np.zeros((40, 48), dtype=np.uint8)).save(path)
@@ -140,6 +145,7 @@ BAD_INPUT: list[tuple[str, Callable[[Path], Path], bool]] = [
     ("size mismatch", _shrink_a_mask, False),
     ("empty folder", _empty_a_folder, True),
     ("no foreground anywhere", _blank_a_mask, False),
+    ("mask without its image", _remove_an_image, True),
 ]
 
 
