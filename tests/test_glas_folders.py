@@ -174,3 +174,12 @@ def test_bad_input_is_refused_in_one_line_naming_the_file_before_any_work(
     assert ray is None or not ray.is_initialized()
     assert main(["--config", str(study), "--dry-run"]) == (2 if listed else 0)  # a dry run lists files, reads none
     assert (str(named) in capsys.readouterr().err) == listed
+
+
+def test_the_layout_key_leaves_the_config_hash_as_it_was(tmp_path: Path) -> None:
+    """How a folder is read is operational (what was read is in the split hash): old and new runs stay comparable."""
+    without = parse_study(glas_study(tmp_path))
+    hashes = {parse_study(glas_study(tmp_path, layout=name)).config_hash() for name in ("official", "auto")}
+    assert hashes == {without.config_hash()}
+    payload = without.model_dump(mode="json")["datasets"]["glas"]
+    assert payload["layout"] == "auto"  # the key exists: the hash drops it, not the schema

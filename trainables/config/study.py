@@ -157,8 +157,8 @@ class StudyConfig(Section):
 
         Seeds, variants and alpha levels are the grid (adding a seed keeps the hash);
         resources, tracking and storage are operational, and so is where a medical data
-        set lies on disk (its content is pinned by the split hash). Runs with different
-        hashes must not be compared.
+        set lies on disk and in which layout (its content is pinned by the split hash).
+        Runs with different hashes must not be compared.
         """
         if self._study_hash is not None:
             return self._study_hash
@@ -169,6 +169,7 @@ class StudyConfig(Section):
             if isinstance(dataset, dict):
                 dataset.pop("levels", None)
                 dataset.pop("path", None)
+                dataset.pop("layout", None)  # how the folder is read; what was read is in the split hash
         for name in names.THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
             payload["training"].pop(name, None)
         return names.stable_hash(payload)
