@@ -86,8 +86,12 @@ def epochs_logged(client: MlflowClient, run_id: str, key: str = "train_loss") ->
     return sorted(metric.step for metric in client.get_metric_history(run_id, key))
 
 
-def wait_for(condition, timeout: float, what: str, every: float = 0.5):
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+def wait_for(condition, timeout: float, what: str, every: float = 0.5, while_running=None):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``.
+
+    ``while_running`` (a ``Popen``): fail at once, with its exit status, when that process has ended
+    meanwhile (a driver that died does not make a test wait out its whole timeout).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -96,5 +100,17 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.5):
             value = None
         if value:
             return value
+        if while_running is not None and while_running.poll() is not None:
+            output = _output_of(while_running)
+            raise AssertionError(f"waiting for {what}: the process ended with {while_running.returncode}\n{output}")
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _output_of(process) -> str:
+    """The last lines a process wrote, when its stdout is a file (``start_driver``)."""
+    name = getattr(process.stdout, "name", None) if process.stdout is not None else None
+    try:
+        return Path(name).read_text()[-3000:] if isinstance(name, str) else ""
+    except OSError:
+        return ""

@@ -63,7 +63,7 @@ def test_remote_server_stopped_and_restarted_mid_study_loses_nothing(tmp_path: P
     study = write_study(tmp_path, "remote", epochs=epochs, tracking={"retries": 10, "retry_wait": 0.5})
     driver = start_driver(study, tmp_path, tracking_uri=mlflow_server.uri)
     try:
-        wait_for(lambda: running_epoch(mlflow_server.uri, "remote", 1), 240, "a trial at epoch 1")
+        wait_for(lambda: running_epoch(mlflow_server.uri, "remote", 1), 240, "a trial at epoch 1", while_running=driver)
         mlflow_server.stop()
         time.sleep(3)  # trials train on and retry their logging meanwhile
         mlflow_server.start()
@@ -94,7 +94,7 @@ def test_server_down_past_the_retry_budget_fails_clearly_and_the_rerun_completes
     )
     driver = start_driver(study, tmp_path, tracking_uri=mlflow_server.uri)
     try:
-        wait_for(lambda: running_epoch(mlflow_server.uri, "outage", 1), 240, "a trial at epoch 1")
+        wait_for(lambda: running_epoch(mlflow_server.uri, "outage", 1), 240, "a trial at epoch 1", while_running=driver)
         mlflow_server.stop()
         assert driver.wait(timeout=300) == 1, "the driver must report the failed trials"
     finally:
@@ -130,6 +130,7 @@ def test_worker_node_killed_mid_study_its_trials_finish_on_the_head(tmp_path: Pa
             lambda: running_epoch(mlflow_server.uri, "nodes", 2, **{"ray.node_ip": LOOPBACK_WORKER}),
             240,
             "a trial on the worker node at epoch 2",
+            while_running=driver,
         )
         seen = {run.data.tags.get("ray.node_ip") for run in trial_runs(mlflow_server.uri, "nodes")}
         assert seen == {LOOPBACK_HEAD, LOOPBACK_WORKER}, seen
@@ -163,7 +164,7 @@ def test_driver_killed_with_sigkill_then_rerun_finishes_without_duplicates(tmp_p
             done = [run for run in runs if run.info.status == "FINISHED"]
             return done if done and running_epoch(uri, "driver", 1) is not None else None
 
-        wait_for(one_finished_one_running, 300, "a finished trial and a running one")
+        wait_for(one_finished_one_running, 300, "a finished trial and a running one", while_running=driver)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
