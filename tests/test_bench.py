@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from conftest import ROOT, subprocess_env
 
 from bench.sweep import COLUMNS
 
 
+@pytest.mark.slow
 def test_bench_sweep_runs_reference_and_packed_trials_and_writes_its_tables(tmp_path) -> None:
     out = tmp_path / "bench.csv"
     command = [

@@ -22,6 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TINY = ROOT / "conf" / "example_medical_tiny.yaml"
 
+BENCH = [  # each loads torch and MONAI before its arguments: seconds apiece, so in the full suite only
+    "bench.epoch_times",
+    "bench.precision",
+    "bench.speed",
+    "bench.sweep",
+    "bench.sweep_quick",
+    "bench.system_metrics_cost",
+    "bench.tracking_latency",
+]
 MODULES = [
     ["orchestrator.run"],
     ["analysis"],
@@ -31,13 +40,7 @@ MODULES = [
     ["trainables.datasets"],
     ["trainables.datasets", "prepare"],
     ["trainables.datasets", "preview"],
-    ["bench.epoch_times"],
-    ["bench.precision"],
-    ["bench.speed"],
-    ["bench.sweep"],
-    ["bench.sweep_quick"],
-    ["bench.system_metrics_cost"],
-    ["bench.tracking_latency"],
+    *(pytest.param([name], marks=pytest.mark.slow) for name in BENCH),
 ]
 SCRIPTS = ["skipsweep-run", "skipsweep-data", "skipsweep-analysis"]  # [project.scripts]
 
@@ -46,7 +49,7 @@ def help_of(command: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("module", MODULES, ids=" ".join)
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: " ".join(module))
 def test_every_module_prints_its_usage_on_help(module: list[str]) -> None:
     done = help_of([sys.executable, "-m", *module])
     assert done.returncode == 0, done.stderr

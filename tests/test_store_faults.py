@@ -116,6 +116,7 @@ def test_the_first_store_call_refuses_what_preflight_could_not_check(tmp_path: P
         open_experiment(f"sqlite:///{tmp_path}/notes.db", "x")
 
 
+@pytest.mark.slow
 def test_drivers_started_together_on_a_fresh_store_give_one_owner_and_one_line_each(tmp_path: Path) -> None:
     """Four drivers of one study at once, two storage folders: one owns it, the others are refused in one line."""
     claim = (
