@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from ray.tune import Callback
+
+from trainables.spec import TrialSpec
 
 
 def _duration(seconds: float) -> str:
@@ -75,12 +78,13 @@ class ProgressPrinter(Callback):
         self._emit(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        print(f"[{self.study}] {_name(trial)} failed{_reason(trial)}; no retries left", file=self.stream, flush=True)
         self.states[trial.trial_id] = "failed"
         self._emit(force=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         print(
-            f"[{self.study}] trial {trial.trial_id} failed; retrying from its last checkpoint",
+            f"[{self.study}] {_name(trial)} failed{_reason(trial)}; retrying from its last checkpoint",
             file=self.stream,
             flush=True,
         )
@@ -88,3 +92,20 @@ class ProgressPrinter(Callback):
 
     def final(self) -> None:
         self._emit(force=True)
+
+
+def _name(trial) -> str:
+    """The trial's run name (``unet/synthetic/a0.50/s0``), as in MLflow; Tune's id if its key is unreadable."""
+    try:
+        return TrialSpec(**trial.config["trial"]).run_name
+    except (KeyError, TypeError):
+        return f"trial {trial.trial_id}"
+
+
+def _reason(trial) -> str:
+    """``: <the error's last line>`` from the traceback Tune kept for the trial (the whole one is in MLflow)."""
+    try:
+        lines = Path(trial.error_file).read_text().strip().splitlines()
+    except (OSError, TypeError):
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""

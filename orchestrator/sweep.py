@@ -13,6 +13,7 @@ and Tune's own trial config holds only the trial key.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -133,6 +134,25 @@ def _tune_checkpoint() -> Iterator[Path | None]:
         yield Path(folder)
 
 
+class _OneLine(logging.Filter):
+    """Tune's and Train's log records in one line each: the message's first line and its error's last.
+
+    A failed trial's whole traceback is in its MLflow run (``failed_attempts/``) and in Tune's
+    ``error.txt``; ``--verbose`` shows Tune's logs as they are.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(("ray.tune", "ray.train")):
+            lines = [line.strip() for line in record.getMessage().splitlines() if line.strip()]
+            if record.exc_info and record.exc_info[1] is not None:  # a task error's text ends with the trial's own
+                error = record.exc_info[1]
+                said = [line.strip() for line in str(error).splitlines() if line.strip()]
+                lines.append(said[-1] if said else type(error).__name__)
+            record.msg = " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else ""
+            record.args, record.exc_info, record.exc_text, record.stack_info = None, None, None, None
+        return True
+
+
 def run_sweep(
     study: StudyConfig,
     specs: list[TrialSpec],
@@ -150,7 +170,8 @@ def run_sweep(
         paths: absolute tracking URI, cache root and storage path.
         gpu_per_trial: the GPU fraction, already checked against the cluster.
         checkpoint_every: hand Tune a checkpoint every this many epochs (and at the last).
-        verbose: Tune's own progress tables instead of the compact lines.
+        verbose: Tune's own progress tables and logs (a failed trial's traceback included) instead of the
+            compact lines.
         after_epoch: called in the trial's worker after each epoch, once Tune has its metrics (and checkpoint);
             Ray sends it to the workers, so it must pickle (a function of ``__main__`` travels by value).
 
@@ -185,7 +206,15 @@ def run_sweep(
             verbose=2 if verbose else 0,
         ),
     )
-    results = tuner.fit()
+    one_line = _OneLine()
+    handlers = [] if verbose else logging.getLogger("ray").handlers  # Ray logs through its own handler
+    for handler in handlers:
+        handler.addFilter(one_line)
+    try:
+        results = tuner.fit()
+    finally:
+        for handler in handlers:
+            handler.removeFilter(one_line)
     outcome = {spec.trial_id: "NOT_RUN" for spec in specs}  # a trial Tune never started has no config
     for result in results:
         if result.config:

@@ -88,6 +88,7 @@ def test_a_disk_that_fills_during_a_study_stops_it_in_one_line_and_the_rerun_com
     result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     filler.join()
     assert result.returncode == 74, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]  # the traceback is in MLflow
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"[full] stopped: no space left on device: {small_disk}/results"), last
     assert "MB free (of 4.0 MB); free space, then run the same command" in last, last

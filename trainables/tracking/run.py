@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from trainables.tracking.writer import MetricsNotLoggedError, MetricWriter
 
 log = logging.getLogger(__name__)
 
+FAILED_ATTEMPTS = "failed_attempts"  # artifact folder: each failed attempt's whole traceback, <UTC time>.txt
 STALE_ON_SUCCESS = (ERROR_TAG, STOP_REASON_TAG)  # tags of an earlier failed or interrupted attempt
 
 T = TypeVar("T")
@@ -237,3 +239,9 @@ class TrialRun:
             self.client.set_terminated(self.run_id, "FAILED")
         except Exception as tracking_error:  # the trial's own error is the one to raise
             log.error("could not mark run %s FAILED: %s", self.run_id, tracking_error)
+        try:  # the whole traceback beside the one-line tag: the driver's log shows one line per failure
+            text = "".join(traceback.format_exception(kind, error, error.__traceback__))
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            self.client.log_text(self.run_id, text, f"{FAILED_ATTEMPTS}/{stamp}.txt")
+        except Exception as tracking_error:  # a full disk, a store that is down: the tag above says what failed
+            log.warning("could not keep the traceback of run %s: %s", self.run_id, tracking_error)
