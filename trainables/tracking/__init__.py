@@ -14,7 +14,7 @@ The layout that ``analysis`` reads (README "MLflow layout"; the names live in ``
   (``system/cpu_utilization_percentage``, ``system/system_memory_usage_megabytes``,
   ``system/gpu_*`` with nvidia-ml-py) every ``tracking.system_metrics_seconds``;
 - artifacts: ``checkpoints/best.pt``, ``checkpoints/last.pt``, ``per_image.parquet``,
-  ``split_manifest.json``.
+  ``split_manifest.json``; ``failed_attempts/<UTC time>.txt``, the traceback of each failed attempt.
 
 A trial is found again by its ``skipsweep.trial_id`` tag: a rerun of a finished
 trial is skipped, an interrupted one continues in the same run, and an epoch that
