@@ -54,7 +54,7 @@ def stop_after(study: Path, folder: Path, ray_tmp: str, stop: signal.Signals, de
         else:
             os.kill(driver.pid, signal.SIGTERM)
         status = driver.wait(timeout=90)
-        wait_for(lambda: not processes_mentioning(ray_tmp), 20, "the cluster's processes to end")
+        wait_for(lambda: not processes_mentioning(ray_tmp), 45, "the cluster's processes to end")
     finally:
         kill_group(driver.pid)
     return status, log.read_text()
