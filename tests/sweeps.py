@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, kill_group, processes_mentioning, subprocess_env
 from mlflow.tracking import MlflowClient
 from trial_studies import merged, small_study
 
@@ -114,3 +116,36 @@ def _output_of(process) -> str:
         return Path(name).read_text()[-3000:] if isinstance(name, str) else ""
     except OSError:
         return ""
+
+
+def stop_the_driver(
+    study: Path, folder: Path, ray_tmp: str, stop: str, until, grace: float = 15
+) -> tuple[int, list[int], str]:
+    """Run the main command (its Ray processes mention ``ray_tmp``), send ``stop`` once ``until(pid)`` returns.
+
+    ``stop`` is ``SIGINT`` (Ctrl-C: to the whole process group) or ``SIGTERM`` (to the driver).
+    Returns its exit status, the Ray processes still there ``grace`` seconds after it exited, and its output.
+    """
+    log = folder / "driver.log"
+    driver = subprocess.Popen(
+        orchestrate_command(study, folder),
+        cwd=ROOT,
+        env=subprocess_env(RAY_TMPDIR=ray_tmp),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        until(driver.pid)
+        if stop == "SIGINT":  # Ctrl-C in a terminal: the whole foreground process group
+            os.killpg(driver.pid, signal.SIGINT)
+        else:  # `kill PID`, a scheduler's stop
+            os.kill(driver.pid, signal.SIGTERM)
+        status = driver.wait(timeout=60)
+        deadline = time.monotonic() + grace
+        while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = processes_mentioning(ray_tmp)
+    finally:
+        kill_group(driver.pid)
+    return status, left, log.read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, kill_group, processes_mentioning, subprocess_env
 from mlflow.tracking import MlflowClient
-from sweeps import epochs_logged, orchestrate, orchestrate_command, trial_runs, wait_for, write_study
+from sweeps import epochs_logged, orchestrate, stop_the_driver, trial_runs, wait_for, write_study
 
 from analysis.__main__ import main as analysis_main
 from orchestrator import interrupts
@@ -112,36 +112,6 @@ def test_a_stop_signal_raises_interrupted_once_with_the_shell_exit_status() -> N
     )
 
 
-def stop_the_driver(study: Path, folder: Path, ray_tmp: str, stop: str, until) -> tuple[int, list[int], str]:
-    """Run the main command (its Ray processes mention ``ray_tmp``), send ``stop`` once ``until()`` returns.
-
-    Returns its exit status, the Ray processes still there 15 s after it exited, and its output.
-    """
-    log = folder / "driver.log"
-    driver = subprocess.Popen(
-        orchestrate_command(study, folder),
-        cwd=ROOT,
-        env=subprocess_env(RAY_TMPDIR=ray_tmp),
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        until()
-        if stop == "SIGINT":  # Ctrl-C in a terminal: the whole foreground process group
-            os.killpg(driver.pid, signal.SIGINT)
-        else:  # `kill PID`, a scheduler's stop
-            os.kill(driver.pid, signal.SIGTERM)
-        status = driver.wait(timeout=60)
-        deadline = time.monotonic() + 15
-        while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        left = processes_mentioning(ray_tmp)
-    finally:
-        kill_group(driver.pid)
-    return status, left, log.read_text()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, stop: str) -> None:
@@ -163,7 +133,7 @@ def test_a_signal_while_trials_pend_stops_cleanly_and_the_same_command_resumes(t
         ]
 
     status, left, output = stop_the_driver(
-        study, tmp_path, ray_tmp, stop, lambda: wait_for(a_trial_mid_way, 180, "a trial mid-way", every=0.2)
+        study, tmp_path, ray_tmp, stop, lambda _pid: wait_for(a_trial_mid_way, 180, "a trial mid-way", every=0.2)
     )
     assert status == {"SIGINT": 130, "SIGTERM": 143}[stop], output[-3000:]
     assert not left, f"Ray processes left behind: {left}"
@@ -192,7 +162,7 @@ def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path) -> None:
     study = write_study(tmp_path, "starting", epochs=2)
     ray_tmp = tempfile.mkdtemp(prefix="h2", dir="/tmp")  # this cluster's processes mention it
 
-    def cluster_starting():  # its first process is up: ray.init has seconds to go
+    def cluster_starting(_pid: int) -> None:  # its first process is up: ray.init has seconds to go
         wait_for(lambda: processes_mentioning(ray_tmp), 120, "the local cluster to start", every=0.05)
 
     status, left, output = stop_the_driver(study, tmp_path, ray_tmp, "SIGTERM", cluster_starting)

@@ -2,7 +2,7 @@
 
 The moments fall anywhere after the driver armed its handlers: loading the study, the checks, data preparation,
 opening the store, starting Ray, inside Ray's waits while trials run, the summary. ``SKIPSWEEP_STOPS`` sets how many
-stops (6 by default) and ``SKIPSWEEP_STOP_SEED`` the moments, for a longer hunt by hand.
+stops (4 by default) and ``SKIPSWEEP_STOP_SEED`` the moments, for a longer hunt by hand.
 """
 
 from __future__ import annotations
@@ -10,19 +10,18 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, kill_group, processes_mentioning, subprocess_env
+from conftest import subprocess_env
 from mlflow.tracking import MlflowClient
-from sweeps import epochs_logged, orchestrate, orchestrate_command, trial_runs, wait_for, write_study
+from sweeps import epochs_logged, orchestrate, stop_the_driver, trial_runs, wait_for, write_study
 
 from trainables.schema import STOP_REASON_TAG
 
-STOPS = int(os.environ.get("SKIPSWEEP_STOPS", "6"))
+STOPS = int(os.environ.get("SKIPSWEEP_STOPS", "4"))
 SEED = int(os.environ.get("SKIPSWEEP_STOP_SEED", "0"))
 EPOCHS = 20
 
@@ -33,31 +32,6 @@ def armed(pid: int) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
     return False
-
-
-def stop_after(study: Path, folder: Path, ray_tmp: str, stop: signal.Signals, delay: float) -> tuple[int, str]:
-    """Start the main command, send ``stop`` ``delay`` seconds after it armed; its exit status and output."""
-    log = folder / "driver.log"
-    driver = subprocess.Popen(
-        orchestrate_command(study, folder),
-        cwd=ROOT,
-        env=subprocess_env(RAY_TMPDIR=ray_tmp),
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(lambda: armed(driver.pid), 60, "the driver to arm its handlers", every=0.05)
-        time.sleep(delay)
-        if stop == signal.SIGINT:  # Ctrl-C: the whole foreground process group
-            os.killpg(driver.pid, signal.SIGINT)
-        else:
-            os.kill(driver.pid, signal.SIGTERM)
-        status = driver.wait(timeout=90)
-        wait_for(lambda: not processes_mentioning(ray_tmp), 45, "the cluster's processes to end")
-    finally:
-        kill_group(driver.pid)
-    return status, log.read_text()
 
 
 @pytest.mark.slow
@@ -72,7 +46,13 @@ def test_stops_at_random_moments_each_end_in_one_line_and_the_study_still_comple
     for attempt in range(STOPS):
         stop = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
         delay = moments.uniform(0, 12)
-        status, output = stop_after(study, tmp_path, ray_tmp, stop, delay)
+
+        def armed_then_delay(pid: int, delay: float = delay) -> None:
+            wait_for(lambda: armed(pid), 60, "the driver to arm its handlers", every=0.05)
+            time.sleep(delay)
+
+        status, left, output = stop_the_driver(study, tmp_path, ray_tmp, stop.name, armed_then_delay, grace=45)
+        assert not left, (seen, f"Ray processes left behind: {left}")
         seen.append((stop.name, round(delay, 1), status))
         if status == 0 and "already finished in MLflow" in output:
             break  # the study ended before the signal: nothing left to stop
