@@ -135,8 +135,10 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
         rows = _print_summary(uri, study.experiment_name, policy)
     except Exception as error:  # the store went away at the end: the outcome below still counts
         print(f"[{study.study}] could not read the summary from {uri}: {error}", file=sys.stderr)
-    errors = {row["run_name"]: row["error"] for row in rows if row["status"] != "FINISHED" and row["error"]}
     names = {spec.trial_id: spec.run_name for spec in todo}
+    ours = set(names.values())  # runs of trials this study no longer has keep their old errors out of this
+    errors = {row["run_name"]: row["error"] for row in rows if row["run_name"] in ours and row["status"] != "FINISHED"}
+    errors = {name: error for name, error in errors.items() if error}
     failed = [names[trial] for trial, state in outcome.items() if state != "TERMINATED"]
     stopped_by = stopped_by or next((error for error in errors.values() if error.startswith(NO_SPACE)), None)
     if failed:
