@@ -166,8 +166,9 @@ def _connect(args: argparse.Namespace):
     whatever part of the cluster had started is shut down.
     """
     try:
-        ray = connect_ray(args.address, args.verbose)
-        interrupts.arm()
+        with interrupts.held():  # delivered, to our handler, the moment ray.init returns
+            ray = connect_ray(args.address, args.verbose)
+            interrupts.arm()
         return ray
     except SystemExit as exit_request:
         if exit_request.code != signal.SIGTERM:

@@ -18,9 +18,11 @@ modules) a stop signal has Python's default effect: nothing has started then.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -91,6 +93,20 @@ def restore(previous: dict) -> None:
     """Put back the handlers ``arm`` returned (a caller such as a test keeps its own)."""
     for each, handler in previous.items():
         signal.signal(each, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block, then deliver them: for steps a signal must not cut in half.
+
+    An import of MLflow interrupted half-way leaves it unusable for the clean-up; Ray's core worker,
+    stopped while it connects, ends the process in SIGABRT.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def resume_command(argv: list[str] | None) -> str:

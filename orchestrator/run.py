@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
     for ours in ("orchestrator", "trainables"):  # (torch logs its cache statistics at INFO when Python exits)
         logging.getLogger(ours).setLevel(logging.INFO)
+    if not args.dry_run:  # MLflow and the rest of a real run, before arming: a stop mid-import would leave it unusable
+        from orchestrator import driver
     previous_handlers = interrupts.arm()  # from here on, a stop signal ends in one line, whatever the phase
     started_ms = int(time.time() * 1000)
     study = uri = None
@@ -95,7 +97,6 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
                 print(f"warning: {warning}", file=sys.stderr)
             return 0
         uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
-        from orchestrator import driver  # MLflow and the rest of a real run: only once the study is valid
 
         return driver.run_study(args, study, specs, uri, after_epoch)
     except StudyConfigError as error:
