@@ -1,8 +1,8 @@
 """What a real run does once the study file is valid: checks, data, the store, the sweep on Ray, the summary.
 
 ``orchestrator.run`` (the command: arguments, validation, the dry run, stop signals) imports
-this module only for a real run: it loads MLflow, which takes a second, and every
-``--help``, ``--dry-run`` and refusal of a bad study file is spared it.
+this module only for a real run, before it arms its stop handlers (a stop cannot leave MLflow
+half-imported): it loads MLflow, which takes a second, and ``--help`` and ``--dry-run`` are spared it.
 """
 
 from __future__ import annotations
