@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_STATUSES = frozenset(128 + signum for signum in STOP_SIGNALS)  # the driver's exit status after a stop
 
 _received: list[int] = []  # the stop signals this process got, first first
 

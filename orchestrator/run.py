@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -125,5 +126,20 @@ def _stopped(stop: interrupts.Interrupted, study, uri: str | None, started_ms: i
     return stop.exit_status
 
 
+def _exit_after_a_stop(status: int) -> None:
+    """End a stopped run without the interpreter's teardown: the record and the resume line are already out.
+
+    Seen once in CI (a SIGINT 10 s into a sweep): the resume line printed, then SIGSEGV as Python
+    tore Ray's core worker down at exit. Ray is already shut down, the runs already marked KILLED.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    if status in interrupts.STOP_STATUSES:
+        _exit_after_a_stop(status)
+    raise SystemExit(status)
