@@ -31,6 +31,7 @@ from analysis.frames import (
 )
 from analysis.report import figures, sections, summary
 from analysis.report import notes as report_notes
+from analysis.report.per_level import per_level_section
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
 
@@ -106,6 +107,9 @@ def _build(
         evidence = Evidence(images, n_resamples=n_resamples, seed=seed, level=level)
         sections.synthetic_sections(writer, evidence, baseline)
         sections.ood_sections(writer, evidence, baseline)
+        per_level = per_level_section(writer, evidence)
+        if per_level:
+            writer.text(per_level)
         table1 = report_notes.table1_section(writer, evidence)
         if table1:
             writer.text(table1)
