@@ -55,6 +55,18 @@ def test_full_protocol_numbers() -> None:
     assert (config.datasets.spleen.slice_axis, config.datasets.heart.slice_axis) == ("axial", "sagittal")
 
 
+def test_the_glas_study_keeps_the_medical_protocol_and_measures_ts_as_the_cpu_synthetic_study() -> None:
+    from trainables.datasets.ts_axis import comparable_ts
+
+    config = load_study(CONF / "glas_cpu.yaml")
+    assert config.datasets.names == ("glas",) and len(config.seeds) == 5
+    assert config.model.channels == (16, 32, 64, 128, 256, 512) and config.training.learning_rate == 1e-2
+    assert (config.training.epochs, config.training.test_checkpoint) == (100, "best")
+    assert config.evaluation.surface_metrics and config.evaluation.hausdorff_percentile == 100
+    assert list(config.test_levels) == ["hardest", "harder", "in_domain", "easier"]
+    assert comparable_ts(config, load_study(CONF / "miccai2023_cpu.yaml")) is None  # docs/glas_cpu's TS figure
+
+
 def test_released_convention_inverts_alpha_and_preset_fills_lbp() -> None:
     config = load_study(CONF / "journal2025.yaml")
     alphas = config.datasets.synthetic.alphas
