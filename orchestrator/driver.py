@@ -8,6 +8,7 @@ half-imported): it loads MLflow, which takes a second, and ``--help`` and ``--dr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import shutil
 import signal
@@ -75,6 +76,26 @@ def prepare_data(study, source: str, cache: str) -> None:
         raise StudyConfigError(f"{source}: {where}: {str(error).strip().splitlines()[0]}") from None
 
 
+def report_commands(uri: str, experiment: str) -> list[str]:
+    """The two commands that turn the study's runs into its report."""
+    out = shlex.quote(f"results/{experiment}")
+    export = shlex.join(["--study", experiment, "--tracking-uri", uri])
+    return [f"python -m analysis export {export} --out {out}", f"python -m analysis report {out}"]
+
+
+def experiment_note(study, config: str, uri: str) -> str:
+    """The experiment's description in the MLflow UI: what the study is, from which file, how to report it."""
+    digest = hashlib.sha256(Path(config).read_bytes()).hexdigest()[:12]
+    commands = "\n".join(report_commands(uri, study.experiment_name))
+    return (
+        f"**{study.description or study.study}**\n\n"
+        f"skipsweep study `{study.study}` from `{config}` (file sha256 {digest}, config hash {study.config_hash()}). "
+        "One run per trial (variant, dataset, train_alpha, seed): each is a param, so the chart view can plot "
+        "`test_dice_in_domain` against `train_alpha` grouped by `variant`.\n\n"
+        f"Report (tables, figures, the papers' claims checked):\n\n```\n{commands}\n```\n"
+    )
+
+
 def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]:
     """Print one line per trial run, the MLflow UI command and the next commands; return the rows."""
     rows = trial_summaries(uri, experiment, policy)
@@ -85,10 +106,9 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]
         print(f"{row['run_name']:<36} {row['status']:<9} {best:>13} {test:>22}")
     local = uri.startswith("sqlite")
     print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
-    out = shlex.quote(f"results/{experiment}")
-    export = shlex.join(["--study", experiment, "--tracking-uri", uri])
-    print(f"next:        python -m analysis export {export} --out {out}")
-    print(f"             python -m analysis report {out}")
+    export, report = report_commands(uri, experiment)
+    print(f"next:        {export}")
+    print(f"             {report}")
     return rows
 
 
@@ -101,7 +121,8 @@ def run_study(args: argparse.Namespace, study, specs: list, uri: str, after_epoc
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
-    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy):  # opens the store
+    note = experiment_note(study, args.config, uri)
+    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy, note=note):  # opens it
         return _sweep(args, study, specs, uri, cache, storage, policy, after_epoch)
 
 

@@ -48,7 +48,14 @@ from mlflow.tracking import MlflowClient
 from trainables.config import StudyConfigError
 from trainables.guard import DRIVER_LOCK, DRIVER_OWNER, LockBusyError, OwnedLock, describe_owner, owner_record
 from trainables.schema import LEASE_TAG
-from trainables.tracking import DEFAULT_RETRY_POLICY, RetryPolicy, explain_unusable, open_experiment, with_retries
+from trainables.tracking import (
+    DEFAULT_RETRY_POLICY,
+    ForeignExperimentError,
+    RetryPolicy,
+    explain_unusable,
+    open_experiment,
+    with_retries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +80,9 @@ class StudyLease:
         ttl: float,
         settle: float,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        note: str | None = None,
     ) -> None:
-        self.study, self.storage, self.experiment = study, storage, experiment
+        self.study, self.storage, self.experiment, self.note = study, storage, experiment, note
         self.tracking_uri = tracking_uri
         self.client: MlflowClient | None = None  # opened in claim(), under the storage lock
         self.ttl, self.settle = ttl, settle
@@ -116,7 +124,9 @@ class StudyLease:
     def _open_store(self) -> str:
         """Open (and if new, create) the store and the experiment; a store that stays unusable is one line."""
         try:
-            return self._retry(lambda: open_experiment(self.tracking_uri, self.experiment), "open the store")
+            return self._retry(lambda: open_experiment(self.tracking_uri, self.experiment, self.note), "open the store")
+        except ForeignExperimentError as error:
+            raise StudyConfigError(str(error)) from None
         except (MlflowException, OSError) as error:  # the retry budget is spent
             explain_unusable(self.tracking_uri)  # an older schema, another program's database: say which
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -203,6 +213,7 @@ def claim_study(
     ttl: float = LEASE_SECONDS,
     settle: float = SETTLE_SECONDS,
     retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    note: str | None = None,
 ) -> StudyLease:
     """Make this process the study's only driver until ``release()``, or the end of its ``with`` block.
 
@@ -214,6 +225,7 @@ def claim_study(
         ttl: seconds a lease lives without a heartbeat.
         settle: seconds between writing the lease and reading it back.
         retry_policy: how long each MLflow call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
+        note: the experiment's description in the MLflow UI (set each time a driver opens it).
 
     Returns:
         The lease, held (``with claim_study(...):`` gives it back at the end of the block).
@@ -222,6 +234,6 @@ def claim_study(
         StudyConfigError: another driver owns the study (one line naming it: host, pid, since when), or the
             store cannot be used (not an MLflow store, an older schema, no answer within the retries).
     """
-    lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy)
+    lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy, note)
     lease.claim()
     return lease

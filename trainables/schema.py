@@ -23,6 +23,9 @@ SEARCH_PAGE_SIZE = 1000  # MLflow's largest page of search_runs
 # Tags ------------------------------------------------------------------------------------------------------------
 
 STUDY_TAG = "skipsweep.study"  # on the experiment (found by it when its name differs) and on the report run
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # on the experiment: the UI opens it as model training, not GenAI
+MODEL_TRAINING_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # on the experiment: the description the UI shows (the study, how to report it)
 LEASE_TAG = "skipsweep.driver"  # on the experiment: the driver that owns the study, and until when
 KIND_TAG = "skipsweep.kind"  # what a run is: TRIAL_KIND or REPORT_KIND
 TRIAL_KIND = "trial"

@@ -29,6 +29,15 @@ class TrialSpec:
         alpha = "" if self.train_alpha is None else f"/a{format_alpha(self.train_alpha)}"
         return f"{self.variant}/{self.dataset}{alpha}/s{self.seed}"
 
+    def params(self) -> dict[str, str]:
+        """The grid factors as run params: ``train_alpha`` a plain number (``0.1``; none for a medical data set).
+
+        The tags keep the key for search (``tags.train_alpha = '0.10'``); MLflow's chart and compare
+        views offer params only, and read a param that is a number as one.
+        """
+        alpha = {} if self.train_alpha is None else {"train_alpha": f"{self.train_alpha:g}"}
+        return {"variant": self.variant, "dataset": self.dataset, **alpha, "seed": str(self.seed)}
+
     def tags(self) -> dict[str, str]:
         """The key fields as run tags (``train_alpha`` empty for a medical data set)."""
         alpha = "" if self.train_alpha is None else format_alpha(self.train_alpha)

@@ -152,6 +152,7 @@ def run_trial(
         **(extra_tags or {}),
     }
     params = {
+        **spec.params(),  # the grid factors: the UI's charts and compare view offer params, not tags
         **trial_params(config),
         "precision": runtime.precision,  # what ran: fp32, bf16 or fp16 (mixed_precision may say auto)
         "channels_last": runtime.channels_last,

@@ -40,6 +40,7 @@ from trainables.schema import STOP_REASON_TAG
 from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, only_our_retries, with_retries
 from trainables.tracking.run import TrialRun
 from trainables.tracking.store import (
+    ForeignExperimentError,
     StoreBusyError,
     UnusableStoreError,
     ensure_experiment,
@@ -61,6 +62,7 @@ __all__ = [
     "StoreBusyError",
     "TrialRun",
     "UnusableStoreError",
+    "ForeignExperimentError",
     "ensure_experiment",
     "explain_unusable",
     "find_trial_run",

@@ -138,6 +138,9 @@ class TrialRun:
                 log.warning("run %s resumes with other params than it started with: %s", self.run_name, changed)
                 extra[PARAMS_CHANGED_TAG] = changed
             self.set_tags({**self.tags, **extra})  # the node and commit that continue the trial replace the first ones
+            new = [Param(key, value) for key, value in self.params.items() if key not in existing.data.params]
+            if new:  # a run an older version started: params it did not log yet (MLflow keeps logged ones as they are)
+                self._retry(lambda: self.client.log_batch(self.run_id, params=new), "log new params")
         self.set_tags({STATUS_TAG: "running"})
         if self._background:
             self._writer = MetricWriter(self.client, self.run_id, self.retry_policy)

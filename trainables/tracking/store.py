@@ -28,7 +28,11 @@ from trainables.schema import (
     ALPHA_CONDITION_PREFIX,
     BEST_VAL_DICE,
     ERROR_TAG,
+    EXPERIMENT_KIND_TAG,
     IN_DOMAIN,
+    KIND_TAG,
+    MODEL_TRAINING_KIND,
+    NOTE_TAG,
     STATUS_TAG,
     STOP_REASON_TAG,
     STUDY_TAG,
@@ -42,26 +46,54 @@ from trainables.store_schema import UnusableStoreError, check_sqlite_store
 from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, with_retries
 
 
-def ensure_experiment(tracking_uri: str, name: str) -> str:
-    """Create the store (schema) and the experiment once, before any trial starts; return its id."""
+def ensure_experiment(tracking_uri: str, name: str, note: str | None = None) -> str:
+    """Create the store (schema) and the experiment once, before any trial starts; return its id.
+
+    The experiment is tagged as skipsweep's and as model training (MLflow's UI otherwise opens it
+    as a GenAI experiment), on creation and, for an experiment an older skipsweep made, when it is
+    found; ``note`` (the driver's) becomes its description in the UI. An experiment of that name
+    that holds runs, none of them skipsweep's, was made by another tool: ``ForeignExperimentError``.
+    """
     client = MlflowClient(tracking_uri)
+    tags = {STUDY_TAG: name, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND} | ({NOTE_TAG: note} if note else {})
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, tags={STUDY_TAG: name})
-    except MlflowException:
-        experiment = client.get_experiment_by_name(name)  # created by a concurrent process
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags=tags)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # created by a concurrent process
+            if experiment is None:
+                raise
+    if STUDY_TAG not in experiment.tags:
+        _refuse_foreign(client, experiment, tracking_uri)
+    for key, value in tags.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+class ForeignExperimentError(ValueError):
+    """The experiment of the study's name holds runs and none of them is skipsweep's."""
+
+
+def _refuse_foreign(client: MlflowClient, experiment, tracking_uri: str) -> None:
+    """Raise ``ForeignExperimentError`` if ``experiment`` (no skipsweep tag on it) holds only other tools' runs."""
+    runs = client.search_runs([experiment.experiment_id], max_results=1)
+    if not runs:
+        return  # an empty experiment (e.g. made with `mlflow experiments create`): nothing to mix up
+    ours = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND_TAG}` != ''", max_results=1)
+    if not ours:
+        raise ForeignExperimentError(
+            f"tracking URI {tracking_uri}: experiment '{experiment.name}' holds runs that skipsweep did not make; "
+            "name another experiment (tracking.experiment) or another store"
+        )
 
 
 class StoreBusyError(OSError):
     """The store is locked by another writer (SQLite ``database is locked``): retried like a store that is down."""
 
 
-def open_experiment(tracking_uri: str, name: str) -> str:
+def open_experiment(tracking_uri: str, name: str, note: str | None = None) -> str:
     """``ensure_experiment`` with the store's faults told apart, for the driver's first call to the store.
 
     Opening a store creates or checks its schema. A store another process holds locked, or
@@ -72,7 +104,7 @@ def open_experiment(tracking_uri: str, name: str) -> str:
     """
     try:
         with _creation_lock(tracking_uri):
-            return ensure_experiment(tracking_uri, name)
+            return ensure_experiment(tracking_uri, name, note)
     except filelock.Timeout as error:
         raise StoreBusyError(f"{tracking_uri}: another process has been creating the store for minutes") from error
     except sqlalchemy.exc.OperationalError as error:  # locked, or a concurrent creation of the schema

@@ -1,0 +1,109 @@
+"""What the MLflow UI needs to be where variants are compared, checked through MLflow's client API.
+
+The experiment is a model-training one (MLflow's UI opens an experiment without the kind as a GenAI
+one: traces, "Evaluations"), described by the driver; the grid factors are params, which the chart
+and compare views offer (tags they do not), with train_alpha a plain number; README's filters match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from test_trial import run, tiny_study
+from trial_studies import small_study
+
+from orchestrator.driver import experiment_note
+from orchestrator.run import main
+from trainables.config import parse_study
+from trainables.schema import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG, STUDY_TAG
+from trainables.spec import TrialSpec
+from trainables.tracking import ForeignExperimentError, ensure_experiment
+
+
+def test_a_new_experiment_is_model_training_and_described(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment_id = ensure_experiment(uri, "quick", note="**about**")
+    tags = MlflowClient(uri).get_experiment(experiment_id).tags
+    assert tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND == "custom_model_development"
+    assert tags[STUDY_TAG] == "quick" and tags[NOTE_TAG] == "**about**"
+    assert ensure_experiment(uri, "quick") == experiment_id  # a trial's call keeps the driver's note
+    assert MlflowClient(uri).get_experiment(experiment_id).tags[NOTE_TAG] == "**about**"
+
+
+def test_an_older_skipsweep_experiment_gets_the_tags_and_keeps_its_runs(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    old = client.create_experiment("quick", tags={STUDY_TAG: "quick"})  # as skipsweep made it before
+    run_id = client.create_run(old, tags={"skipsweep.kind": "trial"}).info.run_id
+    assert ensure_experiment(uri, "quick", note="n") == old
+    assert client.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    assert [r.info.run_id for r in client.search_runs([old])] == [run_id]
+
+
+def test_an_experiment_of_another_tool_is_refused_and_an_empty_one_adopted(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    foreign = client.create_experiment("theirs")
+    client.create_run(foreign, tags={"owner": "someone else"})
+    with pytest.raises(ForeignExperimentError, match="holds runs that skipsweep did not make"):
+        ensure_experiment(uri, "theirs")
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(foreign).tags  # left as it was
+    empty = client.create_experiment("empty")
+    assert ensure_experiment(uri, "empty") == empty
+    assert client.get_experiment(empty).tags[STUDY_TAG] == "empty"
+
+
+def test_the_command_refuses_another_tools_experiment_in_one_line(tmp_path: Path, capsys) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    client.create_run(client.create_experiment("theirs"))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(small_study("theirs", tracking={"uri": uri})))
+    capsys.readouterr()  # MLflow's own line on creating the store above
+    assert main(["--config", str(study)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and error.startswith("error: tracking URI") and "'theirs'" in error
+
+
+def test_the_note_says_what_the_study_is_and_how_to_report_it(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(small_study("noted", description="Skips vs none")))
+    study = parse_study(yaml.safe_load(path.read_text()))
+    note = experiment_note(study, str(path), "sqlite:///x.db")
+    assert note.startswith("**Skips vs none**") and f"config hash {study.config_hash()}" in note
+    assert "python -m analysis export --study noted --tracking-uri sqlite:///x.db --out results/noted" in note
+
+
+def test_grid_factors_are_params_and_the_readme_filters_match(tmp_path: Path) -> None:
+    assert TrialSpec("s", "synthetic", "unet", 0.1, 2).params() == {
+        "variant": "unet",
+        "dataset": "synthetic",
+        "train_alpha": "0.1",
+        "seed": "2",
+    }
+    assert "train_alpha" not in TrialSpec("s", "glas", "unet", None, 0).params()
+    store = {"uri": f"sqlite:///{tmp_path}/mlflow.db", "cache": tmp_path / "cache", "root": tmp_path}
+    study = tiny_study("filters", epochs=1)
+    for variant, alpha in (("unet", 0.4), ("noskip_unet", 0.4), ("unet", 1.0)):
+        run(study, store, variant=variant, alpha=alpha, work=f"{variant}{alpha}")
+    client = MlflowClient(store["uri"])
+    experiment = client.get_experiment_by_name("filters").experiment_id
+
+    def names(query: str) -> list[str]:
+        return sorted(r.info.run_name for r in client.search_runs([experiment], filter_string=query))
+
+    for query, expected in README_FILTERS:
+        assert names(query) == expected, query
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for query, _ in README_FILTERS:
+        assert query in readme, f"README lost the filter {query!r}"
+
+
+README_FILTERS = [
+    ("params.variant = 'unet' and params.train_alpha = '0.4'", ["unet/synthetic/a0.40/s0"]),
+    ("tags.train_alpha = '0.40'", ["noskip_unet/synthetic/a0.40/s0", "unet/synthetic/a0.40/s0"]),
+    ("params.seed = '0' and params.variant != 'unet'", ["noskip_unet/synthetic/a0.40/s0"]),
+]
