@@ -7,6 +7,7 @@ and compare views offer (tags they do not), with train_alpha a plain number; REA
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,26 @@ README_FILTERS = [
     ("tags.train_alpha = '0.40'", ["noskip_unet/synthetic/a0.40/s0", "unet/synthetic/a0.40/s0"]),
     ("params.seed = '0' and params.variant != 'unet'", ["noskip_unet/synthetic/a0.40/s0"]),
 ]
+
+
+def test_auto_sampling_aims_at_twenty_samples_a_trial_within_one_and_sixty_seconds() -> None:
+    from trainables.tracking.system_metrics import auto_interval
+
+    assert [auto_interval(s) for s in (5, 15, 400, 7200)] == [1.0, 1.0, 20.0, 60.0]
+
+
+def test_a_trial_samples_its_own_process_several_times_paced_to_its_length(tmp_path: Path) -> None:
+    store = {"uri": f"sqlite:///{tmp_path}/mlflow.db", "cache": tmp_path / "cache", "root": tmp_path}
+    study = tiny_study("sampled", epochs=120)  # ~5 s: MLflow's fixed 15 s would give it one sample
+    assert study.tracking.system_metrics_seconds == "auto"
+    started = time.monotonic()
+    result = run(study, store, work="sampled")
+    seconds = time.monotonic() - started
+    client = MlflowClient(store["uri"])
+    cpu = [m.value for m in client.get_metric_history(result.run_id, "system/process_cpu_percent")]
+    rss = [m.value for m in client.get_metric_history(result.run_id, "system/process_rss_megabytes")]
+    assert len(cpu) == len(rss) >= 3, (len(cpu), seconds)  # ~1 s apart at this length (seen: 4 in 6.6 s)
+    assert max(cpu) > 30  # training keeps (at least part of) a core busy
+    assert min(rss) > 100  # torch alone holds more than 100 MB
+    machine = client.get_metric_history(result.run_id, "system/cpu_utilization_percentage")
+    assert len(machine) == len(cpu)  # MLflow's own, in the same samples

@@ -168,6 +168,7 @@ def run_trial(
         system_metrics_seconds=config.tracking.system_metrics_seconds,
         retry_policy=RetryPolicy.from_config(config.tracking),
         write_paths=(work_dir,),
+        epochs=config.training.epochs,
     )
     with hold_trial(work_dir, spec.run_name), record as run:  # a duplicate of this trial stops before logging
         if run.already_finished:

@@ -5,6 +5,8 @@ None of them changes a trial's result, so none is part of the config hash.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import Field
 
 from trainables.config.base import Section
@@ -37,11 +39,12 @@ class TrackingConfig(Section):
         "each: the default rides out about a minute of a server that is down).",
     )
     retry_wait: float = Field(0.5, gt=0, le=60, description="First wait between attempts, in seconds.")
-    system_metrics_seconds: float = Field(
-        15.0,
-        ge=0,
-        description="Sampling interval of MLflow's system metrics (system/cpu_utilization_percentage, memory, GPU "
-        "with nvidia-ml-py) in each trial run; 0 = off.",
+    system_metrics_seconds: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Sampling interval of the system metrics in each trial run (MLflow's machine-wide "
+        "system/cpu_utilization_percentage, memory, GPU with nvidia-ml-py; the trial process's own "
+        "system/process_cpu_percent and system/process_rss_megabytes): seconds, 0 = off, or auto = about 20 "
+        "samples over the trial's expected length (re-estimated each epoch; 1 to 60 s apart).",
     )
 
 

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from trainables.files import disk_full
 from trainables.schema import (
     EPOCH_METRICS,
+    EPOCH_SECONDS,
     ERROR_TAG,
     KIND_TAG,
     PARAMS_CHANGED_TAG,
@@ -34,7 +35,7 @@ from trainables.schema import (
 )
 from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, with_retries
 from trainables.tracking.store import ensure_experiment, find_trial_run
-from trainables.tracking.system_metrics import start_system_metrics, stop_system_metrics
+from trainables.tracking.system_metrics import pace, start_system_metrics, stop_system_metrics
 from trainables.tracking.writer import MetricsNotLoggedError, MetricWriter
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,12 @@ class TrialRun:
         tags: key fields and provenance.
         params: hyper-parameters (strings).
         background: log epochs from a writer thread (default); False writes them in the caller's thread.
-        system_metrics_seconds: sample MLflow's system metrics (``system/...``: CPU, memory, GPU) every
-            this many seconds while the run trains; 0 = none.
+        system_metrics_seconds: sample the system metrics (``system/...``: CPU, memory, GPU, the process's own)
+            every this many seconds while the run trains; 0 = none; ``"auto"``: paced to the trial's length.
         retry_policy: how long each tracking call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
         write_paths: the folders the trial writes to (and a SQLite store's): a failure while one of them is full
             is tagged ``no space left on device: <path> has N MB free``, not with the error it caused.
+        epochs: the trial's epochs, from which an ``"auto"`` sampling interval is paced.
     """
 
     def __init__(
@@ -88,9 +90,10 @@ class TrialRun:
         tags: dict[str, str],
         params: dict,
         background: bool = True,
-        system_metrics_seconds: float = 0.0,
+        system_metrics_seconds: float | str = 0.0,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         write_paths: tuple[str | Path, ...] = (),
+        epochs: int = 0,
     ) -> None:
         self.client = MlflowClient(tracking_uri)
         store = [Path(tracking_uri.removeprefix("sqlite:///")).parent] if tracking_uri.startswith("sqlite:///") else []
@@ -110,8 +113,11 @@ class TrialRun:
         self._stale_tags: list[str] = []
         self._system_metrics_seconds = system_metrics_seconds
         self._monitor = None
+        self._epochs = epochs
+        self._started = time.monotonic()
 
     def __enter__(self) -> TrialRun:
+        self._started = time.monotonic()
         experiment_id = self._retry(lambda: ensure_experiment(self.client.tracking_uri, self.experiment), "experiment")
         existing = self._retry(lambda: find_trial_run(self.client, experiment_id, self.trial_id), "search")
         if existing is not None and existing.info.status == "FINISHED":
@@ -167,6 +173,9 @@ class TrialRun:
         With the background writer this only queues the batch (timestamped now) and
         returns; it raises ``MetricsNotLoggedError`` when an earlier batch failed for good.
         """
+        seconds = metrics.get(EPOCH_SECONDS)
+        if self._system_metrics_seconds == "auto" and seconds is not None:
+            pace(self._monitor, time.monotonic() - self._started + max(self._epochs - epoch - 1, 0) * seconds)
         now = int(time.time() * 1000)
         batch = []
         for key, value in metrics.items():
