@@ -131,3 +131,28 @@ def test_a_trial_samples_its_own_process_several_times_paced_to_its_length(tmp_p
     assert min(rss) > 100  # torch alone holds more than 100 MB
     machine = client.get_metric_history(result.run_id, "system/cpu_utilization_percentage")
     assert len(machine) == len(cpu)  # MLflow's own, in the same samples
+
+
+def test_each_trial_logs_a_small_picture_of_its_predictions(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from trainables.predictions import MAX_BYTES, example_positions, shown_conditions
+
+    store = {"uri": f"sqlite:///{tmp_path}/mlflow.db", "cache": tmp_path / "cache", "root": tmp_path}
+    study = tiny_study("pictured", epochs=2)
+    result = run(study, store, alpha=0.4, work="pictured")
+    client = MlflowClient(store["uri"])
+    local = Path(client.download_artifacts(result.run_id, "predictions.png", str(tmp_path / "dl")))
+    assert local.stat().st_size <= MAX_BYTES
+    with Image.open(local) as picture:
+        width, height = picture.size
+    # rows: alpha 0.40 (in-domain and the lowest), alpha 1.00, then the levels harder and in_domain; 3 columns
+    assert height > width and height > 300
+    from trainables.datasets.registry import trial_data
+
+    conditions = trial_data(study, "synthetic", 0.4, store["cache"]).conditions
+    assert [c.name for c in shown_conditions(conditions, 0.4)] == ["alpha_0.40", "alpha_1.00", "harder", "in_domain"]
+    assert example_positions(4, 3).tolist() == [0, 2, 3] and example_positions(2, 3).tolist() == [0, 1]
+    quiet = tiny_study("unpictured", epochs=1, tracking={"prediction_examples": 0})
+    silent = run(quiet, store, work="unpictured")
+    assert "predictions.png" not in {a.path for a in client.list_artifacts(silent.run_id)}

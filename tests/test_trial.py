@@ -73,7 +73,7 @@ def test_run_follows_the_mlflow_contract(store) -> None:
             assert f"test_{name}.{condition}" in metrics
     assert metrics["best_val_dice"] == pytest.approx(result.best_val_dice)
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert artifacts == {"checkpoints", "per_image.parquet", "split_manifest.json"}
+    assert artifacts == {"checkpoints", "per_image.parquet", "predictions.png", "split_manifest.json"}
     assert {a.path for a in client.list_artifacts(result.run_id, "checkpoints")} == {
         "checkpoints/best.pt",
         "checkpoints/last.pt",

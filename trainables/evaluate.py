@@ -34,6 +34,16 @@ def evaluate_conditions(
         A frame with columns ``condition, test_alpha, image_id, dice, ts`` (+ surface
         metrics), in the order of ``conditions``.
     """
+    return evaluate_with_predictions(model, conditions, evaluation, runtime)[0]
+
+
+def evaluate_with_predictions(
+    model: torch.nn.Module,
+    conditions: tuple[TestCondition, ...],
+    evaluation: EvaluationConfig,
+    runtime: RuntimeOptions,
+) -> tuple[pd.DataFrame, list[torch.Tensor]]:
+    """:func:`evaluate_conditions`' frame, and the binary predictions it scored: one (n, 1, H, W) tensor each."""
     predictions = predict_images([condition.images for condition in conditions], model, runtime)
     frames = []
     for condition, prediction in zip(conditions, predictions, strict=True):
@@ -55,7 +65,7 @@ def evaluate_conditions(
             for column in SURFACE_COLUMNS:
                 frame[column] = [row[column] for row in rows]
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), predictions
 
 
 def predict_images(image_sets: list[np.ndarray], model: torch.nn.Module, runtime: RuntimeOptions) -> list[torch.Tensor]:

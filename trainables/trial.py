@@ -23,9 +23,10 @@ import torch
 
 from trainables.config import StudyConfig
 from trainables.datasets.registry import trial_data
-from trainables.evaluate import condition_means, evaluate_conditions
+from trainables.evaluate import condition_means, evaluate_with_predictions
 from trainables.guard import hold_trial
 from trainables.loop import pick_device
+from trainables.predictions import PREDICTIONS_ARTIFACT, write_predictions
 from trainables.runtime import RuntimeOptions
 from trainables.schema import (
     BEST_EPOCH,
@@ -191,7 +192,17 @@ def _finish(spec, config, data, run, trained: TrainedModel, runtime: RuntimeOpti
     torch.save(last_model, checkpoints / "last.pt")
     model.load_state_dict(best_model if config.training.test_checkpoint == "best" else last_model)
     # in fp32 whatever the training precision: bf16 moves out-of-domain Dice
-    per_image = evaluate_conditions(trained.network, data.conditions, config.evaluation, runtime)
+    per_image, predictions = evaluate_with_predictions(trained.network, data.conditions, config.evaluation, runtime)
+    title = f"{spec.run_name} ({config.training.test_checkpoint} checkpoint)"
+    picture = write_predictions(
+        work_dir / PREDICTIONS_ARTIFACT,
+        data.conditions,
+        predictions,
+        per_image,
+        config.tracking.prediction_examples,
+        spec.train_alpha,
+        title,
+    )
     per_image.to_parquet(work_dir / PER_IMAGE_ARTIFACT, index=False)
     (work_dir / SPLIT_MANIFEST_ARTIFACT).write_text(json.dumps(data.manifest, indent=2))
     test_metrics = condition_means(per_image)
@@ -208,6 +219,8 @@ def _finish(spec, config, data, run, trained: TrainedModel, runtime: RuntimeOpti
     run.log_artifact(checkpoints / "last.pt", CHECKPOINT_FOLDER)
     run.log_artifact(work_dir / PER_IMAGE_ARTIFACT)
     run.log_artifact(work_dir / SPLIT_MANIFEST_ARTIFACT)
+    if picture is not None:
+        run.log_artifact(picture)
     log.info(
         "%s: best val Dice %.4f at epoch %d; %s",
         spec.run_name,

@@ -46,6 +46,13 @@ class TrackingConfig(Section):
         "system/process_cpu_percent and system/process_rss_megabytes): seconds, 0 = off, or auto = about 20 "
         "samples over the trial's expected length (re-estimated each epoch; 1 to 60 s apart).",
     )
+    prediction_examples: int = Field(
+        3,
+        ge=0,
+        le=8,
+        description="Test images per shown condition in each run's predictions.png (image, ground truth and "
+        "prediction outlines, Dice; the same images in every trial of a data set); 0 = no picture.",
+    )
 
 
 class StorageConfig(Section):
