@@ -8,7 +8,7 @@ synthetic, alphas 0.3 and 0.7, seeds 0 and 1, two test images per tested alpha:
     noskip_unet  dice(image i, seed s) = 0.40 + 0.10 i + 0.10 s        (every trained/tested alpha)
                  -> mean over images 0.45 (seed 0), 0.55 (seed 1)
     unet         dice = noskip dice + DELTA[(trained, tested)] -/+ 0.01 (image 0 / image 1)
-    unet/synthetic/a0.70/s1 FAILED, attention_unet/synthetic/a0.30/s0 still RUNNING.
+    unet a0.70 s1 synthetic FAILED, attention_unet a0.30 s0 synthetic still RUNNING.
 busi, seeds 0 and 1, test levels harder / in_domain / easier, images b0 and b1: BUSI_DICE below.
 """
 
@@ -70,7 +70,7 @@ def log_trial(
 ) -> str:
     """Log one trial run following the MLflow contract of the trial; returns its run id."""
     alpha = "" if train_alpha is None else f"{train_alpha:.2f}"
-    name = f"{variant}/{dataset}/a{alpha}/s{seed}" if alpha else f"{variant}/{dataset}/s{seed}"
+    name = f"{variant} a{alpha} s{seed} {dataset}" if alpha else f"{variant} s{seed} {dataset}"
     split_hash = split_hash or f"split-{dataset}"
     tags = {
         "skipsweep.kind": "trial",

@@ -79,7 +79,7 @@ def test_runs_table_is_typed_and_holds_finished_trials_only(exported):
     assert runs["param.learning_rate"].dtype == "float64" and runs["param.batch_size"].dtype == "int64"
     assert set(runs["param.channels"]) == {"(16, 32)"}
     assert runs["best_epoch"].dtype == "int64" and set(runs["best_val_dice"]) == {0.7}
-    unet = runs.set_index("run_name").loc["unet/synthetic/a0.30/s0"]
+    unet = runs.set_index("run_name").loc["unet a0.30 s0 synthetic"]
     assert_allclose(unet["test_dice.alpha_0.70"], 0.405)  # mean of 0.345 and 0.465
     assert "train_loss" not in runs and "attention_unet" not in set(runs["variant"])
 
@@ -89,7 +89,7 @@ def test_epochs_and_per_image_tables(exported):
     runs = pd.read_parquet(out / RUNS_FILE).set_index("run_name")
     epochs = pd.read_parquet(out / EPOCHS_FILE)
     assert list(epochs.columns) == ["run_id", "epoch", "train_loss", "val_dice", "epoch_seconds"]
-    one = epochs[epochs["run_id"] == runs.loc["unet/busi/s1", "run_id"]]
+    one = epochs[epochs["run_id"] == runs.loc["unet s1 busi", "run_id"]]
     assert list(one["epoch"]) == [0, 1, 2, 3] and list(one["train_loss"]) == [1.0, 0.8, 0.6, 0.5]
     assert one["val_dice"].isna().tolist() == [True, False, True, False]
     assert list(one["val_dice"].dropna()) == [0.4, 0.7]
@@ -110,12 +110,12 @@ def test_no_absolute_paths_in_the_tables(exported):
 def test_unfinished_runs_are_left_out_and_named(exported):
     out, result, messages = exported
     assert {(e["run_name"], e["status"]) for e in result.excluded} == {
-        ("unet/synthetic/a0.70/s1", "FAILED"),
-        ("attention_unet/synthetic/a0.30/s0", "RUNNING"),
+        ("unet a0.70 s1 synthetic", "FAILED"),
+        ("attention_unet a0.30 s0 synthetic", "RUNNING"),
     }
     assert len(messages) == 1
-    assert "unet/synthetic/a0.70/s1 (FAILED: CUDA out of memory)" in messages[0]
-    assert "attention_unet/synthetic/a0.30/s0 (RUNNING)" in messages[0]
+    assert "unet a0.70 s1 synthetic (FAILED: CUDA out of memory)" in messages[0]
+    assert "attention_unet a0.30 s0 synthetic (RUNNING)" in messages[0]
     assert json.loads((out / "export.json").read_text())["excluded"] == result.excluded
 
 
@@ -138,7 +138,7 @@ def test_matrix_cell_and_relative_improvement_by_hand(exported):
 def test_mixed_hashes_are_refused_naming_the_runs(store, tmp_path, study, words):
     with pytest.raises(ExportError, match=words) as error:
         export_study(study, tmp_path / "out", tracking_uri=store)
-    assert "unet/busi/s0" in str(error.value) and "unet/busi/s1" in str(error.value)
+    assert "unet s0 busi" in str(error.value) and "unet s1 busi" in str(error.value)
     assert not (tmp_path / "out" / RUNS_FILE).exists()
 
 
@@ -176,7 +176,7 @@ def test_offline_report_embeds_figures_and_tables(offline_report):
     for png in figures:
         assert png.stat().st_size > 1000 and png.with_suffix(".pdf").stat().st_size > 1000
         assert f"](figures/{png.name})" in report
-    assert "(unet, alpha 0.70, seed 1)" in report and "unet/synthetic/a0.70/s1 (FAILED)" in report
+    assert "(unet, alpha 0.70, seed 1)" in report and "unet a0.70 s1 synthetic (FAILED)" in report
     assert "|  | in_domain | 0.750 (0.129) | **0.875 (0.065)** |" in report
     assert (
         r" & in\_domain & 0.750 (0.129) & \textbf{0.875 (0.065)} \\"

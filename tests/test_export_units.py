@@ -124,7 +124,7 @@ def test_an_export_stopped_after_its_first_file_ends_in_one_line_and_is_refused_
 
     assert stopped.returncode == EXIT_STATUS[signum], stopped.stderr
     assert str(folder) in one_line(stopped.stderr, "interrupted: the export into")
-    assert set(pd.read_parquet(folder / RUNS_FILE)["run_name"]) == {"noskip_unet/busi/s0", "unet/busi/s0"}
+    assert set(pd.read_parquet(folder / RUNS_FILE)["run_name"]) == {"noskip_unet s0 busi", "unet s0 busi"}
     assert [path.name for path in folder.glob(".*")] == []  # no temporary file, no lock left behind
     report_before = (folder / "report.md").read_bytes()
 

@@ -151,7 +151,7 @@ def test_an_implausible_estimate_is_named_in_one_warning(tmp_path: Path, capsys,
     # 2 trials x 100000 epochs x 600 s = 33333 trial-hours x 0.25 GPU = 8333 GPU-hours; 1.9 years a trial
     assert status == 0 and "estimated: 33333.33 trial-hours, 8333.33 GPU-hours" in out
     assert err == [
-        "warning: implausible estimate: 1.9 years for trial unet/synthetic/a0.50/s0 alone; "
+        "warning: implausible estimate: 1.9 years for trial unet a0.50 s0 synthetic alone; "
         "check training.epochs (100000) and --epoch-seconds (unet=600 seconds per epoch)"
     ]
     assert_nothing_created(tmp_path, ["t.yaml"])
@@ -175,7 +175,7 @@ def test_a_dry_run_without_skipsweep_data_prints_the_table_and_warns(tmp_path: P
     result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("study miccai2023: 108 trial(s)\n") and "unet/busi/s0" in result.stdout
+    assert result.stdout.startswith("study miccai2023: 108 trial(s)\n") and "unet s0 busi" in result.stdout
     assert result.stderr.splitlines() == [
         f"warning: {config}: datasets.{name}.path: {NOT_CHECKED}: environment variable SKIPSWEEP_DATA is not set "
         f"(in '${{SKIPSWEEP_DATA}}/{folder}'); {UNSET_HINT}"

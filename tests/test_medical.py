@@ -349,7 +349,7 @@ def test_a_medical_trial_runs_end_to_end_and_logs_the_five_levels(fixtures, tmp_
     result = run_trial(spec, study, work_dir=tmp_path / "w", tracking_uri=uri, cache_root=fixtures["cache"])
     client = MlflowClient(uri)
     run = client.get_run(result.run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == "unet/spleen/s0"
+    assert run.info.status == "FINISHED" and run.info.run_name == "unet s0 spleen"
     assert run.data.tags["train_alpha"] == "" and run.data.params["learning_rate"] == "0.01"
     metrics = run.data.metrics
     for level in LEVELS:

@@ -34,7 +34,7 @@ def test_expand_is_the_full_grid_with_stable_ids() -> None:
     specs = expand(study())
     assert len(specs) == 2 * 2 * 2
     assert len({spec.trial_id for spec in specs}) == 8
-    assert specs[0].run_name == "noskip_unet/synthetic/a0.30/s0"
+    assert specs[0].run_name == "noskip_unet a0.30 s0 synthetic"
     assert [s.trial_id for s in specs] == [s.trial_id for s in expand(study())]
 
 
@@ -98,7 +98,7 @@ def test_dry_run_prints_the_table_and_touches_nothing(tmp_path: Path, capsys, mo
     monkeypatch.chdir(tmp_path)
     assert main(["--config", str(ROOT / "conf" / "quick.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "study quick: 6 trial(s)" in out and "unet/synthetic/a0.90/s0" in out
+    assert "study quick: 6 trial(s)" in out and "unet a0.90 s0 synthetic" in out
     assert list(tmp_path.iterdir()) == []  # no MLflow store, no cache, no results
 
 

@@ -38,7 +38,7 @@ if kind == "study":
     claim_study("owned", storage, uri, "owned", ttl=float(sys.argv[4]), settle=0)
 else:
     from trainables.guard import hold_trial
-    held = hold_trial(Path(storage), "unet/synthetic/a1.00/s0")
+    held = hold_trial(Path(storage), "unet a1.00 s0 synthetic")
     held.__enter__()
 print("held", flush=True)
 time.sleep(120)

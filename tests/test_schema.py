@@ -40,7 +40,7 @@ ALPHAS = {
 @pytest.mark.parametrize(("alpha", "text"), ALPHAS.items())
 def test_an_alpha_prints_the_same_in_run_names_and_in_the_analysis(alpha: float, text: str) -> None:
     assert format_alpha(alpha) == trainables.config.format_alpha(alpha) == analysis.frames.format_alpha(alpha) == text
-    assert TrialSpec("s", "synthetic", "unet", alpha, 0).run_name == f"unet/synthetic/a{text}/s0"
+    assert TrialSpec("s", "synthetic", "unet", alpha, 0).run_name == f"unet a{text} s0 synthetic"
     assert alpha_condition(alpha) == f"alpha_{text}"
 
 
@@ -57,7 +57,7 @@ def test_trial_keys_of_stored_studies_still_resolve() -> None:
     assert synthetic.trial_id == "f789658ecdaf" and synthetic.tags()["train_alpha"] == "0.30"
     assert TrialSpec("miccai2023", "synthetic", "unet", 0.125, 1).trial_id == "fe3b00fd7b6a"
     medical = TrialSpec("miccai2023", "busi", "unet", None, 1)
-    assert medical.trial_id == "b91c54d3fdc2" and medical.run_name == "unet/busi/s1"
+    assert medical.trial_id == "b91c54d3fdc2" and medical.run_name == "unet s1 busi"
     key = {"study": "miccai2023", "dataset": "busi", "variant": "unet", "train_alpha": "", "seed": "1"}
     assert medical.tags() == key
 

@@ -57,7 +57,7 @@ def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Pat
     more_seeds = load_study(write_study(tmp_path, "local", seeds=(0, 1)))
     pending = pending_trials(expand(more_seeds), uri, "local")
     assert sorted(spec.run_name for spec in pending) == sorted(
-        f"{v}/synthetic/a{a}/s1" for v in ("noskip_unet", "unet") for a in ("0.50", "1.00")
+        f"{v} a{a} s1 synthetic" for v in ("noskip_unet", "unet") for a in ("0.50", "1.00")
     )
 
 
@@ -90,6 +90,6 @@ def test_ray_job_submit_to_a_started_head(tmp_path: Path, ray_head: dict) -> Non
     assert "succeeded" in output
     runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "submitted")
     assert sorted(run.info.run_name for run in runs) == sorted(
-        f"{v}/synthetic/a{a}/s0" for v in ("noskip_unet", "unet") for a in ("0.50", "1.00")
+        f"{v} a{a} s0 synthetic" for v in ("noskip_unet", "unet") for a in ("0.50", "1.00")
     )
     assert all(run.info.status == "FINISHED" and "best_val_dice" in run.data.metrics for run in runs)

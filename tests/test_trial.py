@@ -50,7 +50,7 @@ def test_run_follows_the_mlflow_contract(store) -> None:
     client = MlflowClient(store["uri"])
     mlflow_run = client.get_run(result.run_id)
     assert mlflow_run.info.status == "FINISHED"
-    assert mlflow_run.info.run_name == "unet/synthetic/a0.40/s0"
+    assert mlflow_run.info.run_name == "unet a0.40 s0 synthetic"
     tags = mlflow_run.data.tags
     assert {k: tags[k] for k in ("study", "dataset", "variant", "train_alpha", "seed")} == {
         "study": "contract",
