@@ -68,3 +68,30 @@ def test_the_journal_counts_say_how_many_of_its_four_data_sets_they_rest_on(tmp_
         for measured in verdicts["measured"]:
             assert (expected in measured) if expected else ("cannot settle" not in measured), measured
         assert set(verdicts["verdict"]) == {"SUPPORTS"}  # No-Skip loses least on "harder" in every case
+
+
+def test_medical_runs_are_held_to_the_papers_medical_learning_rate() -> None:
+    import pandas as pd
+
+    from analysis.report.summary import difference_lines
+
+    class NoMedical:
+        def level_datasets(self, medical: bool = False) -> list[str]:
+            return ["glas"]
+
+    def runs(rows: list[tuple]) -> pd.DataFrame:
+        frame = pd.DataFrame(rows, columns=["dataset", "variant", "train_alpha", "seed", "param.learning_rate"])
+        return frame.assign(**{"param.image_size": 256, "param.epochs": 100, "param.batch_size": 8})
+
+    medical = runs([("glas", "unet", None, seed, 0.01) for seed in range(3)])
+    assert difference_lines(medical, NoMedical()) == []  # 1e-2 is the papers' medical rate
+    both = runs(
+        [
+            *[("glas", "unet", None, s, 0.001) for s in range(3)],
+            *[("synthetic", "unet", 0.5, s, 0.01) for s in range(3)],
+        ]
+    )
+    assert difference_lines(both, NoMedical())[:2] == [
+        "- learning rate (synthetic): 0.01 (paper: 0.001)",
+        "- learning rate (medical): 0.001 (paper: 0.01)",
+    ]
