@@ -373,6 +373,8 @@ def plot_learning_curves(epochs: pd.DataFrame, runs: pd.DataFrame) -> Figure:
         ax.set_title(panel_title(dataset, alpha), fontsize=10)
     axis = ("epoch", "validation Dice", (0.0, 1.0))
     title = "Validation Dice per epoch: mean and std over seeds, per training alpha"
+    if cells and max(column for _, column in cells) < 2:  # one or two panels wide: the title would be cut
+        title = title.replace(": ", ":\n")
     return _finish_grid(figure, axes, cells, axis, title if panels else "", "(no validation epochs)")
 
 
