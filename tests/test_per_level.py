@@ -95,3 +95,22 @@ def test_medical_runs_are_held_to_the_papers_medical_learning_rate() -> None:
         "- learning rate (synthetic): 0.01 (paper: 0.001)",
         "- learning rate (medical): 0.001 (paper: 0.01)",
     ]
+
+
+def test_the_committed_glas_report_rebuilds_from_its_parquet_with_the_numbers_its_readme_quotes(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).parents[1] / "docs" / "glas_cpu"
+    shutil.copytree(committed, tmp_path / "glas", ignore=shutil.ignore_patterns("figures", "tables", "report.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "glas").report.read_text()
+    readme = (committed / "README.md").read_text()
+    for row in (
+        "| attention_unet | **0.642 [0.588, 0.696]** | **0.728 [0.683, 0.772]** | **0.831 [0.810, 0.852]** |",
+        "| noskip_unet | 0.533 [0.357, 0.709] | 0.653 [0.585, 0.721] | 0.702 [0.674, 0.729] |",
+    ):
+        assert row in text and row in readme
+    assert text.count("**CONTRADICTS** | No-Skip significantly best in 0/2 cases") == 2
+    assert (committed / "figures" / "ts_axis.png").is_file()
