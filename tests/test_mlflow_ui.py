@@ -166,3 +166,13 @@ def test_run_names_differ_within_what_the_runs_table_shows(study: str) -> None:
     path = Path(__file__).parents[1] / "conf" / f"{study}.yaml"
     names = [spec.run_name for spec in expand(load_study(path, keep_unset=True))]
     assert len({name[:24] for name in names}) == len(names)  # MLflow cut "noskip_unet/synthetic/a0..." here
+
+
+def test_each_run_has_its_in_domain_and_out_of_domain_dice_as_two_summary_metrics(tmp_path: Path) -> None:
+    store = {"uri": f"sqlite:///{tmp_path}/mlflow.db", "cache": tmp_path / "cache", "root": tmp_path}
+    result = run(tiny_study("summary", epochs=1), store, alpha=0.4, work="summary")
+    metrics = MlflowClient(store["uri"]).get_run(result.run_id).data.metrics
+    assert metrics["dice_in_domain"] == pytest.approx(metrics["test_dice.alpha_0.40"])
+    assert metrics["test_dice.in_domain"] == pytest.approx(metrics["test_dice.alpha_0.40"])  # the same images
+    others = [metrics[f"test_dice.{c}"] for c in ("alpha_1.00", "harder")]
+    assert metrics["dice_out_of_domain_mean"] == pytest.approx(sum(others) / 2)

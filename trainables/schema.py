@@ -53,6 +53,8 @@ EPOCH_METRICS = (TRAIN_LOSS, VAL_DICE, EPOCH_SECONDS)
 BEST_VAL_DICE = "best_val_dice"
 BEST_EPOCH = "best_epoch"
 MEAN_EPOCH_SECONDS = "mean_epoch_seconds"
+DICE_IN_DOMAIN = "dice_in_domain"  # the test Dice of the trial's own condition (alpha_<train_alpha> or in_domain)
+DICE_OUT_OF_DOMAIN = "dice_out_of_domain_mean"  # mean test Dice over every other condition
 IN_DOMAIN = "in_domain"  # the test condition of a medical data set's own test images
 ALPHA_CONDITION_PREFIX = "alpha_"  # a synthetic test set at one alpha: alpha_0.30
 
@@ -76,6 +78,11 @@ def format_alpha(alpha: float) -> str:
 def alpha_condition(alpha: float) -> str:
     """The test condition of the synthetic test set at ``alpha``: ``alpha_0.30``."""
     return f"{ALPHA_CONDITION_PREFIX}{format_alpha(alpha)}"
+
+
+def in_domain_condition(train_alpha: float | None) -> str:
+    """The test condition a trial is tested in-domain on: ``alpha_0.30`` for synthetic data, ``in_domain`` else."""
+    return IN_DOMAIN if train_alpha is None else f"{ALPHA_CONDITION_PREFIX}{format_alpha(train_alpha)}"
 
 
 def condition_metric(metric: str, condition: str) -> str:

@@ -33,11 +33,16 @@ from trainables.schema import (
     BEST_VAL_DICE,
     CHECKPOINT_FOLDER,
     CONFIG_HASH_TAG,
+    DICE_IN_DOMAIN,
+    DICE_OUT_OF_DOMAIN,
     GIT_COMMIT_TAG,
+    IN_DOMAIN,
     MEAN_EPOCH_SECONDS,
     PER_IMAGE_ARTIFACT,
     SPLIT_HASH_TAG,
     SPLIT_MANIFEST_ARTIFACT,
+    condition_metric,
+    in_domain_condition,
     resolve_tracking_uri,
 )
 from trainables.spec import TrialSpec
@@ -181,6 +186,21 @@ def run_trial(
         return _finish(spec, config, data, run, trained, runtime, work_dir)
 
 
+def domain_dice(test_metrics: dict[str, float], train_alpha: float | None) -> dict[str, float]:
+    """The two summary numbers a researcher compares runs by first: in-domain test Dice, and the mean elsewhere.
+
+    ``dice_in_domain`` is the Dice of the trial's own test condition (``alpha_<train_alpha>`` or
+    ``in_domain``), ``dice_out_of_domain_mean`` the mean over its other conditions (other alphas, test levels;
+    a synthetic trial's ``in_domain`` level is its own alpha's test set again, so it counts as in-domain).
+    """
+    prefix = condition_metric("dice", "")
+    dice = {key.removeprefix(prefix): value for key, value in test_metrics.items() if key.startswith(prefix)}
+    own = in_domain_condition(train_alpha)
+    others = [value for condition, value in dice.items() if condition not in (own, IN_DOMAIN)]
+    summary = {DICE_IN_DOMAIN: dice[own]} if own in dice else {}
+    return summary | ({DICE_OUT_OF_DOMAIN: float(np.mean(others))} if others else {})
+
+
 def _finish(spec, config, data, run, trained: TrainedModel, runtime: RuntimeOptions, work_dir: Path) -> TrialResult:
     """Save the best and last weights, test the chosen one on every condition, log it all; the trial's result."""
     model, state = trained.model, trained.state
@@ -212,6 +232,7 @@ def _finish(spec, config, data, run, trained: TrainedModel, runtime: RuntimeOpti
             BEST_VAL_DICE: state.best_val_dice,
             BEST_EPOCH: state.best_epoch,
             MEAN_EPOCH_SECONDS: float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
+            **domain_dice(test_metrics, spec.train_alpha),
             **test_metrics,
         }
     )

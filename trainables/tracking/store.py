@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from trainables.schema import (
     ALPHA_CONDITION_PREFIX,
     BEST_VAL_DICE,
+    DICE_IN_DOMAIN,
     ERROR_TAG,
     EXPERIMENT_KIND_TAG,
     IN_DOMAIN,
@@ -213,7 +214,7 @@ def trial_summaries(tracking_uri: str, experiment: str, policy: RetryPolicy = DE
     rows = []
     for run in with_retries(search, "summary", policy):
         metrics, train_alpha = run.data.metrics, run.data.tags.get("train_alpha")
-        in_domain = metrics.get(condition_metric("dice", IN_DOMAIN))
+        in_domain = metrics.get(DICE_IN_DOMAIN, metrics.get(condition_metric("dice", IN_DOMAIN)))
         if in_domain is None and train_alpha:  # the tag is the formatted alpha of the condition's name
             in_domain = metrics.get(condition_metric("dice", f"{ALPHA_CONDITION_PREFIX}{train_alpha}"))
         rows.append(
