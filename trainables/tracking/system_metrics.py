@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import psutil
 from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ class ProcessMonitor:
     """
 
     def __init__(self) -> None:
-        import psutil  # MLflow's system metrics need it too
-
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first reading is 0 by psutil's design: it starts the clock
         self._metrics: dict[str, list[float]] = {}
