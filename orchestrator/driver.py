@@ -96,6 +96,11 @@ def experiment_note(study, config: str, uri: str) -> str:
     )
 
 
+def runs_page(experiment_id: str) -> str:
+    """The part of the UI's address after the server that opens a study's runs as model training."""
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]:
     """Print one line per trial run, the MLflow UI command and the next commands; return the rows."""
     rows = trial_summaries(uri, experiment, policy)
@@ -106,6 +111,9 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]
         print(f"{row['run_name']:<36} {row['status']:<9} {best:>13} {test:>22}")
     local = uri.startswith("sqlite")
     print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
+    if rows:  # MLflow 3.17's UI opens in its GenAI mode unless the link asks for model training
+        server = "http://127.0.0.1:5000" if local else uri.rstrip("/")
+        print(f"             then open {server}/{runs_page(rows[0]['experiment_id'])}")
     export, report = report_commands(uri, experiment)
     print(f"next:        {export}")
     print(f"             {report}")

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from trainables.datasets.arrays import TestCondition
 from trainables.files import replacing
+from trainables.schema import IN_DOMAIN
 
 PREDICTIONS_ARTIFACT = "predictions.png"
 MAX_BYTES = 400_000
@@ -28,7 +29,7 @@ TRUTH, PREDICTED = "#2ca02c", "#e377c2"
 
 
 def shown_conditions(conditions: Sequence[TestCondition], train_alpha: float | None) -> list[TestCondition]:
-    """The rows: the in-domain test set, the hardest and easiest tested alphas, and every test level, in order.
+    """The rows: the hardest and easiest tested alphas and the trial's own, then every test level, in order.
 
     A medical data set has test levels only (``in_domain`` among them), so all of them are shown.
     """
@@ -40,7 +41,10 @@ def shown_conditions(conditions: Sequence[TestCondition], train_alpha: float | N
         for condition in (by_alpha[0], *own, by_alpha[-1]):
             if all(condition.name != kept.name for kept in chosen):
                 chosen.append(condition)
-    return [*chosen, *[c for c in conditions if np.isnan(c.test_alpha)]]
+    levels = [c for c in conditions if np.isnan(c.test_alpha)]
+    if chosen:  # a synthetic trial's in_domain level is its own alpha's test set again: shown once
+        levels = [c for c in levels if c.name != IN_DOMAIN]
+    return [*chosen, *levels]
 
 
 def example_positions(count: int, examples: int) -> np.ndarray:

@@ -224,6 +224,7 @@ def trial_summaries(tracking_uri: str, experiment: str, policy: RetryPolicy = DE
                 "best_val_dice": metrics.get(BEST_VAL_DICE),
                 "test_dice_in_domain": in_domain,
                 "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
                 "error": run.data.tags.get(ERROR_TAG),
             }
         )

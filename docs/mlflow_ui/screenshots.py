@@ -1,0 +1,151 @@
+"""Screenshots of a study in MLflow's UI, as a researcher sees it: the runs, a chart of a metric against
+train_alpha per variant, one run's curves and system metrics, and its predictions picture.
+
+    python docs/mlflow_ui/screenshots.py --tracking-uri sqlite:///mlflow.db --experiment quick --out docs/mlflow_ui
+
+Starts ``mlflow ui`` on a free loopback port, drives Debian's ``chromium`` headless through
+Playwright (``pip install playwright``; no browser download: the system one is used), saves PNGs
+and stops the server. The UI's markup is MLflow's and changes between releases: a step that does
+not find what it looks for says so and the other screenshots are still taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from orchestrator.driver import runs_page
+
+VIEWPORT = {"width": 1500, "height": 950}
+MODEL_TRAINING = "workflowType=machine_learning"  # MLflow 3.17's UI opens in its GenAI mode without it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_ui(uri: str):
+    """``mlflow ui`` on a free loopback port for the block; yields its base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"mlflow ui did not answer at {base}") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def shoot(page, path: Path, what: str) -> None:
+    page.wait_for_timeout(2500)  # charts draw after their data arrive
+    page.screenshot(path=str(path))
+    print(f"wrote {path} ({what})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--experiment", required=True, help="the study's experiment name")
+    parser.add_argument("--out", default="docs/mlflow_ui", help="folder for the PNGs")
+    parser.add_argument("--metric", default="test_dice.in_domain", help="the chart's y axis (a summary metric)")
+    args = parser.parse_args(argv)
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        print("error: no chromium on PATH (Debian: apt-get install -y chromium)", file=sys.stderr)
+        return 2
+    client = MlflowClient(args.tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        print(f"error: {args.tracking_uri} has no experiment '{args.experiment}'", file=sys.stderr)
+        return 2
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.run_name ASC"])
+    run = next((r for r in runs if "predictions.png" in {a.path for a in client.list_artifacts(r.info.run_id)}), None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    with mlflow_ui(args.tracking_uri) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page(viewport=VIEWPORT)
+        experiment_url = f"{base}/#/experiments/{experiment.experiment_id}"
+        page.goto(f"{base}/{runs_page(experiment.experiment_id)}")
+        page.wait_for_selector("text=Run Name", timeout=60_000)
+        close_assistant(page)
+        shoot(page, out / "1_runs.png", "the runs table")
+        chart(page, args.metric)
+        shoot(page, out / "2_chart_dice_vs_alpha.png", f"{args.metric} against train_alpha, one colour per run")
+        if run is not None:
+            page.goto(f"{experiment_url}/runs/{run.info.run_id}/model-metrics?{MODEL_TRAINING}")
+            shoot(page, out / "3_run_metrics.png", f"the curves of {run.info.run_name}")
+            page.goto(f"{experiment_url}/runs/{run.info.run_id}/system-metrics?{MODEL_TRAINING}")
+            shoot(page, out / "4_run_system_metrics.png", "its system metrics")
+            page.goto(f"{experiment_url}/runs/{run.info.run_id}/artifacts/predictions.png?{MODEL_TRAINING}")
+            shoot(page, out / "5_run_predictions.png", "its predictions picture")
+        browser.close()
+    return 0
+
+
+def chart(page, metric: str) -> None:
+    """The runs' chart view, with a scatter chart of ``metric`` against the param train_alpha added on top."""
+    steps = [
+        ("chart view", lambda: page.locator("input[value=CHART]").evaluate("e => e.click()")),
+        ("add chart", lambda: page.get_by_test_id("experiment-view-compare-runs-add-chart").first.click()),
+        ("scatter", lambda: page.get_by_role("menuitem", name="Scatter chart").click()),
+        ("x axis", lambda: pick(page, 1, "train_alpha")),
+        ("y axis", lambda: pick(page, 2, metric)),
+        ("confirm", lambda: page.get_by_test_id("experiment-view-compare-runs-chart-modal-confirm").click()),
+        ("show it", lambda: page.get_by_placeholder("Search metric charts").fill(metric)),  # the new chart is last
+    ]
+    for name, step in steps:
+        try:
+            step()
+            page.wait_for_timeout(800)
+        except Exception as error:  # noqa: BLE001 - the UI's markup is MLflow's: say which step failed, go on
+            print(f"warning: chart step '{name}' failed: {type(error).__name__}: {error}", file=sys.stderr)
+            return
+
+
+def pick(page, position: int, value: str) -> None:
+    """Choose ``value`` in the chart dialog's ``position``-th select (0: chart type, 1: x axis, 2: y axis)."""
+    page.get_by_role("dialog").get_by_test_id("experiment-view-compare-runs-config-field").nth(position).click()
+    page.keyboard.type(value)
+    page.wait_for_timeout(500)
+    page.keyboard.press("Enter")  # the one match is highlighted
+
+
+def close_assistant(page) -> None:
+    """MLflow 3.17 opens an assistant panel beside every page; it is not what these pictures are about."""
+    with contextlib.suppress(Exception):
+        page.get_by_role("button", name="Close").first.click(timeout=3000)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
