@@ -25,6 +25,7 @@ import pandas as pd
 
 from trainables.files import plain_mode
 from trainables.schema import ALPHA_CONDITION_PREFIX
+from trainables.schema import VARIANT_ORDER as VARIANT_ORDER  # the papers' order, shared with the trials
 from trainables.schema import format_alpha as format_alpha  # alphas print as the run names and tags write them
 
 RUNS_FILE = "runs.parquet"
@@ -34,7 +35,6 @@ MANIFEST_FILE = "export.json"
 DATA_FILES = (RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE)
 LOCK_FILE = ".analysis.lock"  # held by `analysis export` and `analysis report` while they write into a folder
 
-VARIANT_ORDER = ("noskip_unet", "unet", "attention_unet", "vnet", "noskip_vnet", "unet_plus_plus")
 VARIANT_GROUPS = {
     "No-Skip": ("noskip_unet", "noskip_vnet"),
     "Standard": ("unet", "vnet"),

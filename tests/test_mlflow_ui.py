@@ -176,3 +176,17 @@ def test_each_run_has_its_in_domain_and_out_of_domain_dice_as_two_summary_metric
     assert metrics["test_dice.in_domain"] == pytest.approx(metrics["test_dice.alpha_0.40"])  # the same images
     others = [metrics[f"test_dice.{c}"] for c in ("alpha_1.00", "harder")]
     assert metrics["dice_out_of_domain_mean"] == pytest.approx(sum(others) / 2)
+
+
+def test_runs_are_drawn_in_their_variants_colour_the_same_as_in_the_report(tmp_path: Path) -> None:
+    from analysis.report.figures import variant_style
+    from trainables.schema import RUN_COLOUR_TAG
+
+    store = {"uri": f"sqlite:///{tmp_path}/mlflow.db", "cache": tmp_path / "cache", "root": tmp_path}
+    study = tiny_study("coloured", epochs=1, tracking={"prediction_examples": 0})
+    colours = {}
+    for variant in ("noskip_unet", "unet"):
+        result = run(study, store, variant=variant, work=variant)
+        colours[variant] = MlflowClient(store["uri"]).get_run(result.run_id).data.tags[RUN_COLOUR_TAG]
+    assert colours == {"noskip_unet": "#1b1b1b", "unet": "#0072b2"}
+    assert all(variant_style(v)["color"] == colour for v, colour in colours.items())

@@ -39,11 +39,13 @@ from trainables.schema import (
     IN_DOMAIN,
     MEAN_EPOCH_SECONDS,
     PER_IMAGE_ARTIFACT,
+    RUN_COLOUR_TAG,
     SPLIT_HASH_TAG,
     SPLIT_MANIFEST_ARTIFACT,
     condition_metric,
     in_domain_condition,
     resolve_tracking_uri,
+    variant_colour,
 )
 from trainables.spec import TrialSpec
 from trainables.tracking import RetryPolicy, TrialRun, only_our_retries
@@ -152,6 +154,7 @@ def run_trial(
     data = trial_data(config, spec.dataset, spec.train_alpha, cache_root or config.storage.cache)
     tags = {
         **spec.tags(),
+        RUN_COLOUR_TAG: variant_colour(spec.variant),  # the UI draws each variant's runs in one colour
         CONFIG_HASH_TAG: config.config_hash(),
         SPLIT_HASH_TAG: data.manifest["hash"],
         GIT_COMMIT_TAG: git_commit(),

@@ -27,17 +27,15 @@ from analysis.frames import (
     LEVEL_ORDER,
     TESTED_ON,
     TRAINED_ON,
-    VARIANT_ORDER,
     format_alpha,
     ordered_variants,
 )
 from analysis.report.formatting import format_number
 from trainables.files import replacing
-from trainables.schema import ALPHA_CONDITION_PREFIX
+from trainables.schema import ALPHA_CONDITION_PREFIX, variant_colour, variant_position
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (7, 2, 1, 2)))
-COLOURS = ("#1b1b1b", "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442")
 COLOUR_PERCENTILE = 95.0  # the diverging colour scale ends at this percentile of |value|; beyond it saturates
 LINEAR_RANGE = 0.05  # |relative difference| below this is coloured linearly; above, logarithmically (when the
 # scale reaches past 4x this), so gains of a few per cent stay visible beside ratios of 1 or 2 at low baselines
@@ -51,12 +49,11 @@ MAX_GAP_BINS = 2.0  # a binned-mean line breaks where consecutive points lie far
 
 def variant_style(variant: str) -> dict:
     """Marker, line style and colour of a variant, the same in every figure."""
-    known = list(VARIANT_ORDER)
-    position = known.index(variant) if variant in known else sum(map(ord, variant))
+    position = variant_position(variant)
     return {
         "marker": MARKERS[position % len(MARKERS)],
         "linestyle": LINE_STYLES[position % len(LINE_STYLES)],
-        "color": COLOURS[position % len(COLOURS)],
+        "color": variant_colour(variant),  # the colour of the variant's runs in the MLflow UI too
     }
 
 
