@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         close_assistant(page)
         shoot(page, out / "1_runs.png", "the runs table")
         chart(page, args.metric)
-        shoot(page, out / "2_chart_dice_vs_alpha.png", f"{args.metric} against train_alpha, one colour per run")
+        shoot(page, out / "2_chart_dice_vs_alpha.png", f"{args.metric} against train_alpha, one colour per variant")
         if run is not None:
             page.goto(f"{experiment_url}/runs/{run.info.run_id}/model-metrics?{MODEL_TRAINING}")
             shoot(page, out / "3_run_metrics.png", f"the curves of {run.info.run_name}")
