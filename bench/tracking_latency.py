@@ -77,7 +77,17 @@ def mlflow_server(folder: Path):
         "--port",
         str(port),
     ]
-    log = (folder / "server.log").open("w")
+    with (folder / "server.log").open("w") as log, serving(command, port, log, f"see {folder / 'server.log'}") as url:
+        yield url
+
+
+@contextmanager
+def serving(command: list[str], port: int, log, hint: str):
+    """Run ``command`` (an MLflow server or UI on ``port``), yield its URL once ``/health`` answers; stop it after.
+
+    Its whole process group is stopped (SIGTERM, then SIGKILL after 20 s). ``hint`` ends the error raised
+    when it never answers (within 120 s) or exits first.
+    """
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -87,7 +97,7 @@ def mlflow_server(folder: Path):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start; see {folder / 'server.log'}") from None
+                    raise RuntimeError(f"the server did not start on port {port}; {hint}") from None
                 time.sleep(0.5)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -97,7 +107,6 @@ def mlflow_server(folder: Path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,55 +13,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from bench.tracking_latency import _free_port as free_port
+from bench.tracking_latency import serving
 from orchestrator.driver import runs_page
 
 VIEWPORT = {"width": 1500, "height": 950}
 MODEL_TRAINING = "workflowType=machine_learning"  # MLflow 3.17's UI opens in its GenAI mode without it
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def mlflow_ui(uri: str):
     """``mlflow ui`` on a free loopback port for the block; yields its base URL."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"mlflow ui did not answer at {base}") from None
-                time.sleep(0.5)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
+    with serving([*command, "--port", str(port)], port, subprocess.DEVNULL, f"store {uri}") as base:
         yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def shoot(page, path: Path, what: str) -> None:
