@@ -91,7 +91,7 @@ def experiment_note(study, config: str, uri: str) -> str:
         f"**{study.description or study.study}**\n\n"
         f"skipsweep study `{study.study}` from `{config}` (file sha256 {digest}, config hash {study.config_hash()}). "
         "One run per trial (variant, dataset, train_alpha, seed): each is a param, so the chart view can plot "
-        "`test_dice_in_domain` against `train_alpha` grouped by `variant`.\n\n"
+        "`dice_in_domain` against `train_alpha`; each variant's runs are drawn in one colour.\n\n"
         f"Report (tables, figures, the papers' claims checked):\n\n```\n{commands}\n```\n"
     )
 

@@ -120,19 +120,26 @@ def _parents() -> dict[int, tuple[int, int]]:
     return table
 
 
-def kill_group(leader: int) -> None:
-    """SIGKILL a process group started with ``start_new_session=True`` and every descendant of it.
+def process_tree(leader: int) -> set[int]:
+    """The process group ``leader`` leads and every descendant of it, as they are now.
 
     Descendants matter: Ray starts each worker in a session of its own, so a node's
-    trials are not in the node's process group.
+    trials are not in the node's process group. Take it before killing ``leader``: the
+    children of a dead process are re-parented and no longer lead back to it.
     """
     table = _parents()
-    doomed = {pid for pid, (_, group) in table.items() if group == leader} | {leader}
+    tree = {pid for pid, (_, group) in table.items() if group == leader} | {leader}
     grew = True
     while grew:
-        children = {pid for pid, (parent, _) in table.items() if parent in doomed} - doomed
-        doomed |= children
+        children = {pid for pid, (parent, _) in table.items() if parent in tree} - tree
+        tree |= children
         grew = bool(children)
+    return tree
+
+
+def kill_group(leader: int, also: set[int] = frozenset()) -> None:
+    """SIGKILL a process group started with ``start_new_session=True``, every descendant of it, and ``also``."""
+    doomed = process_tree(leader) | set(also)
     doomed.discard(os.getpid())
     kill_all(sorted(doomed))
 

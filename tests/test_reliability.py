@@ -14,7 +14,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import LOOPBACK_HEAD, LOOPBACK_WORKER, ROOT, free_port, kill_group, start_ray_node, subprocess_env
+from conftest import (
+    LOOPBACK_HEAD,
+    LOOPBACK_WORKER,
+    ROOT,
+    free_port,
+    kill_group,
+    process_tree,
+    start_ray_node,
+    subprocess_env,
+)
 from mlflow.tracking import MlflowClient
 from sweeps import epochs_logged, orchestrate, orchestrate_command, trial_runs, wait_for, write_study
 
@@ -156,6 +165,7 @@ def test_driver_killed_with_sigkill_then_rerun_finishes_without_duplicates(tmp_p
     study = write_study(tmp_path, "driver", epochs=epochs, resources={"cpu": 1, "gpu": 0, "max_failures": 2})
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     driver = start_driver(study, tmp_path, "--checkpoint-every", "1")
+    cluster: set[int] = set()
     try:
         client = MlflowClient(uri)
 
@@ -165,10 +175,14 @@ def test_driver_killed_with_sigkill_then_rerun_finishes_without_duplicates(tmp_p
             return done if done and running_epoch(uri, "driver", 1) is not None else None
 
         wait_for(one_finished_one_running, 300, "a finished trial and a running one", while_running=driver)
+        cluster = process_tree(driver.pid)  # now: once the driver is dead its trials no longer lead back to it
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
-        kill_group(driver.pid)  # what the dead driver's local cluster left behind, as an operator would
+        # what the dead driver's local cluster left behind, as an operator would; a trial whose raylet died with the
+        # driver is an orphan no tree walk finds, and could finish its run after the count below (seen once in CI:
+        # the rerun's count of finished trials differed from the test's)
+        kill_group(driver.pid, also=cluster)
     runs = trial_runs(uri, "driver")
     before = {
         run.info.run_id: (run.info.end_time, epochs_logged(client, run.info.run_id))
