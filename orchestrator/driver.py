@@ -77,10 +77,11 @@ def prepare_data(study, source: str, cache: str) -> None:
 
 
 def report_commands(uri: str, experiment: str) -> list[str]:
-    """The two commands that turn the study's runs into its report."""
+    """The two commands that turn the study's runs into its report, attached to the study's report run in MLflow."""
     out = shlex.quote(f"results/{experiment}")
     export = shlex.join(["--study", experiment, "--tracking-uri", uri])
-    return [f"python -m analysis export {export} --out {out}", f"python -m analysis report {out}"]
+    attach = shlex.join(["--log-to-mlflow", "--tracking-uri", uri])
+    return [f"python -m analysis export {export} --out {out}", f"python -m analysis report {out} {attach}"]
 
 
 def experiment_note(study, config: str, uri: str) -> str:

@@ -76,6 +76,7 @@ def test_the_note_says_what_the_study_is_and_how_to_report_it(tmp_path: Path) ->
     note = experiment_note(study, str(path), "sqlite:///x.db")
     assert note.startswith("**Skips vs none**") and f"config hash {study.config_hash()}" in note
     assert "python -m analysis export --study noted --tracking-uri sqlite:///x.db --out results/noted" in note
+    assert "python -m analysis report results/noted --log-to-mlflow --tracking-uri sqlite:///x.db" in note
 
 
 @pytest.fixture(scope="module")

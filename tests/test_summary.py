@@ -26,4 +26,6 @@ def test_the_printed_next_commands_survive_spaces_and_quotes(tmp_path: Path, cap
         "python", "-m", "analysis", "export", "--study", "study one", "--tracking-uri", uri,
         "--out", "results/study one",
     ]  # fmt: skip
-    assert shlex.split(report) == ["python", "-m", "analysis", "report", "results/study one"]
+    assert shlex.split(report) == [
+        "python", "-m", "analysis", "report", "results/study one", "--log-to-mlflow", "--tracking-uri", uri,
+    ]  # fmt: skip
