@@ -55,7 +55,7 @@ def measure(uri: str, background: bool, epochs: int, epoch_seconds: float) -> di
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -64,7 +64,7 @@ def _free_port() -> int:
 @contextmanager
 def mlflow_server(folder: Path):
     """An ``mlflow server`` on a free local port, stopped (its whole process group) on exit."""
-    port = _free_port()
+    port = free_port()
     command = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",

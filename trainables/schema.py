@@ -99,7 +99,7 @@ def alpha_condition(alpha: float) -> str:
 
 def in_domain_condition(train_alpha: float | None) -> str:
     """The test condition a trial is tested in-domain on: ``alpha_0.30`` for synthetic data, ``in_domain`` else."""
-    return IN_DOMAIN if train_alpha is None else f"{ALPHA_CONDITION_PREFIX}{format_alpha(train_alpha)}"
+    return IN_DOMAIN if train_alpha is None else alpha_condition(train_alpha)
 
 
 def condition_metric(metric: str, condition: str) -> str:

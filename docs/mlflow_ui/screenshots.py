@@ -20,8 +20,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from bench.tracking_latency import _free_port as free_port
-from bench.tracking_latency import serving
+from bench.tracking_latency import free_port, serving
 from orchestrator.driver import runs_page
 
 VIEWPORT = {"width": 1500, "height": 950}
