@@ -24,6 +24,7 @@ from orchestrator.preflight import preflight
 from trainables.config import StudyConfigError
 from trainables.datasets.registry import prepare_dataset
 from trainables.files import NO_SPACE, disk_full
+from trainables.schema import NOTE_TAG
 from trainables.tracking import (
     DEFAULT_RETRY_POLICY,
     RetryPolicy,
@@ -32,6 +33,7 @@ from trainables.tracking import (
     only_our_retries,
     trial_summaries,
 )
+from trainables.tracking.view import VIEW_TAG, study_view, view_address
 
 DISK_FULL = 74  # sysexits' EX_IOERR: free space, then run the same command
 
@@ -97,9 +99,16 @@ def experiment_note(study, config: str, uri: str) -> str:
     )
 
 
+def experiment_tags(study, config: str, uri: str) -> dict[str, str]:
+    """The experiment tags MLflow's UI reads: the description, and the study's view (its charts and columns)."""
+    synthetic = any(name not in study.datasets.medical for name in study.datasets.names)
+    view = study_view(list(study.test_levels), synthetic, study.datasets.names)
+    return {NOTE_TAG: experiment_note(study, config, uri), VIEW_TAG: view}
+
+
 def runs_page(experiment_id: str) -> str:
-    """The part of the UI's address after the server that opens a study's runs as model training."""
-    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    """The part of the UI's address after the server that opens a study's view (its charts) as model training."""
+    return view_address(experiment_id)
 
 
 def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]:
@@ -130,8 +139,8 @@ def run_study(args: argparse.Namespace, study, specs: list, uri: str, after_epoc
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
-    note = experiment_note(study, args.config, uri)
-    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy, note=note):  # opens it
+    ui_tags = experiment_tags(study, args.config, uri)
+    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy, ui_tags=ui_tags):
         return _sweep(args, study, specs, uri, cache, storage, policy, after_epoch)
 
 

@@ -32,12 +32,13 @@ duplicate trial can never log, whatever happens to the driver.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -80,9 +81,9 @@ class StudyLease:
         ttl: float,
         settle: float,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-        note: str | None = None,
+        ui_tags: Mapping[str, str] | None = None,
     ) -> None:
-        self.study, self.storage, self.experiment, self.note = study, storage, experiment, note
+        self.study, self.storage, self.experiment, self.ui_tags = study, storage, experiment, ui_tags
         self.tracking_uri = tracking_uri
         self.client: MlflowClient | None = None  # opened in claim(), under the storage lock
         self.ttl, self.settle = ttl, settle
@@ -124,7 +125,8 @@ class StudyLease:
     def _open_store(self) -> str:
         """Open (and if new, create) the store and the experiment; a store that stays unusable is one line."""
         try:
-            return self._retry(lambda: open_experiment(self.tracking_uri, self.experiment, self.note), "open the store")
+            opening = functools.partial(open_experiment, self.tracking_uri, self.experiment, self.ui_tags)
+            return self._retry(opening, "open the store")
         except ForeignExperimentError as error:
             raise StudyConfigError(str(error)) from None
         except (MlflowException, OSError) as error:  # the retry budget is spent
@@ -213,7 +215,7 @@ def claim_study(
     ttl: float = LEASE_SECONDS,
     settle: float = SETTLE_SECONDS,
     retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-    note: str | None = None,
+    ui_tags: Mapping[str, str] | None = None,
 ) -> StudyLease:
     """Make this process the study's only driver until ``release()``, or the end of its ``with`` block.
 
@@ -225,7 +227,8 @@ def claim_study(
         ttl: seconds a lease lives without a heartbeat.
         settle: seconds between writing the lease and reading it back.
         retry_policy: how long each MLflow call keeps trying (the study's ``tracking.retries`` / ``retry_wait``).
-        note: the experiment's description in the MLflow UI (set each time a driver opens it).
+        ui_tags: experiment tags for MLflow's UI, the description and the study's view (set each time a driver
+            opens it).
 
     Returns:
         The lease, held (``with claim_study(...):`` gives it back at the end of the block).
@@ -234,6 +237,6 @@ def claim_study(
         StudyConfigError: another driver owns the study (one line naming it: host, pid, since when), or the
             store cannot be used (not an MLflow store, an older schema, no answer within the retries).
     """
-    lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy, note)
+    lease = StudyLease(study, storage, tracking_uri, experiment, ttl, settle, retry_policy, ui_tags)
     lease.claim()
     return lease

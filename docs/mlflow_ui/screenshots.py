@@ -1,5 +1,6 @@
-"""Screenshots of a study in MLflow's UI, as a researcher sees it: the runs, a chart of a metric against
-train_alpha per variant, one run's curves and system metrics, and its predictions picture.
+"""Screenshots of a study in MLflow's UI, as a researcher sees it: the runs, the study's view (Dice against
+train_alpha per variant, the curves, the trials' resources), one run's curves and system metrics, and its
+predictions picture.
 
     python docs/mlflow_ui/screenshots.py --tracking-uri sqlite:///mlflow.db --experiment quick --out docs/mlflow_ui
 
@@ -24,6 +25,7 @@ from bench.tracking_latency import free_port, serving
 from orchestrator.driver import runs_page
 
 VIEWPORT = {"width": 1500, "height": 950}
+TALL = {"width": 1500, "height": 1900}
 MODEL_TRAINING = "workflowType=machine_learning"  # MLflow 3.17's UI opens in its GenAI mode without it
 
 
@@ -47,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--experiment", required=True, help="the study's experiment name")
     parser.add_argument("--out", default="docs/mlflow_ui", help="folder for the PNGs")
-    parser.add_argument("--metric", default="test_dice.in_domain", help="the chart's y axis (a summary metric)")
     args = parser.parse_args(argv)
     browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser_path is None:
@@ -68,12 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         page = browser.new_page(viewport=VIEWPORT)
         experiment_url = f"{base}/#/experiments/{experiment.experiment_id}"
-        page.goto(f"{base}/{runs_page(experiment.experiment_id)}")
+        view = f"{base}/{runs_page(experiment.experiment_id)}"  # the address the driver prints
+        page.goto(view.replace("&compareRunsMode=CHART", ""))  # the same view, as a table
         page.wait_for_selector("text=Run Name", timeout=60_000)
         close_assistant(page)
         shoot(page, out / "1_runs.png", "the runs table")
-        chart(page, args.metric)
-        shoot(page, out / "2_chart_dice_vs_alpha.png", f"{args.metric} against train_alpha, one colour per variant")
+        page.set_viewport_size(TALL)  # the view's three sections
+        page.goto(view)
+        found = study_view_shown(page)
+        shoot(page, out / "2_study_view.png", "the study's view: Dice against train_alpha, one colour per variant")
+        page.set_viewport_size(VIEWPORT)
         if run is not None:
             page.goto(f"{experiment_url}/runs/{run.info.run_id}/model-metrics?{MODEL_TRAINING}")
             shoot(page, out / "3_run_metrics.png", f"the curves of {run.info.run_name}")
@@ -82,35 +87,19 @@ def main(argv: list[str] | None = None) -> int:
             page.goto(f"{experiment_url}/runs/{run.info.run_id}/artifacts/predictions.png?{MODEL_TRAINING}")
             shoot(page, out / "5_run_predictions.png", "its predictions picture")
         browser.close()
+    if not found:
+        print("error: the study's view did not open (no 'Dice against' section on the page)", file=sys.stderr)
+        return 1
     return 0
 
 
-def chart(page, metric: str) -> None:
-    """The runs' chart view, with a scatter chart of ``metric`` against the param train_alpha added on top."""
-    steps = [
-        ("chart view", lambda: page.locator("input[value=CHART]").evaluate("e => e.click()")),
-        ("add chart", lambda: page.get_by_test_id("experiment-view-compare-runs-add-chart").first.click()),
-        ("scatter", lambda: page.get_by_role("menuitem", name="Scatter chart").click()),
-        ("x axis", lambda: pick(page, 1, "train_alpha")),
-        ("y axis", lambda: pick(page, 2, metric)),
-        ("confirm", lambda: page.get_by_test_id("experiment-view-compare-runs-chart-modal-confirm").click()),
-        ("show it", lambda: page.get_by_placeholder("Search metric charts").fill(metric)),  # the new chart is last
-    ]
-    for name, step in steps:
-        try:
-            step()
-            page.wait_for_timeout(800)
-        except Exception as error:  # noqa: BLE001 - the UI's markup is MLflow's: say which step failed, go on
-            print(f"warning: chart step '{name}' failed: {type(error).__name__}: {error}", file=sys.stderr)
-            return
-
-
-def pick(page, position: int, value: str) -> None:
-    """Choose ``value`` in the chart dialog's ``position``-th select (0: chart type, 1: x axis, 2: y axis)."""
-    page.get_by_role("dialog").get_by_test_id("experiment-view-compare-runs-config-field").nth(position).click()
-    page.keyboard.type(value)
-    page.wait_for_timeout(500)
-    page.keyboard.press("Enter")  # the one match is highlighted
+def study_view_shown(page) -> bool:
+    """Whether the page shows the study's view: its first section, and no "share key" error."""
+    try:
+        page.get_by_text("Dice against", exact=False).first.wait_for(timeout=30_000)
+    except Exception:  # noqa: BLE001 - Playwright's timeout: the view is not there
+        return False
+    return page.get_by_text("Error loading shared view state").count() == 0
 
 
 def close_assistant(page) -> None:

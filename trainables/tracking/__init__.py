@@ -29,7 +29,8 @@ One module per job:
   tags, epochs, summaries, artifacts, FINISHED or FAILED);
 - ``system_metrics``: MLflow's CPU, memory and GPU monitor for one run;
 - ``store``: queries and updates over a study's experiment (open the store and create it, finished trial
-  ids, runs a stopped driver leaves unfinished, one summary row per trial).
+  ids, runs a stopped driver leaves unfinished, one summary row per trial);
+- ``view``: the study's view in MLflow's UI (its charts and columns), an experiment tag the driver sets.
 
 Tag and metric names come from ``trainables.schema``.
 """

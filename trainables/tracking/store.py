@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import filelock
@@ -33,7 +34,6 @@ from trainables.schema import (
     IN_DOMAIN,
     KIND_TAG,
     MODEL_TRAINING_KIND,
-    NOTE_TAG,
     STATUS_TAG,
     STOP_REASON_TAG,
     STUDY_TAG,
@@ -47,16 +47,17 @@ from trainables.store_schema import UnusableStoreError, check_sqlite_store
 from trainables.tracking.retry import DEFAULT_RETRY_POLICY, RetryPolicy, with_retries
 
 
-def ensure_experiment(tracking_uri: str, name: str, note: str | None = None) -> str:
+def ensure_experiment(tracking_uri: str, name: str, ui_tags: Mapping[str, str] | None = None) -> str:
     """Create the store (schema) and the experiment once, before any trial starts; return its id.
 
     The experiment is tagged as skipsweep's and as model training (MLflow's UI otherwise opens it
     as a GenAI experiment), on creation and, for an experiment an older skipsweep made, when it is
-    found; ``note`` (the driver's) becomes its description in the UI. An experiment of that name
+    found; ``ui_tags`` (the driver's: the description, ``NOTE_TAG``, and the study's view,
+    ``trainables.tracking.view``) are set as given. An experiment of that name
     that holds runs, none of them skipsweep's, was made by another tool: ``ForeignExperimentError``.
     """
     client = MlflowClient(tracking_uri)
-    tags = {STUDY_TAG: name, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND} | ({NOTE_TAG: note} if note else {})
+    tags = {STUDY_TAG: name, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND} | dict(ui_tags or {})
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
@@ -94,7 +95,7 @@ class StoreBusyError(OSError):
     """The store is locked by another writer (SQLite ``database is locked``): retried like a store that is down."""
 
 
-def open_experiment(tracking_uri: str, name: str, note: str | None = None) -> str:
+def open_experiment(tracking_uri: str, name: str, ui_tags: Mapping[str, str] | None = None) -> str:
     """``ensure_experiment`` with the store's faults told apart, for the driver's first call to the store.
 
     Opening a store creates or checks its schema. A store another process holds locked, or
@@ -105,7 +106,7 @@ def open_experiment(tracking_uri: str, name: str, note: str | None = None) -> st
     """
     try:
         with _creation_lock(tracking_uri):
-            return ensure_experiment(tracking_uri, name, note)
+            return ensure_experiment(tracking_uri, name, ui_tags)
     except filelock.Timeout as error:
         raise StoreBusyError(f"{tracking_uri}: another process has been creating the store for minutes") from error
     except sqlalchemy.exc.OperationalError as error:  # locked, or a concurrent creation of the schema

@@ -13,6 +13,7 @@ trial for: every error here is logged as a warning and the trial goes on.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import psutil
@@ -40,9 +41,12 @@ class ProcessMonitor:
     ``metrics``), so that it rides along in their loop.
     """
 
+    MIN_CPU_WINDOW = 0.5  # seconds: psutil counts CPU time in 10 ms ticks, so a shorter window reads 1000%
+
     def __init__(self) -> None:
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first reading is 0 by psutil's design: it starts the clock
+        self._since = time.monotonic()
         self._metrics: dict[str, list[float]] = {}
 
     @property
@@ -50,7 +54,10 @@ class ProcessMonitor:
         return self._metrics
 
     def collect_metrics(self) -> None:
-        self._metrics.setdefault("process_cpu_percent", []).append(self._process.cpu_percent(None))
+        """One reading; the CPU share only once the window since the last one is long enough to mean something."""
+        if time.monotonic() - self._since >= self.MIN_CPU_WINDOW:
+            self._metrics.setdefault("process_cpu_percent", []).append(self._process.cpu_percent(None))
+            self._since = time.monotonic()
         self._metrics.setdefault("process_rss_megabytes", []).append(self._process.memory_info().rss / 2**20)
 
     def aggregate_metrics(self) -> dict[str, float]:

@@ -1,0 +1,126 @@
+"""The study's own view in MLflow's UI: the charts a researcher compares variants with, open at once.
+
+MLflow's runs page reads a saved view from an experiment tag ``mlflow.sharedViewState.<key>``
+when its address carries ``viewStateShareKey=<key>`` (the "shared view" of MLflow 3.17's UI,
+which reads a plain JSON value). The driver stores one per study and prints the address, so the
+first page a researcher sees is the comparison, not the GenAI page or MLflow's alphabetical wall
+of single-value bar charts (``best_epoch`` ... ``test_ts.*`` before ``val_dice``):
+
+1. "Dice against train_alpha": each run a point in its variant's colour (``mlflow.runColor``),
+   in-domain Dice, the mean out-of-domain Dice and each test level's Dice (for a study of
+   medical data sets only, against the variant);
+2. "Training curves": ``val_dice``, ``train_loss`` and ``epoch_seconds`` per epoch;
+3. "Trial resources": the trial process's CPU and memory, and the GPU's use where there is one
+   (an empty chart is hidden).
+
+The table lists the grid factors and the summary metrics as columns, and the view shows trials
+only (the report run is one filter away: clear the search box). "Exit shared view" in the UI gives
+MLflow's default page back. Standard library only: the value is built by the driver, set by
+``ensure_experiment``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from trainables.schema import (
+    BEST_VAL_DICE,
+    DICE_IN_DOMAIN,
+    DICE_OUT_OF_DOMAIN,
+    EPOCH_SECONDS,
+    IN_DOMAIN,
+    MEAN_EPOCH_SECONDS,
+    TRAIN_LOSS,
+    TRIAL_KIND,
+    VAL_DICE,
+    condition_metric,
+    kind_filter,
+)
+
+VIEW_KEY = "skipsweep"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"  # on the experiment
+RESOURCE_METRICS = (
+    "system/process_cpu_percent",
+    "system/process_rss_megabytes",
+    "system/gpu_0_utilization_percentage",
+    "system/gpu_0_memory_usage_megabytes",
+)
+ALL_RUNS = 1000  # charts draw this many runs (MLflow's default is the first 10)
+
+
+def view_address(experiment_id: str) -> str:
+    """The part of the UI's address after the server that opens the study's view, as model training.
+
+    No other search setting may be in the address: MLflow then ignores the saved view.
+    """
+    query = f"viewStateShareKey={VIEW_KEY}&workflowType=machine_learning&compareRunsMode=CHART"
+    return f"#/experiments/{experiment_id}/runs?{query}"
+
+
+def study_view(test_levels: Sequence[str], synthetic: bool, datasets: Sequence[str]) -> str:
+    """The view's JSON for a study with these test levels, data sets and (``synthetic``) train_alpha axis.
+
+    Args:
+        test_levels: the study's test levels (``in_domain``, ``easier``, ``harder``, ``hardest``).
+        synthetic: whether any data set is synthetic (then Dice is drawn against train_alpha, else the variant).
+        datasets: the study's data sets (a ``dataset`` column when there are several).
+    """
+    axis = "train_alpha" if synthetic else "variant"
+    dice = [DICE_IN_DOMAIN, DICE_OUT_OF_DOMAIN]
+    dice += [condition_metric("dice", level) for level in test_levels if level != IN_DOMAIN]
+    sections = {"compare": f"Dice against {axis}", "curves": "Training curves", "resources": "Trial resources"}
+    charts = [_scatter(f"dice-{n}", "compare", axis, metric) for n, metric in enumerate(dice)]
+    charts += [_line(f"curve-{n}", "curves", metric, "step") for n, metric in enumerate(_CURVES)]
+    charts += [_line(f"resource-{n}", "resources", metric, "time") for n, metric in enumerate(RESOURCE_METRICS)]
+    params = ["variant", *(["dataset"] if len(datasets) > 1 else []), *(["train_alpha"] if synthetic else []), "seed"]
+    metrics = [DICE_IN_DOMAIN, DICE_OUT_OF_DOMAIN, BEST_VAL_DICE, MEAN_EPOCH_SECONDS]
+    state = {
+        "searchFilter": kind_filter(TRIAL_KIND),
+        "selectedColumns": [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics],
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "compareRunSections": [_section(uuid, name) for uuid, name in sections.items()],
+        "compareRunCharts": charts,
+    }
+    return json.dumps(state, separators=(",", ":"))
+
+
+_CURVES = (VAL_DICE, TRAIN_LOSS, EPOCH_SECONDS)
+
+
+def _section(uuid: str, name: str) -> dict:
+    return {"uuid": uuid, "name": name, "display": True, "isReordered": True, "deleted": False, "isGenerated": False}
+
+
+def _chart(uuid: str, section: str, kind: str) -> dict:
+    return {
+        "uuid": uuid,
+        "type": kind,
+        "runsCountToCompare": ALL_RUNS,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+    }
+
+
+def _scatter(uuid: str, section: str, param: str, metric: str) -> dict:
+    axes = {"xaxis": {"key": param, "type": "PARAM"}, "yaxis": {"key": metric, "type": "METRIC"}}
+    return _chart(uuid, section, "SCATTER") | axes
+
+
+def _line(uuid: str, section: str, metric: str, x_axis: str) -> dict:
+    return _chart(uuid, section, "LINE") | {
+        "metricKey": metric,
+        "xAxisKey": x_axis,
+        "useGlobalXaxisKey": False,
+        "scaleType": "linear",
+        "xAxisScaleType": "linear",
+        "lineSmoothness": 0,
+        "range": {},
+        "selectedXAxisMetricKey": "",
+        "yAxisKey": "metric",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "useGlobalLineSmoothing": True,
+    }
