@@ -32,6 +32,7 @@ RUNS_FILE = "runs.parquet"
 EPOCHS_FILE = "epochs.parquet"
 PER_IMAGE_FILE = "per_image.parquet"
 MANIFEST_FILE = "export.json"
+PREDICTIONS_FOLDER = "predictions"  # a few runs' predictions.png, kept by the export for the report
 DATA_FILES = (RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE)
 LOCK_FILE = ".analysis.lock"  # held by `analysis export` and `analysis report` while they write into a folder
 
@@ -80,12 +81,15 @@ class ExportedStudy:
         epochs: One row per (run, epoch).
         per_image: One row per (run, test condition, image).
         manifest: ``export.json``: study name, run count, runs left out.
+        pictures: ``predictions/<name>.png`` of the export (checked against ``export.json``) by name: the run
+            it shows (``run_name``, ``dataset``, ``variant``, ``train_alpha``, ``seed``); empty for older exports.
     """
 
     runs: pd.DataFrame
     epochs: pd.DataFrame
     per_image: pd.DataFrame
     manifest: dict = field(default_factory=dict)
+    pictures: dict = field(default_factory=dict)
 
     @property
     def study(self) -> str:
@@ -141,8 +145,21 @@ def load_export(export_dir: str | Path) -> ExportedStudy:
                 f"run `python -m analysis export --study {study} --out {folder}` again"
             )
         tables[name] = pd.read_parquet(io.BytesIO(payload))
+    pictures = manifest.get("predictions") or {}
+    for name, entry in pictures.items():
+        path = folder / PREDICTIONS_FOLDER / name
+        if not path.is_file() or _sha256(path.read_bytes()) != entry.get("sha256"):
+            study = manifest.get("study") or "STUDY"
+            raise IncompleteExportError(
+                f"{path} does not match {MANIFEST_FILE}: the export was interrupted or the picture replaced; "
+                f"run `python -m analysis export --study {study} --out {folder}` again"
+            )
     return ExportedStudy(
-        runs=tables[RUNS_FILE], epochs=tables[EPOCHS_FILE], per_image=tables[PER_IMAGE_FILE], manifest=manifest
+        runs=tables[RUNS_FILE],
+        epochs=tables[EPOCHS_FILE],
+        per_image=tables[PER_IMAGE_FILE],
+        manifest=manifest,
+        pictures=pictures,
     )
 
 

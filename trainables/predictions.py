@@ -23,7 +23,6 @@ from trainables.datasets.arrays import TestCondition
 from trainables.files import replacing
 from trainables.schema import IN_DOMAIN
 
-PREDICTIONS_ARTIFACT = "predictions.png"
 MAX_BYTES = 400_000
 TRUTH, PREDICTED = "#2ca02c", "#e377c2"
 

@@ -78,6 +78,7 @@ ALPHA_CONDITION_PREFIX = "alpha_"  # a synthetic test set at one alpha: alpha_0.
 # Artifacts -------------------------------------------------------------------------------------------------------
 
 PER_IMAGE_ARTIFACT = "per_image.parquet"
+PREDICTIONS_ARTIFACT = "predictions.png"  # a few fixed test images per condition, outlined (trainables.predictions)
 SPLIT_MANIFEST_ARTIFACT = "split_manifest.json"
 CHECKPOINT_FOLDER = "checkpoints"
 

@@ -26,7 +26,7 @@ from trainables.datasets.registry import trial_data
 from trainables.evaluate import condition_means, evaluate_with_predictions
 from trainables.guard import hold_trial
 from trainables.loop import pick_device
-from trainables.predictions import PREDICTIONS_ARTIFACT, write_predictions
+from trainables.predictions import write_predictions
 from trainables.runtime import RuntimeOptions
 from trainables.schema import (
     BEST_EPOCH,
@@ -39,6 +39,7 @@ from trainables.schema import (
     IN_DOMAIN,
     MEAN_EPOCH_SECONDS,
     PER_IMAGE_ARTIFACT,
+    PREDICTIONS_ARTIFACT,
     RUN_COLOUR_TAG,
     SPLIT_HASH_TAG,
     SPLIT_MANIFEST_ARTIFACT,

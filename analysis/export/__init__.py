@@ -4,7 +4,9 @@
 
 Writes ``runs.parquet``, ``epochs.parquet``, ``per_image.parquet`` and ``export.json``
 (study, counts, the runs left out, and the size and SHA-256 of each Parquet file) into the
-output folder. Only runs tagged ``skipsweep.kind=trial`` with MLflow status ``FINISHED`` enter
+output folder, and ``predictions/``: the ``predictions.png`` of a few runs (per data set and variant,
+the lowest seed at the lowest and highest training alpha; recorded in ``export.json`` with their
+hashes) for the report to show. Only runs tagged ``skipsweep.kind=trial`` with MLflow status ``FINISHED`` enter
 the tables; the others are named in a warning and in ``export.json``. Runs whose config hash
 differs, or whose split hash differs within a data set, are refused. Every file is written to a
 temporary name and renamed, so a crash never leaves half a table, and re-exporting unchanged
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -36,6 +39,7 @@ from analysis.export.runs import (
     epochs_frame,
     open_study_experiment,
     per_image_frame,
+    predictions_picture,
     study_tag_filter,
     trial_runs,
 )
@@ -48,6 +52,8 @@ from analysis.export.tables import (
     concat_in_run_order,
     excluded_entry,
     per_image_columns,
+    picture_name,
+    picture_rows,
     refuse_mixed,
     row_order,
     run_row,
@@ -57,6 +63,7 @@ from analysis.frames import (
     EPOCHS_FILE,
     MANIFEST_FILE,
     PER_IMAGE_FILE,
+    PREDICTIONS_FOLDER,
     RUNS_FILE,
     ExcludedRunsWarning,
     MissingDataWarning,
@@ -182,6 +189,7 @@ def _export_locked(
             progress(done, len(rows))
     for note in notes:
         warnings.warn(note, MissingDataWarning, stacklevel=3)
+    pictures = {picture_name(row): (row, predictions_picture(client, row["run_id"])) for row in picture_rows(rows)}
 
     (out / MANIFEST_FILE).unlink(missing_ok=True)  # from here until the new one is written, report refuses the folder
     files = {
@@ -192,6 +200,7 @@ def _export_locked(
         ),
     }
     manifest = {"study": study, "n_runs": len(rows), "excluded": excluded, "warnings": notes, "files": files}
+    manifest["predictions"] = _write_pictures(pictures, out / PREDICTIONS_FOLDER)
     _write_atomic(out / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return ExportResult(out_dir=out, n_runs=len(rows), excluded=excluded, warnings=notes)
 
@@ -201,6 +210,26 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> dict:
     with replacing(path) as temporary:
         frame.to_parquet(temporary, index=False, engine="pyarrow")
         return file_record(temporary)
+
+
+def _write_pictures(pictures: dict[str, tuple[dict, bytes | None]], folder: Path) -> dict[str, dict]:
+    """Write each run's ``predictions.png`` into ``folder`` (pictures of earlier exports removed); returns what
+    ``export.json`` records of each: the run it shows, its size and SHA-256.
+    """
+    records = {}
+    for name, (row, payload) in pictures.items():
+        if payload is None:
+            continue  # a run made before the pictures, or with tracking.prediction_examples: 0
+        folder.mkdir(exist_ok=True)
+        _write_atomic(folder / name, payload)
+        run = {key: row[key] for key in ("run_id", "run_name", "dataset", "variant", "seed")}
+        run["train_alpha"] = None if np.isnan(row["train_alpha"]) else row["train_alpha"]
+        records[name] = run | file_record(folder / name)
+    if folder.is_dir():
+        for stale in folder.glob("*.png"):
+            if stale.name not in records:
+                stale.unlink()
+    return records
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:

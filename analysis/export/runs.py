@@ -17,7 +17,15 @@ from mlflow.entities import Run
 
 from analysis.export.tables import HISTORY_METRICS, PER_IMAGE_COLUMNS, ExportError
 from analysis.frames import JOURNAL_METRICS
-from trainables.schema import KIND_TAG, PER_IMAGE_ARTIFACT, STUDY_TAG, TRIAL_KIND, resolve_tracking_uri, search_all_runs
+from trainables.schema import (
+    KIND_TAG,
+    PER_IMAGE_ARTIFACT,
+    PREDICTIONS_ARTIFACT,
+    STUDY_TAG,
+    TRIAL_KIND,
+    resolve_tracking_uri,
+    search_all_runs,
+)
 
 HEALTH_PROBE_SECONDS = 10.0  # a tracking server that does not answer /health in this time is reported, not waited on
 
@@ -119,3 +127,11 @@ def per_image_frame(client: MlflowClient, run_id: str, run_name: str) -> pd.Data
     frame = frame[columns].copy()
     frame.insert(0, "run_id", run_id)
     return frame
+
+
+def predictions_picture(client: MlflowClient, run_id: str) -> bytes | None:
+    """The run's ``predictions.png`` artifact; None when the run has none (made before them, or turned off)."""
+    if PREDICTIONS_ARTIFACT not in {info.path for info in client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        return Path(client.download_artifacts(run_id, PREDICTIONS_ARTIFACT, scratch)).read_bytes()

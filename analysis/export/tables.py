@@ -19,6 +19,7 @@ from trainables.schema import (
     PROVENANCE_TAGS,
     SPLIT_HASH_TAG,
     TRIAL_ID_TAG,
+    format_alpha,
 )
 from trainables.schema import KEY_TAGS as TRIAL_KEY_TAGS
 
@@ -169,3 +170,24 @@ def concat_in_run_order(frames: list[pd.DataFrame], columns: dict[str, object], 
     order = {run_id: position for position, run_id in enumerate(run_order)}
     rank = frame["run_id"].map(order)
     return frame.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def picture_rows(rows: list[dict]) -> list[dict]:
+    """The runs whose ``predictions.png`` an export keeps: per data set and variant, the lowest seed's model at
+    the lowest and the highest training alpha (the hardest and the easiest task), or its one model on medical data.
+    """
+    chosen: dict[tuple, dict] = {}
+    for row in sorted(rows, key=lambda r: (r["seed"], r["run_id"])):
+        alphas = [r["train_alpha"] for r in rows if (r["dataset"], r["variant"]) == (row["dataset"], row["variant"])]
+        known = [a for a in alphas if not np.isnan(a)]
+        ends = {min(known), max(known)} if known else set()
+        alpha = row["train_alpha"]
+        if (known and alpha in ends) or (not known and np.isnan(alpha)):
+            chosen.setdefault((row["dataset"], row["variant"], None if np.isnan(alpha) else alpha), row)
+    return sorted(chosen.values(), key=row_order)
+
+
+def picture_name(row: dict) -> str:
+    """The file name of a run's picture in an export's ``predictions/`` folder."""
+    alpha = "" if np.isnan(row["train_alpha"]) else f"_a{format_alpha(row['train_alpha'])}"
+    return f"{row['dataset']}_{row['variant']}{alpha}_s{row['seed']}.png"

@@ -32,6 +32,7 @@ from analysis.frames import (
 from analysis.report import figures, sections, summary
 from analysis.report import notes as report_notes
 from analysis.report.per_level import per_level_section
+from analysis.report.pictures import predictions_section
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
 
@@ -130,6 +131,9 @@ def _build(
             "Per-image Dice against texture similarity, one panel per data set and test condition; lines: binned means "
             "per variant, broken where a TS range holds no images",
         )
+        pictures = predictions_section(study.pictures)
+        if pictures:
+            writer.text(pictures)
         verdicts = evaluate_claims(evidence)
         writer.sections.insert(0, report_notes.claims_section(writer, verdicts))
         writer.sections.insert(0, summary.summary_section(study.runs, evidence, verdicts, baseline))

@@ -1,4 +1,4 @@
-"""Attach a built report (report.md, figures, tables) to one study-level MLflow run.
+"""Attach a built report (report.md, figures, tables, the export's pictures) to one study-level MLflow run.
 
     python -m analysis report results/miccai2023 --log-to-mlflow --tracking-uri sqlite:///mlflow.db
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.export import open_study_experiment
+from analysis.frames import PREDICTIONS_FOLDER
 from analysis.report import REPORT_FILE
 from trainables.schema import KIND_TAG, REPORT_KIND, STUDY_TAG, kind_filter, search_all_runs
 
@@ -18,7 +19,7 @@ REPORT_RUN_NAME = "report"
 
 
 def log_report(report_dir: str | Path, study: str, tracking_uri: str | None = None, baseline: str = "") -> str:
-    """Log ``report.md``, ``figures/`` and ``tables/`` to the study's report run, creating it once.
+    """Log ``report.md``, ``figures/``, ``tables/`` and ``predictions/`` to the study's report run, creating it once.
 
     Args:
         report_dir: Folder written by :func:`analysis.report.build_report`.
@@ -47,7 +48,7 @@ def log_report(report_dir: str | Path, study: str, tracking_uri: str | None = No
         run_id = client.create_run(experiment_id, tags=tags, run_name=REPORT_RUN_NAME).info.run_id
     try:
         client.log_artifact(run_id, str(folder / REPORT_FILE))
-        for sub in ("figures", "tables"):
+        for sub in ("figures", "tables", PREDICTIONS_FOLDER):  # everything report.md links to
             if (folder / sub).is_dir():
                 client.log_artifacts(run_id, str(folder / sub), artifact_path=sub)
     except Exception:
