@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--study", required=True, help="study name (its MLflow experiment)")
     export.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     export.add_argument("--out", required=True, help="output folder, e.g. results/miccai2023")
+    export.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only runs with this sweep value, e.g. training.learning_rate=0.001 (repeatable): one slice of a sweep",
+    )
     report = commands.add_parser("report", help="tables, figures and report.md from an export folder")
     report.add_argument("export_dir", help="folder written by `export`")
     report.add_argument("--baseline", default="noskip_unet", help="variant the others are compared with")
@@ -50,8 +57,22 @@ def _export(args: argparse.Namespace) -> None:
         if done == total or done % 10 == 0:
             print(f"read {done}/{total} runs", file=sys.stderr)
 
-    result = export_study(args.study, args.out, tracking_uri=args.tracking_uri, progress=progress)
+    where = dict(_sweep_value(item) for item in args.where)
+    result = export_study(args.study, args.out, tracking_uri=args.tracking_uri, progress=progress, where=where)
     print(f"exported {result.n_runs} runs of {args.study} to {result.out_dir} ({len(result.excluded)} left out)")
+
+
+def _sweep_value(item: str) -> tuple[str, object]:
+    """``training.learning_rate=0.001`` -> (key, value), the value read as YAML (a number, a list)."""
+    import yaml
+
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--where {item}: expected KEY=VALUE, e.g. training.learning_rate=0.001")
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"--where {item}: the value is not YAML") from None
 
 
 def _check_report_args(args: argparse.Namespace) -> None:

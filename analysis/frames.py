@@ -32,6 +32,7 @@ RUNS_FILE = "runs.parquet"
 EPOCHS_FILE = "epochs.parquet"
 PER_IMAGE_FILE = "per_image.parquet"
 MANIFEST_FILE = "export.json"
+SWEEP_PREFIX = "sweep."  # runs.parquet columns of the sweep axes: sweep.training.learning_rate
 PREDICTIONS_FOLDER = "predictions"  # a few runs' predictions.png, kept by the export for the report
 DATA_FILES = (RUNS_FILE, EPOCHS_FILE, PER_IMAGE_FILE)
 LOCK_FILE = ".analysis.lock"  # held by `analysis export` and `analysis report` while they write into a folder

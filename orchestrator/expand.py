@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from trainables.config import SYNTHETIC_DATASETS, StudyConfig
+from trainables.config.names import axis_text
 from trainables.schema import format_alpha
 from trainables.spec import TrialSpec
 
@@ -13,7 +14,7 @@ PLAUSIBLE_TRIAL_HOURS = 365 * 24  # one trial, which no cluster splits: more tha
 
 
 def expand(study: StudyConfig) -> list[TrialSpec]:
-    """Every (dataset, variant, train_alpha, seed) of the study, in a canonical order.
+    """Every (dataset, variant, train_alpha, seed, sweep values) of the study, in a canonical order.
 
     The order and the trial ids depend only on the set of values, not on how the
     study file lists them.
@@ -26,7 +27,8 @@ def expand(study: StudyConfig) -> list[TrialSpec]:
         for variant in sorted(study.variants):
             for alpha in alphas:
                 for seed in sorted(study.seeds):
-                    specs.append(TrialSpec(study.study, dataset, variant, alpha, seed))
+                    for axes in study.axis_combinations():
+                        specs.append(TrialSpec(study.study, dataset, variant, alpha, seed, axes))
     return specs
 
 
@@ -48,10 +50,16 @@ def trial_table(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: d
     if alphas:
         lines.append("  per alpha:   " + ", ".join(f"{name} {count}" for name, count in sorted(alphas.items())))
     lines.append("  per seed:    " + ", ".join(f"{name} {count}" for name, count in sorted(seeds.items())))
+    for key in sorted(study.sweep):
+        values = Counter(axis_text(spec.axis_values[key]) for spec in specs if key in spec.axis_values)
+        lines.append(f"  per {key}: " + ", ".join(f"{value} {count}" for value, count in sorted(values.items())))
     resources = study.resources
     epochs = _epochs(specs, study)
-    if len(set(epochs.values())) > 1:
-        epochs_text = ", ".join(f"{name} {count}" for name, count in sorted(epochs.items())) + " epochs"
+    per_dataset = {spec.dataset: epochs[spec] for spec in specs}
+    if len(set(epochs.values())) > 1 and len(set(per_dataset.values())) == len(set(epochs.values())):
+        epochs_text = ", ".join(f"{name} {count}" for name, count in sorted(per_dataset.items())) + " epochs"
+    elif len(set(epochs.values())) > 1:
+        epochs_text = f"{min(epochs.values())} to {max(epochs.values())} epochs"
     else:
         epochs_text = f"{next(iter(epochs.values()), study.training.epochs)} epochs"
     lines.append(
@@ -64,8 +72,9 @@ def trial_table(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: d
         note = f" (no epoch time for {', '.join(missing)})" if missing else ""
         lines.append(f"  estimated: {hours:.2f} trial-hours, {gpu_hours:.2f} GPU-hours{note}")
     lines.append("")
-    lines.append(f"  {'run name':<36} trial id")
-    lines.extend(f"  {spec.run_name:<36} {spec.trial_id}" for spec in specs)
+    width = max([36, *(len(spec.run_name) + 1 for spec in specs)])
+    lines.append(f"  {'run name':<{width}} trial id")
+    lines.extend(f"  {spec.run_name:<{width}} {spec.trial_id}" for spec in specs)
     return "\n".join(lines)
 
 
@@ -81,8 +90,8 @@ def implausible_estimate(
         return None
     _, gpu_hours = _hours(specs, study, seconds_per_epoch)
     epochs = _epochs(specs, study)
-    longest = max(specs, key=lambda spec: seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec.dataset])
-    trial_hours = seconds_per_epoch.get(longest.variant, 0.0) * epochs[longest.dataset] / 3600
+    longest = max(specs, key=lambda spec: seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec])
+    trial_hours = seconds_per_epoch.get(longest.variant, 0.0) * epochs[longest] / 3600
     too_much = []
     if gpu_hours > PLAUSIBLE_GPU_HOURS:
         too_much.append(f"{gpu_hours:.3g} GPU-hours in all (more than {PLAUSIBLE_GPU_HOURS:.0f})")
@@ -90,21 +99,26 @@ def implausible_estimate(
         too_much.append(f"{trial_hours / PLAUSIBLE_TRIAL_HOURS:.3g} years for trial {longest.run_name} alone")
     if not too_much:
         return None
-    overridden = epochs[longest.dataset] != study.training.epochs
+    overridden = study.for_dataset(longest.dataset).training.epochs != study.training.epochs
     key = f"datasets.{longest.dataset}.training.epochs" if overridden else "training.epochs"
+    key = "sweep.training.epochs" if "training.epochs" in longest.axis_values else key
     return (
-        f"implausible estimate: {' and '.join(too_much)}; check {key} ({epochs[longest.dataset]}) and "
+        f"implausible estimate: {' and '.join(too_much)}; check {key} ({epochs[longest]}) and "
         f"--epoch-seconds ({longest.variant}={seconds_per_epoch[longest.variant]:g} seconds per epoch)"
     )
 
 
-def _epochs(specs: list[TrialSpec], study: StudyConfig) -> dict[str, int]:
-    """Epochs of each data set of ``specs``, with its own ``training`` override."""
-    return {name: study.for_dataset(name).training.epochs for name in {spec.dataset for spec in specs}}
+def _epochs(specs: list[TrialSpec], study: StudyConfig) -> dict[TrialSpec, int]:
+    """Epochs of each trial of ``specs``: its data set's ``training`` override, then its sweep values."""
+    views: dict[tuple, int] = {}
+    for spec in specs:
+        if (spec.dataset, spec.axes) not in views:
+            views[spec.dataset, spec.axes] = study.for_trial(spec.dataset, spec.axis_values).training.epochs
+    return {spec: views[spec.dataset, spec.axes] for spec in specs}
 
 
 def _hours(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: dict[str, float]) -> tuple[float, float]:
     """Trial-hours and GPU-hours of ``specs`` (GPU-hours are trial-hours when the trials ask no GPU)."""
     epochs = _epochs(specs, study)
-    hours = sum(seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec.dataset] for spec in specs) / 3600
+    hours = sum(seconds_per_epoch.get(spec.variant, 0.0) * epochs[spec] for spec in specs) / 3600
     return hours, hours * study.resources.gpu if study.resources.gpu else hours

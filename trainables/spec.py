@@ -2,34 +2,57 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from trainables.config import stable_hash
-from trainables.schema import KEY_TAGS, format_alpha
+from trainables.config.names import axis_text, hashable
+from trainables.schema import KEY_TAGS, SWEEP_TAG, format_alpha
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """The key of one trial; ``train_alpha`` is None for medical data sets."""
+    """The key of one trial; ``train_alpha`` is None for medical data sets.
+
+    ``axes`` holds the trial's values of the study's sweep axes, ``(("training.learning_rate", 0.001), ...)``
+    with the keys sorted; empty without a sweep (and then the id is what it was before sweeps existed).
+    """
 
     study: str
     dataset: str
     variant: str
     train_alpha: float | None
     seed: int
+    axes: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:  # Tune's config hands lists back: keep the key hashable and canonical
+        object.__setattr__(self, "axes", tuple(sorted((str(k), hashable(v)) for k, v in self.axes)))
 
     @property
     def trial_id(self) -> str:
         """Stable id: a hash of the key, the same whatever order the study lists things in."""
         alpha = "" if self.train_alpha is None else format_alpha(self.train_alpha)
-        return stable_hash([self.study, self.dataset, self.variant, alpha, self.seed], length=12)
+        key = [self.study, self.dataset, self.variant, alpha, self.seed]
+        return stable_hash(key + [[k, v] for k, v in self.axes] if self.axes else key, length=12)
 
     @property
     def run_name(self) -> str:
         """``unet a0.30 s1 synthetic`` (``unet s1 busi`` for a medical data set): the factors that tell runs apart
-        first, so that the names stay distinct where MLflow's runs table cuts them (~24 characters)."""
+        first, so that the names stay distinct where MLflow's runs table cuts them (~24 characters); sweep
+        values follow the seed (``unet a0.30 s1 learning_rate=0.001 synthetic``)."""
         alpha = "" if self.train_alpha is None else f" a{format_alpha(self.train_alpha)}"
-        return f"{self.variant}{alpha} s{self.seed} {self.dataset}"
+        axes = "".join(f" {key.rpartition('.')[2]}={axis_text(value)}" for key, value in self.axes)
+        return f"{self.variant}{alpha} s{self.seed}{axes} {self.dataset}"
+
+    @property
+    def axis_values(self) -> dict[str, Any]:
+        """The sweep values by dotted key (``{}`` without a sweep)."""
+        return dict(self.axes)
+
+    def sweep_tag(self) -> dict[str, str]:
+        """The sweep values as one run tag (JSON), which the export turns into ``sweep.<key>`` columns."""
+        return {SWEEP_TAG: json.dumps(self.axis_values, sort_keys=True)} if self.axes else {}
 
     def params(self) -> dict[str, str]:
         """The grid factors as run params: ``train_alpha`` a plain number (``0.1``; none for a medical data set).

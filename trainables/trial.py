@@ -142,9 +142,9 @@ def run_trial(
     Raises:
         PrecisionError: fp16 asked for on a CPU, before anything is read, created or logged.
     """
-    # The one place a trial applies its data set's model / training overrides (same config hash): every
-    # stage below (data, training, evaluation, params) gets this view.
-    config = config.for_dataset(spec.dataset)
+    # The one place a trial applies its data set's model / training overrides and its sweep values (same
+    # config hash): every stage below (data, training, evaluation, params) gets this view.
+    config = config.for_trial(spec.dataset, spec.axis_values)
     runtime = RuntimeOptions.for_training(config.training, pick_device(device))
     if threads is not None:
         torch.set_num_threads(threads)
@@ -155,6 +155,7 @@ def run_trial(
     data = trial_data(config, spec.dataset, spec.train_alpha, cache_root or config.storage.cache)
     tags = {
         **spec.tags(),
+        **spec.sweep_tag(),
         RUN_COLOUR_TAG: variant_colour(spec.variant),  # the UI draws each variant's runs in one colour
         CONFIG_HASH_TAG: config.config_hash(),
         SPLIT_HASH_TAG: data.manifest["hash"],

@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,7 @@ from analysis.export.tables import (
     row_order,
     run_row,
     runs_table,
+    sweep_values,
 )
 from analysis.frames import (
     EPOCHS_FILE,
@@ -127,6 +129,7 @@ def export_study(
     out_dir: str | Path,
     tracking_uri: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    where: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Pull every finished trial run of a study into ``runs``/``epochs``/``per_image`` Parquet files.
 
@@ -135,6 +138,8 @@ def export_study(
         out_dir: Output folder, created if needed.
         tracking_uri: MLflow tracking URI (see :func:`resolve_tracking_uri`).
         progress: Called as ``progress(done, total)`` after each run is read.
+        where: Sweep values the runs must have, by dotted key (``{"training.learning_rate": 0.001}``): one
+            slice of a swept study, which a report can compare variants in.
 
     Returns:
         An :class:`ExportResult`.
@@ -150,7 +155,7 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     try:
         with folder_lock(out, "analysis export"):
-            return _export_locked(client, experiment_id, study, out, progress)
+            return _export_locked(client, experiment_id, study, out, progress, where or {})
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # a refused or interrupted first export leaves no empty folder behind
@@ -163,9 +168,10 @@ def _export_locked(
     study: str,
     out: Path,
     progress: Callable[[int, int], None] | None,
+    where: dict[str, Any],
 ) -> ExportResult:
     """:func:`export_study` once ``out`` is locked: read the runs, then write the tables and ``export.json`` last."""
-    trials = trial_runs(client, experiment_id)
+    trials = _in_slice(trial_runs(client, experiment_id), where, study)
     finished = [run for run in trials if run.info.status == "FINISHED"]
     excluded = [excluded_entry(run) for run in trials if run.info.status != "FINISHED"]
     excluded.sort(key=lambda entry: (entry["run_name"], entry["run_id"]))
@@ -200,6 +206,7 @@ def _export_locked(
         ),
     }
     manifest = {"study": study, "n_runs": len(rows), "excluded": excluded, "warnings": notes, "files": files}
+    manifest["where"] = where
     manifest["predictions"] = _write_pictures(pictures, out / PREDICTIONS_FOLDER)
     _write_atomic(out / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return ExportResult(out_dir=out, n_runs=len(rows), excluded=excluded, warnings=notes)
@@ -210,6 +217,44 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> dict:
     with replacing(path) as temporary:
         frame.to_parquet(temporary, index=False, engine="pyarrow")
         return file_record(temporary)
+
+
+def _in_slice(runs: list, where: dict[str, Any], study: str) -> list:
+    """The runs whose sweep values match ``where`` (all of them without it).
+
+    Raises:
+        ExportError: A key no run has as a sweep axis, or no run with these values.
+    """
+    if not where:
+        return runs
+    values = [sweep_values(run, run.info.run_name or run.info.run_id) for run in runs]
+    known = sorted({key for found in values for key in found})
+    unknown = [key for key in where if key not in known]
+    if unknown:
+        axes = ", ".join(known) or "none"
+        raise ExportError(f"--where {unknown[0]}: not a sweep axis of study {study} (its axes: {axes})")
+    wanted = {key: _comparable(value) for key, value in where.items()}
+    chosen = [
+        run
+        for run, found in zip(runs, values, strict=True)
+        if all(_comparable(found.get(key)) == value for key, value in wanted.items())
+    ]
+    if not chosen:
+        described = ", ".join(f"{key}={value}" for key, value in wanted.items())
+        raise ExportError(f"--where {described}: no trial run of study {study} has these sweep values")
+    return chosen
+
+
+def _comparable(value: Any) -> str:
+    """A sweep value as text that matches however it was written (0.001 and 1e-3; a list and its JSON)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, list | tuple):
+        return json.dumps([float(v) if isinstance(v, int | float) else v for v in value])
+    return repr(float(value)) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def _write_pictures(pictures: dict[str, tuple[dict, bytes | None]], folder: Path) -> dict[str, dict]:

@@ -7,10 +7,12 @@ finished run shares one config hash, one split hash per data set and a trial key
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
-from analysis.frames import JOURNAL_METRICS
+from analysis.frames import JOURNAL_METRICS, SWEEP_PREFIX
 from trainables.schema import (
     CONFIG_HASH_TAG,
     EPOCH_METRICS,
@@ -18,6 +20,7 @@ from trainables.schema import (
     PARAMS_CHANGED_TAG,
     PROVENANCE_TAGS,
     SPLIT_HASH_TAG,
+    SWEEP_TAG,
     TRIAL_ID_TAG,
     format_alpha,
 )
@@ -71,9 +74,33 @@ def run_row(run) -> dict:
     row["params_changed"] = tags.get(PARAMS_CHANGED_TAG, "")  # what a resumed attempt ran with, when it differed
     row["start_time"] = run.info.start_time
     row["end_time"] = run.info.end_time
+    row.update({f"{SWEEP_PREFIX}{key}": value for key, value in sweep_values(run, name).items()})
     row.update({f"param.{key}": value for key, value in run.data.params.items()})
     row.update({key: value for key, value in run.data.metrics.items() if key not in HISTORY_METRICS})
     return row
+
+
+def sweep_values(run, name: str) -> dict[str, object]:
+    """A run's sweep values by dotted key, from its ``skipsweep.sweep`` tag ({} for a run without a sweep).
+
+    Raises:
+        ExportError: The tag is not a JSON object.
+    """
+    text = run.data.tags.get(SWEEP_TAG)
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError:
+        values = None
+    if not isinstance(values, dict):
+        raise ExportError(f"run {name} ({run.info.run_id}): tag {SWEEP_TAG} is not a JSON object: {text!r}")
+    return {key: json.dumps(value) if isinstance(value, list) else value for key, value in values.items()}
+
+
+def sweep_columns(rows: list[dict]) -> list[str]:
+    """The ``sweep.<key>`` columns of ``rows``, sorted."""
+    return sorted({key for row in rows for key in row if key.startswith(SWEEP_PREFIX)})
 
 
 def row_order(row: dict) -> tuple:
@@ -100,8 +127,10 @@ def refuse_mixed(rows: list[dict]) -> None:
     for dataset in sorted({row["dataset"] for row in rows}):
         problems += _mixed([r for r in rows if r["dataset"] == dataset], SPLIT_HASH_TAG, scope=f"data set {dataset}")
     keys: dict[tuple, list[str]] = {}
+    axes = sweep_columns(rows)
     for row in rows:
-        keys.setdefault((row["dataset"], row["variant"], row["train_alpha"], row["seed"]), []).append(row["run_name"])
+        key = (row["dataset"], row["variant"], row["train_alpha"], row["seed"], *(str(row.get(a)) for a in axes))
+        keys.setdefault(key, []).append(row["run_name"])
     duplicates = {key: names for key, names in keys.items() if len(names) > 1}
     if duplicates:
         listed = "; ".join(f"{', '.join(names)}" for names in duplicates.values())
@@ -124,9 +153,10 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     """``runs.parquet``: fixed columns, then params, then metrics, each typed (params by :func:`typed_param`)."""
     fixed = ["run_id", "run_name", "trial_id", *TRIAL_KEY_TAGS, "status", *PROVENANCE_TAGS, "params_changed"]
     fixed += ["start_time", "end_time"]
+    axes = sweep_columns(rows)
     params = sorted({key for row in rows for key in row if key.startswith("param.")})
-    metrics = sorted({key for row in rows for key in row} - set(fixed) - set(params))
-    frame = pd.DataFrame(rows, columns=fixed + params + metrics)
+    metrics = sorted({key for row in rows for key in row} - set(fixed) - set(axes) - set(params))
+    frame = pd.DataFrame(rows, columns=fixed + axes + params + metrics)
     for column in fixed:
         if column not in ("train_alpha", "seed", "start_time", "end_time"):  # typed below
             frame[column] = frame[column].astype(str)
@@ -134,7 +164,7 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     frame["seed"] = frame["seed"].astype("int64")
     for column in ("start_time", "end_time"):
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True).astype("datetime64[ms, UTC]")
-    for column in params:
+    for column in axes + params:
         frame[column] = typed_param(frame[column])
     for column in metrics:
         frame[column] = frame[column].astype("float64")

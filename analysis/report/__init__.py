@@ -22,6 +22,7 @@ from pathlib import Path
 from analysis.claims import evaluate_claims
 from analysis.claims.evidence import Evidence
 from analysis.frames import (
+    SWEEP_PREFIX,
     ExcludedRunsWarning,
     ExportedStudy,
     MissingDataWarning,
@@ -88,6 +89,7 @@ def build_report(
         if study.runs.empty:
             raise ValueError(f"the export in {root} holds no finished runs")
         require_variant(study.runs, baseline)
+        require_one_slice(study.runs, root)
         for stale in root.glob(f"{STAGING_PREFIX}*"):  # left by a report killed outright; only a lock holder stages
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))
@@ -147,6 +149,23 @@ def _build(
     return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
 
 
+def require_one_slice(runs, root: Path) -> None:
+    """Refuse an export that mixes values of a sweep axis: its seeds would pool models trained differently.
+
+    Raises:
+        ValueError: One line naming the axes, their values and the export that gives one slice.
+    """
+    axes = [column for column in runs.columns if column.startswith(SWEEP_PREFIX)]
+    if not axes or len(runs[axes].astype(str).drop_duplicates()) < 2:
+        return
+    values = "; ".join(f"{a.removeprefix(SWEEP_PREFIX)}: {', '.join(map(str, sorted(runs[a].unique())))}" for a in axes)
+    first = " ".join(f"--where {a.removeprefix(SWEEP_PREFIX)}={runs[a].iloc[0]}" for a in axes)
+    raise ValueError(
+        f"{root}: the export holds several combinations of sweep values ({values}); a report compares variants "
+        f"within one: export each slice, e.g. `python -m analysis export --study STUDY --out DIR {first}`"
+    )
+
+
 def _header(study, baseline: str, messages: list[str]) -> str:
     runs = study.runs
     lines = [
@@ -157,6 +176,8 @@ def _header(study, baseline: str, messages: list[str]) -> str:
         f"- variants: {', '.join(sorted(runs['variant'].unique()))}; baseline: {baseline}",
         f"- seeds: {', '.join(map(str, sorted(runs['seed'].unique())))}",
     ]
+    for axis in (column for column in runs.columns if column.startswith(SWEEP_PREFIX)):
+        lines.append(f"- sweep value: {axis.removeprefix(SWEEP_PREFIX)} = {runs[axis].iloc[0]}")
     excluded = study.manifest.get("excluded", [])
     if excluded:
         named = ", ".join(f"{e['run_name']} ({e['status']})" for e in excluded)

@@ -23,6 +23,19 @@ THROUGHPUT_FIELDS = ("channels_last", "compile", "cudnn_benchmark", "evaluation_
 MAX_SEED = 2**63 - 1  # seeds are int64 in runs.parquet; torch takes up to 2**64 - 1, numpy's legacy seed 2**32 - 1
 MAX_STUDY_NAME = 100  # one path component under storage and cache, with room for Ray's own suffixes
 MAX_EPOCHS = 100_000  # 1000x the paper's 100: a larger value is a typo, not a protocol
+SWEEPABLE_SECTIONS = ("model", "training", "evaluation")  # a sweep axis is <section>.<field> of one of them
+
+
+def hashable(value: Any) -> Any:
+    """A sweep value as a dict key and a set member: lists (YAML, Tune's config) become tuples, all the way down."""
+    if isinstance(value, list | tuple):
+        return tuple(hashable(item) for item in value)
+    return value
+
+
+def axis_text(value: Any) -> str:
+    """A sweep value as run names and tables show it: ``0.001``, ``[16,32,64]``."""
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 import trainables.config.names as names
@@ -51,6 +55,14 @@ class StudyConfig(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    sweep: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict,
+        description=(
+            "Sweep axes: a dotted field of model, training or evaluation mapped to the values to try "
+            "(e.g. training.learning_rate: [1.0e-4, 1.0e-3]); each combination is a grid axis beside "
+            "variant, alpha, seed and data set."
+        ),
+    )
     _study_hash: str | None = PrivateAttr(None)  # set on a per-data-set view: it keeps the study's hash
 
     @field_validator("variants")
@@ -105,6 +117,69 @@ class StudyConfig(Section):
             raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
         return self
 
+    @model_validator(mode="after")
+    def _check_sweep(self) -> StudyConfig:
+        """Each axis names a field of a sweepable section, not also set per data set; each combination validates."""
+        if not self.sweep:
+            return self
+        for key, values in self.sweep.items():
+            section, _, name = key.partition(".")
+            if section not in names.SWEEPABLE_SECTIONS or not name:
+                sweepable = ", ".join(f"{s}.<field>" for s in names.SWEEPABLE_SECTIONS)
+                raise ValueError(f"sweep.{key}: not a sweepable field (sweepable: {sweepable})")
+            if name not in type(getattr(self, section)).model_fields:
+                raise ValueError(f"sweep.{key}: {section} has no field '{name}'")
+            if not values:
+                raise ValueError(f"sweep.{key}: give at least one value")
+            if len({names.axis_text(v) for v in values}) != len(values):
+                raise ValueError(f"sweep.{key}: a value is listed twice")
+            for dataset in self.datasets.names:
+                partial = getattr(getattr(self.datasets, dataset), section, None) or {}
+                if name in partial:
+                    raise ValueError(
+                        f"sweep.{key}: datasets.{dataset}.{section}.{name} sets it too; remove one "
+                        "(a per-data-set value would silently replace the axis)"
+                    )
+        base = self.model_dump(exclude={"sweep"})
+        for combination in self.axis_combinations():
+            document = {**base, **{section: dict(base[section]) for section in names.SWEEPABLE_SECTIONS}}
+            for key, value in combination:
+                section, _, name = key.partition(".")
+                document[section][name] = value
+            try:
+                StudyConfig.model_validate(document)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-"))
+                values = ", ".join(f"{k} = {names.axis_text(v)}" for k, v in combination)
+                message = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"sweep ({values}): {where + ': ' if where else ''}{message}") from None
+        return self
+
+    def axis_combinations(self) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination of the sweep axes as ((key, value), ...), keys sorted, values in a canonical order;
+        ``[()]`` without a sweep."""
+        keys = sorted(self.sweep)
+        values = [sorted((names.hashable(v) for v in self.sweep[key]), key=names.axis_text) for key in keys]
+        return [tuple(zip(keys, combination, strict=True)) for combination in itertools.product(*values)]
+
+    def with_axes(self, axes: Mapping[str, Any]) -> StudyConfig:
+        """The study with one combination of sweep values set in its sections; it keeps the study's config hash."""
+        if not axes:
+            return self
+        sections: dict[str, dict] = {}
+        for key, value in axes.items():
+            section, _, name = key.partition(".")
+            sections.setdefault(section, getattr(self, section).model_dump())[name] = value
+        updated = {key: type(getattr(self, key)).model_validate(fields) for key, fields in sections.items()}
+        view = self.model_copy(update=updated)
+        view._study_hash = self.config_hash()
+        return view
+
+    def for_trial(self, dataset: str, axes: Mapping[str, Any] | None = None) -> StudyConfig:
+        """The study as one trial sees it: its data set's overrides (:meth:`for_dataset`), then its sweep values."""
+        return self.for_dataset(dataset).with_axes(axes or {})
+
     def _check_depth(self, model: ModelConfig, where: str) -> None:
         depth = 2 ** len(model.strides)
         if self.image_size % depth:
@@ -155,7 +230,8 @@ class StudyConfig(Section):
     def config_hash(self) -> str:
         """Hash of everything that defines a trial's result, but not the grid's extent.
 
-        Seeds, variants and alpha levels are the grid (adding a seed keeps the hash);
+        Seeds, variants, alpha levels and sweep axes are the grid (adding a seed or a swept value keeps
+        the hash: each run records its own values as params);
         resources, tracking and storage are operational, and so is where a medical data
         set lies on disk and in which layout (its content is pinned by the split hash).
         Runs with different hashes must not be compared.
@@ -163,7 +239,8 @@ class StudyConfig(Section):
         if self._study_hash is not None:
             return self._study_hash
         payload = self.model_dump(
-            mode="json", exclude={"study", "description", "variants", "seeds", "resources", "tracking", "storage"}
+            mode="json",
+            exclude={"study", "description", "variants", "seeds", "sweep", "resources", "tracking", "storage"},
         )
         for dataset in payload["datasets"].values():
             if isinstance(dataset, dict):

@@ -1,0 +1,150 @@
+"""Sweep axes: any field of model, training or evaluation as a grid axis beside variant, alpha, seed and data set.
+
+Refused in one line before anything starts when an axis or a value is wrong; part of the trial key (a rerun
+skips what finished, a new value runs only its trials); on each run as its params and a tag; exported as
+``sweep.<key>`` columns; a report compares variants within one slice of the sweep (``export --where``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from sweeps import orchestrate, trial_runs, write_study
+from trial_studies import small_study
+
+from analysis.__main__ import main as analysis_main
+from orchestrator.expand import expand, trial_table
+from orchestrator.run import main
+from trainables.config import load_study, parse_study
+
+CONF = Path(__file__).parents[1] / "conf"
+
+
+@pytest.mark.parametrize(
+    ("sweep", "says"),
+    [
+        ({"training.learnin_rate": [1e-3]}, "sweep.training.learnin_rate: training has no field 'learnin_rate'"),
+        ({"datasets.synthetic.levels": [[0.5]]}, "sweep.datasets.synthetic.levels: not a sweepable field"),
+        ({"training": [1]}, "sweep.training: not a sweepable field"),
+        ({"training.learning_rate": ["fast"]}, 'sweep (training.learning_rate = "fast"): training.learning_rate:'),
+        ({"training.learning_rate": [1e-3, 0.001]}, "sweep.training.learning_rate: a value is listed twice"),
+        ({"training.learning_rate": []}, "sweep.training.learning_rate: give at least one value"),
+        ({"model.channels": [[4, 8]]}, "sweep (model.channels = [4,8]): model: 2 channels need 1 strides, got 2"),
+        ({"training.epochs": [2, 10**12]}, "sweep (training.epochs = 1000000000000): training.epochs:"),
+        ({"training.learning_rate": 0.001}, "sweep.training.learning_rate: Input should be a valid"),
+    ],
+)
+def test_a_bad_axis_is_refused_in_one_line_naming_it_before_anything_is_created(
+    tmp_path: Path, capsys, sweep: dict, says: str
+) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(small_study("swept", sweep=sweep, storage={"results": str(tmp_path / "out")})))
+    assert main(["--config", str(study), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and says in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+def test_an_axis_also_set_per_data_set_is_refused_saying_which_would_win() -> None:
+    from trainables.config import StudyConfigError
+
+    glas = {"path": "/data/glas", "training": {"learning_rate": 0.1}}  # medical data sets take overrides
+    levels = {"in_domain": {"kind": "none"}}
+    raw = small_study("clash", sweep={"training.learning_rate": [1e-3, 1e-2]}, test_levels=levels)
+    raw["datasets"]["glas"] = glas
+    with pytest.raises(StudyConfigError, match=r"datasets\.glas\.training\.learning_rate sets it too"):
+        parse_study(raw, source="clash.yaml")
+    raw["datasets"]["glas"] = {"path": "/data/glas", "training": {"epochs": 1}}
+    study = parse_study(raw)  # another field per data set keeps working
+    assert study.for_trial("glas", {"training.learning_rate": 1e-3}).training.epochs == 1
+    assert study.for_trial("glas", {"training.learning_rate": 1e-3}).training.learning_rate == 1e-3
+
+
+def test_axes_are_part_of_the_key_and_a_study_without_one_keeps_its_trial_ids() -> None:
+    quick = load_study(CONF / "quick.yaml")
+    assert expand(quick)[0].trial_id == "33bc9a8ff2a7"  # its id before sweeps existed: old runs are found again
+    raw = yaml.safe_load((CONF / "quick.yaml").read_text())
+    swept = parse_study(
+        {**raw, "sweep": {"training.learning_rate": [1e-2, 1e-3], "model.channels": [[8, 16, 32, 64, 128]]}}
+    )
+    assert swept.config_hash() == quick.config_hash()  # the sweep is grid: old runs stay comparable
+    specs = expand(swept)
+    assert len(specs) == 2 * len(expand(quick))
+    assert specs[0].axis_values == {"model.channels": (8, 16, 32, 64, 128), "training.learning_rate": 0.001}
+    assert specs[0].run_name == "noskip_unet a0.10 s0 channels=[8,16,32,64,128] learning_rate=0.001 synthetic"
+    assert len({spec.trial_id for spec in specs}) == len(specs)
+    assert swept.for_trial("synthetic", specs[1].axis_values).training.learning_rate == 0.01
+    assert swept.for_trial("synthetic", specs[1].axis_values).model.channels == (8, 16, 32, 64, 128)
+    table = trial_table(specs, swept, {"unet": 1.0, "noskip_unet": 1.0})
+    assert "  per training.learning_rate: 0.001 6, 0.01 6" in table
+    assert "  per model.channels: [8,16,32,64,128] 12" in table
+    more = parse_study(
+        {**raw, "sweep": {"training.learning_rate": [1e-3, 1e-2, 1e-1], "model.channels": [[8, 16, 32, 64, 128]]}}
+    )
+    assert {s.trial_id for s in specs} < {s.trial_id for s in expand(more)}  # a new value adds only its trials
+
+
+def test_the_dry_run_prints_the_axes_and_their_trials(tmp_path: Path, capsys) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(small_study("dry", sweep={"training.learning_rate": [1e-3, 1e-2]})))
+    assert main(["--config", str(study), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "study dry: 2 trial(s)" in out and "per training.learning_rate: 0.001 1, 0.01 1" in out
+    assert "unet a1.00 s0 learning_rate=0.01 synthetic" in out
+
+
+@pytest.mark.slow
+def test_a_swept_study_runs_resumes_with_a_new_value_and_reports_one_slice(tmp_path: Path, capsys) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    study = write_study(
+        tmp_path, "lr", epochs=1, variants=["unet"], datasets={"synthetic": {"levels": [1.0]}},
+        sweep={"training.learning_rate": [1e-3, 1e-2]},
+    )  # fmt: skip
+    first = orchestrate(study, tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    runs = trial_runs(uri, "lr")
+    assert sorted(r.data.params["learning_rate"] for r in runs) == ["0.001", "0.01"]
+    assert sorted(json.loads(r.data.tags["skipsweep.sweep"])["training.learning_rate"] for r in runs) == [1e-3, 1e-2]
+
+    raw = yaml.safe_load(study.read_text())
+    raw["sweep"]["training.learning_rate"].append(1e-1)
+    study.write_text(yaml.safe_dump(raw))
+    second = orchestrate(study, tmp_path)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "3 trials; 2 already finished in MLflow, 1 to run" in second.stdout + second.stderr
+    assert len(trial_runs(uri, "lr")) == 3
+
+    whole, one = tmp_path / "whole", tmp_path / "one"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert analysis_main(["export", "--study", "lr", "--tracking-uri", uri, "--out", str(whole)]) == 0
+        runs_table = __import__("pandas").read_parquet(whole / "runs.parquet")
+        assert sorted(runs_table["sweep.training.learning_rate"]) == [0.001, 0.01, 0.1]
+        capsys.readouterr()
+        assert analysis_main(["report", str(whole), "--resamples", "100", "--baseline", "unet"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert (
+            "\n" not in error
+            and "several combinations of sweep values (training.learning_rate: 0.001, 0.01, 0.1)" in error
+        )
+        assert "--where training.learning_rate=0.001" in error
+        where = ["--where", "training.learning_rate=1e-2"]
+        assert analysis_main(["export", "--study", "lr", "--tracking-uri", uri, "--out", str(one), *where]) == 0
+        assert analysis_main(["report", str(one), "--resamples", "100", "--baseline", "unet"]) == 0
+        assert "- sweep value: training.learning_rate = 0.01" in (one / "report.md").read_text()
+        capsys.readouterr()
+        bad = ["--where", "training.lr=1"]
+        assert (
+            analysis_main(["export", "--study", "lr", "--tracking-uri", uri, "--out", str(tmp_path / "x"), *bad]) == 2
+        )
+        assert (
+            "--where training.lr: not a sweep axis of study lr (its axes: training.learning_rate)"
+            in capsys.readouterr().err
+        )
+    client = MlflowClient(uri)
+    assert client.get_experiment_by_name("lr") is not None
