@@ -104,7 +104,7 @@ def sweep_columns(rows: list[dict]) -> list[str]:
 
 
 def row_order(row: dict) -> tuple:
-    """Sort key of a run row: dataset, variant, train_alpha (NaN last), seed, run id."""
+    """Sort key of a run row: dataset, variant, train_alpha (NaN last), seed, sweep values, run id."""
     alpha = row["train_alpha"]
     return (
         row["dataset"],
@@ -112,6 +112,7 @@ def row_order(row: dict) -> tuple:
         np.isnan(alpha),
         0.0 if np.isnan(alpha) else alpha,
         row["seed"],
+        tuple(str(row[key]) for key in sorted(row) if key.startswith(SWEEP_PREFIX)),
         row["run_id"],
     )
 

@@ -159,7 +159,7 @@ def require_one_slice(runs, root: Path) -> None:
     if not axes or len(runs[axes].astype(str).drop_duplicates()) < 2:
         return
     values = "; ".join(f"{a.removeprefix(SWEEP_PREFIX)}: {', '.join(map(str, sorted(runs[a].unique())))}" for a in axes)
-    first = " ".join(f"--where {a.removeprefix(SWEEP_PREFIX)}={runs[a].iloc[0]}" for a in axes)
+    first = " ".join(f"--where {a.removeprefix(SWEEP_PREFIX)}={min(runs[a].unique())}" for a in axes)
     raise ValueError(
         f"{root}: the export holds several combinations of sweep values ({values}); a report compares variants "
         f"within one: export each slice, e.g. `python -m analysis export --study STUDY --out DIR {first}`"
