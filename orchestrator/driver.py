@@ -102,7 +102,7 @@ def experiment_note(study, config: str, uri: str) -> str:
 def experiment_tags(study, config: str, uri: str) -> dict[str, str]:
     """The experiment tags MLflow's UI reads: the description, and the study's view (its charts and columns)."""
     synthetic = any(name not in study.datasets.medical for name in study.datasets.names)
-    view = study_view(list(study.test_levels), synthetic, study.datasets.names)
+    view = study_view(list(study.test_levels), synthetic, study.datasets.names, sorted(study.sweep))
     return {NOTE_TAG: experiment_note(study, config, uri), VIEW_TAG: view}
 
 

@@ -2,7 +2,8 @@
 
 Refused in one line before anything starts when an axis or a value is wrong; part of the trial key (a rerun
 skips what finished, a new value runs only its trials); on each run as its params and a tag; exported as
-``sweep.<key>`` columns; a report compares variants within one slice of the sweep (``export --where``).
+``sweep.<key>`` columns; a report compares variants within each slice of the sweep and says whether the
+papers' verdicts hold across it (``export --where`` exports one slice).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def test_a_swept_study_runs_resumes_with_a_new_value_and_reports_one_slice(tmp_p
     assert first.returncode == 0, first.stderr[-2000:]
     runs = trial_runs(uri, "lr")
     assert sorted(r.data.params["learning_rate"] for r in runs) == ["0.001", "0.01"]
+    assert sorted(r.data.params["training.learning_rate"] for r in runs) == ["0.001", "0.01"]  # the axis itself
     assert sorted(json.loads(r.data.tags["skipsweep.sweep"])["training.learning_rate"] for r in runs) == [1e-3, 1e-2]
 
     raw = yaml.safe_load(study.read_text())
@@ -125,18 +127,22 @@ def test_a_swept_study_runs_resumes_with_a_new_value_and_reports_one_slice(tmp_p
         assert analysis_main(["export", "--study", "lr", "--tracking-uri", uri, "--out", str(whole)]) == 0
         runs_table = __import__("pandas").read_parquet(whole / "runs.parquet")
         assert sorted(runs_table["sweep.training.learning_rate"]) == [0.001, 0.01, 0.1]
-        capsys.readouterr()
-        assert analysis_main(["report", str(whole), "--resamples", "100", "--baseline", "unet"]) == 2
-        error = capsys.readouterr().err.strip()
-        assert (
-            "\n" not in error
-            and "several combinations of sweep values (training.learning_rate: 0.001, 0.01, 0.1)" in error
-        )
-        assert "--where training.learning_rate=0.001" in error
+        assert analysis_main(["report", str(whole), "--resamples", "100", "--baseline", "unet"]) == 0
+        top = (whole / "report.md").read_text()
+        assert "## Do the verdicts hold across training.learning_rate?" in top and "3 slices" in top
+        for value in ("0.001", "0.01", "0.1"):
+            assert f"[learning_rate={value}](slices/learning_rate={value}/report.md)" in top
+            part = (whole / "slices" / f"learning_rate={value}" / "report.md").read_text()
+            assert f"- sweep: training.learning_rate = {value}" in part and "- finished trial runs: 1" in part
+            assert f"predictions/synthetic_unet_a1.00_s0_learning_rate={value}.png" in part
+            assert (whole / "predictions" / f"synthetic_unet_a1.00_s0_learning_rate={value}.png").is_file()
+        across = __import__("pandas").read_csv(whole / "tables" / "verdicts_across_sweep.csv")
+        assert list(across.columns)[-4:] == ["learning_rate=0.001", "learning_rate=0.01", "learning_rate=0.1", "across"]
         where = ["--where", "training.learning_rate=1e-2"]
         assert analysis_main(["export", "--study", "lr", "--tracking-uri", uri, "--out", str(one), *where]) == 0
         assert analysis_main(["report", str(one), "--resamples", "100", "--baseline", "unet"]) == 0
-        assert "- sweep value: training.learning_rate = 0.01" in (one / "report.md").read_text()
+        assert "- sweep: training.learning_rate = 0.01" in (one / "report.md").read_text()
+        assert not (one / "slices").exists()
         capsys.readouterr()
         bad = ["--where", "training.lr=1"]
         assert (
@@ -148,3 +154,39 @@ def test_a_swept_study_runs_resumes_with_a_new_value_and_reports_one_slice(tmp_p
         )
     client = MlflowClient(uri)
     assert client.get_experiment_by_name("lr") is not None
+
+
+def test_whether_a_verdict_holds_across_the_slices_is_read_from_every_slice() -> None:
+    import pandas as pd
+
+    from analysis.report.across import holds_across
+
+    def slice_verdicts(*verdicts: str) -> pd.DataFrame:
+        rows = [{"claim": f"c{i}", "dataset": "synthetic", "variant": "unet", "verdict": v, "value": 0.01 * i}
+                for i, v in enumerate(verdicts)]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    first = slice_verdicts("SUPPORTS", "CONTRADICTS", "SUPPORTS", "SUPPORTS", "INCONCLUSIVE")
+    second = slice_verdicts("SUPPORTS", "CONTRADICTS", "CONTRADICTS", "INCONCLUSIVE", "INCONCLUSIVE")
+    table = holds_across([first, second], ["lr=0.001", "lr=0.01"])
+    assert table["across"].tolist() == ["holds", "fails", "depends", "partly decided", "undecided"]
+    assert table.loc[1, "lr=0.01"] == "CONTRADICTS (+0.01)" and table.loc[4, "lr=0.001"] == "INCONCLUSIVE (+0.04)"
+    only_once = holds_across([first, first.iloc[:1]], ["a", "b"])  # a unit one slice could not check at all
+    assert only_once.loc[2, "b"] == "-" and only_once.loc[2, "across"] == "partly decided"
+
+
+def test_the_ui_view_of_a_swept_study_draws_dice_against_each_axis() -> None:
+    from orchestrator.driver import experiment_tags
+    from trainables.tracking.view import VIEW_TAG
+
+    study = load_study(CONF / "lr_sensitivity_cpu.yaml")
+    view = json.loads(experiment_tags(study, str(CONF / "lr_sensitivity_cpu.yaml"), "sqlite:///x.db")[VIEW_TAG])
+    sections = {s["uuid"]: s["name"] for s in view["compareRunSections"]}
+    swept = [
+        c for c in view["compareRunCharts"] if sections[c["metricSectionId"]] == "Dice against training.learning_rate"
+    ]
+    assert [(c["xaxis"]["key"], c["yaxis"]["key"]) for c in swept] == [
+        ("training.learning_rate", "dice_in_domain"),
+        ("training.learning_rate", "dice_out_of_domain_mean"),
+    ]
+    assert "params.`training.learning_rate`" in view["selectedColumns"]

@@ -55,13 +55,15 @@ class TrialSpec:
         return {SWEEP_TAG: json.dumps(self.axis_values, sort_keys=True)} if self.axes else {}
 
     def params(self) -> dict[str, str]:
-        """The grid factors as run params: ``train_alpha`` a plain number (``0.1``; none for a medical data set).
+        """The grid factors as run params: ``train_alpha`` a plain number (``0.1``; none for a medical data set),
+        and each sweep value under its dotted key (``training.learning_rate``: ``0.001``).
 
         The tags keep the key for search (``tags.train_alpha = '0.10'``); MLflow's chart and compare
         views offer params only, and read a param that is a number as one.
         """
         alpha = {} if self.train_alpha is None else {"train_alpha": f"{self.train_alpha:g}"}
-        return {"variant": self.variant, "dataset": self.dataset, **alpha, "seed": str(self.seed)}
+        axes = {key: axis_text(value) for key, value in self.axes}  # by the dotted key: training.learning_rate
+        return {"variant": self.variant, "dataset": self.dataset, **alpha, "seed": str(self.seed), **axes}
 
     def tags(self) -> dict[str, str]:
         """The key fields as run tags (``train_alpha`` empty for a medical data set)."""

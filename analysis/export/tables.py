@@ -8,6 +8,7 @@ finished run shares one config hash, one split hash per data set and a trial key
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -208,17 +209,22 @@ def picture_rows(rows: list[dict]) -> list[dict]:
     the lowest and the highest training alpha (the hardest and the easiest task), or its one model on medical data.
     """
     chosen: dict[tuple, dict] = {}
+
+    def group(row: dict) -> tuple:  # one set of pictures per slice of a sweep too
+        return (row["dataset"], row["variant"], *(str(row[k]) for k in sorted(row) if k.startswith(SWEEP_PREFIX)))
+
     for row in sorted(rows, key=lambda r: (r["seed"], r["run_id"])):
-        alphas = [r["train_alpha"] for r in rows if (r["dataset"], r["variant"]) == (row["dataset"], row["variant"])]
-        known = [a for a in alphas if not np.isnan(a)]
+        known = [r["train_alpha"] for r in rows if group(r) == group(row) and not np.isnan(r["train_alpha"])]
         ends = {min(known), max(known)} if known else set()
         alpha = row["train_alpha"]
         if (known and alpha in ends) or (not known and np.isnan(alpha)):
-            chosen.setdefault((row["dataset"], row["variant"], None if np.isnan(alpha) else alpha), row)
+            chosen.setdefault((*group(row), None if np.isnan(alpha) else alpha), row)
     return sorted(chosen.values(), key=row_order)
 
 
 def picture_name(row: dict) -> str:
     """The file name of a run's picture in an export's ``predictions/`` folder."""
     alpha = "" if np.isnan(row["train_alpha"]) else f"_a{format_alpha(row['train_alpha'])}"
-    return f"{row['dataset']}_{row['variant']}{alpha}_s{row['seed']}.png"
+    axes = "".join(f"_{key.rpartition('.')[2]}={row[key]}" for key in sorted(row) if key.startswith(SWEEP_PREFIX))
+    name = f"{row['dataset']}_{row['variant']}{alpha}_s{row['seed']}{axes}.png"
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)

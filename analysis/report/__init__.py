@@ -19,9 +19,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from analysis.claims import evaluate_claims
 from analysis.claims.evidence import Evidence
 from analysis.frames import (
+    PREDICTIONS_FOLDER,
     SWEEP_PREFIX,
     ExcludedRunsWarning,
     ExportedStudy,
@@ -32,6 +35,15 @@ from analysis.frames import (
 )
 from analysis.report import figures, sections, summary
 from analysis.report import notes as report_notes
+from analysis.report.across import (
+    SLICES_FOLDER,
+    across_section,
+    holds_across,
+    slice_folder,
+    slice_label,
+    slices,
+    sweep_axes,
+)
 from analysis.report.per_level import per_level_section
 from analysis.report.pictures import predictions_section
 from analysis.report.writer import Writer
@@ -56,6 +68,7 @@ class ReportResult:
     figures: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    verdicts: pd.DataFrame | None = None  # evaluate_claims' table (a swept study's: the across-slices table)
 
 
 def build_report(
@@ -89,20 +102,75 @@ def build_report(
         if study.runs.empty:
             raise ValueError(f"the export in {root} holds no finished runs")
         require_variant(study.runs, baseline)
-        require_one_slice(study.runs, root)
-        for stale in root.glob(f"{STAGING_PREFIX}*"):  # left by a report killed outright; only a lock holder stages
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))
-        try:
-            return _build(root, staging, study, baseline, n_resamples, seed, level)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        cut = slices(study)
+        if len(cut) > 1:
+            return _build_across(root, study, cut, baseline, n_resamples, seed, level)
+        shutil.rmtree(root / SLICES_FOLDER, ignore_errors=True)  # an earlier report's of a swept export
+        return _staged(root, lambda staging: _build(root, staging, study, baseline, n_resamples, seed, level))
+
+
+def _staged(folder: Path, build):
+    """Run ``build(staging)`` with a fresh hidden staging folder in ``folder`` (and any killed report's removed)."""
+    for stale in folder.glob(f"{STAGING_PREFIX}*"):  # left by a report killed outright; only a lock holder stages
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=STAGING_PREFIX))
+    try:
+        return build(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_across(
+    root: Path, study: ExportedStudy, cut: list, baseline: str, n_resamples: int, seed: int, level: float
+) -> ReportResult:
+    """A swept export: each slice's full report in ``slices/<values>/``, then ``report.md``: do the verdicts hold?"""
+    labels, folders, results = [], [], []
+    for values, part in cut:
+        require_variant(part.runs, baseline)
+        folder = root / SLICES_FOLDER / slice_folder(values)
+        folder.mkdir(parents=True, exist_ok=True)
+        labels.append(slice_label(values))
+        folders.append(folder.name)
+        results.append(
+            _staged(
+                folder,
+                lambda staging, f=folder, p=part: _build(
+                    f, staging, p, baseline, n_resamples, seed, level, up="../../"
+                ),
+            )
+        )
+    for old in (root / SLICES_FOLDER).iterdir():
+        if old.is_dir() and old.name not in folders:
+            shutil.rmtree(old)  # a slice of an earlier export of this folder
+    table = holds_across([result.verdicts for result in results], labels)
+    axes = sweep_axes(study.runs)
+
+    def publish(staging: Path) -> ReportResult:
+        writer = Writer(staging)
+        link = writer.csv("verdicts_across_sweep.csv", table)
+        messages = list(dict.fromkeys(m for result in results for m in result.warnings))
+        text = _header(study, baseline, messages) + across_section(table, labels, folders, axes)
+        text += f"\n([CSV]({link}))\n"
+        report = writer.publish(root, REPORT_FILE, text)
+        return ReportResult(report=report, tables=writer.tables, warnings=messages, verdicts=table)
+
+    return _staged(root, publish)
 
 
 def _build(
-    root: Path, staging: Path, study: ExportedStudy, baseline: str, n_resamples: int, seed: int, level: float
+    root: Path,
+    staging: Path,
+    study: ExportedStudy,
+    baseline: str,
+    n_resamples: int,
+    seed: int,
+    level: float,
+    up: str = "",
 ) -> ReportResult:
-    """:func:`build_report` once ``root`` is locked and its export read: files go to ``staging``, then into ``root``."""
+    """:func:`build_report` once ``root`` is locked and its export read: files go to ``staging``, then into ``root``.
+
+    ``up`` leads from ``root`` to the export's folder (a slice's report sits two folders below it).
+    """
     writer = Writer(staging)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -133,7 +201,7 @@ def _build(
             "Per-image Dice against texture similarity, one panel per data set and test condition; lines: binned means "
             "per variant, broken where a TS range holds no images",
         )
-        pictures = predictions_section(study.pictures)
+        pictures = predictions_section(study.pictures, f"{up}{PREDICTIONS_FOLDER}")
         if pictures:
             writer.text(pictures)
         verdicts = evaluate_claims(evidence)
@@ -144,40 +212,32 @@ def _build(
     messages = list(dict.fromkeys(report_notes.mixed_settings(study.runs) + found))
     for warning in caught:
         warnings.warn(warning.message, warning.category, stacklevel=3)
-    text = _header(study, baseline, messages) + "\n".join(writer.sections) + "\n" + report_notes.METHODS
+    text = _header(study, baseline, messages, up) + "\n".join(writer.sections) + "\n" + report_notes.METHODS
     report = writer.publish(root, REPORT_FILE, text)
-    return ReportResult(report=report, figures=writer.figures, tables=writer.tables, warnings=messages)
-
-
-def require_one_slice(runs, root: Path) -> None:
-    """Refuse an export that mixes values of a sweep axis: its seeds would pool models trained differently.
-
-    Raises:
-        ValueError: One line naming the axes, their values and the export that gives one slice.
-    """
-    axes = [column for column in runs.columns if column.startswith(SWEEP_PREFIX)]
-    if not axes or len(runs[axes].astype(str).drop_duplicates()) < 2:
-        return
-    values = "; ".join(f"{a.removeprefix(SWEEP_PREFIX)}: {', '.join(map(str, sorted(runs[a].unique())))}" for a in axes)
-    first = " ".join(f"--where {a.removeprefix(SWEEP_PREFIX)}={min(runs[a].unique())}" for a in axes)
-    raise ValueError(
-        f"{root}: the export holds several combinations of sweep values ({values}); a report compares variants "
-        f"within one: export each slice, e.g. `python -m analysis export --study STUDY --out DIR {first}`"
+    return ReportResult(
+        report=report, figures=writer.figures, tables=writer.tables, warnings=messages, verdicts=verdicts
     )
 
 
-def _header(study, baseline: str, messages: list[str]) -> str:
+def _header(study, baseline: str, messages: list[str], up: str = "") -> str:
     runs = study.runs
+    built = (
+        "Built from the Parquet export in this folder; rebuild with `python -m analysis report <this folder>`.\n"
+        if not up
+        else f"One slice of the sweep, built from the Parquet export in `{up}`; rebuild with "
+        "`python -m analysis report <that folder>`.\n"
+    )
     lines = [
         f"# Study report: {study.study or 'unnamed study'}\n",
-        "Built from the Parquet export in this folder; rebuild with `python -m analysis report <this folder>`.\n",
+        built,
         f"- finished trial runs: {len(runs)}",
         f"- data sets: {', '.join(sorted(runs['dataset'].unique()))}",
         f"- variants: {', '.join(sorted(runs['variant'].unique()))}; baseline: {baseline}",
         f"- seeds: {', '.join(map(str, sorted(runs['seed'].unique())))}",
     ]
-    for axis in (column for column in runs.columns if column.startswith(SWEEP_PREFIX)):
-        lines.append(f"- sweep value: {axis.removeprefix(SWEEP_PREFIX)} = {runs[axis].iloc[0]}")
+    for axis in sweep_axes(runs):
+        values = ", ".join(map(str, sorted(runs[axis].unique())))
+        lines.append(f"- sweep: {axis.removeprefix(SWEEP_PREFIX)} = {values}")
     excluded = study.manifest.get("excluded", [])
     if excluded:
         named = ", ".join(f"{e['run_name']} ({e['status']})" for e in excluded)

@@ -19,8 +19,11 @@ INTRO = (
 )
 
 
-def predictions_section(pictures: dict[str, dict]) -> str | None:
-    """Markdown with one table per data set (rows: training alpha, columns: variants); None without pictures."""
+def predictions_section(pictures: dict[str, dict], folder: str = PREDICTIONS_FOLDER) -> str | None:
+    """Markdown with one table per data set (rows: training alpha, columns: variants); None without pictures.
+
+    ``folder`` is where the pictures are, seen from the report (``../../predictions`` for a sweep's slice).
+    """
     if not pictures:
         return None
     parts = ["## Predictions\n", INTRO]
@@ -39,7 +42,7 @@ def predictions_section(pictures: dict[str, dict]) -> str | None:
             label = "its own images" if math.isnan(alpha) else f"alpha {format_alpha(alpha)}"
             if len(alphas) > 1:
                 label += " (hardest)" if position == 0 else " (easiest)"
-            row = [_image(cells.get((alpha, v)), f"{v}, {label}") for v in variants]
+            row = [_image(cells.get((alpha, v)), f"{v}, {label}", folder) for v in variants]
             parts.append(f"| {label} | " + " | ".join(row) + " |")
         parts.append("")
     return "\n".join(parts) + "\n"
@@ -49,5 +52,5 @@ def _alpha(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def _image(name: str | None, caption: str) -> str:
-    return "-" if name is None else f"![{caption}]({PREDICTIONS_FOLDER}/{name})"
+def _image(name: str | None, caption: str, folder: str) -> str:
+    return "-" if name is None else f"![{caption}]({folder}/{name})"

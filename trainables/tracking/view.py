@@ -9,6 +9,7 @@ of single-value bar charts (``best_epoch`` ... ``test_ts.*`` before ``val_dice``
 1. "Dice against train_alpha": each run a point in its variant's colour (``mlflow.runColor``),
    in-domain Dice, the mean out-of-domain Dice and each test level's Dice (for a study of
    medical data sets only, against the variant);
+   With sweep axes, a section "Dice against <axis>" per axis follows.
 2. "Training curves": ``val_dice``, ``train_loss`` and ``epoch_seconds`` per epoch;
 3. "Trial resources": the trial process's CPU and memory, and the GPU's use where there is one
    (an empty chart is hidden).
@@ -58,22 +59,27 @@ def view_address(experiment_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs?{query}"
 
 
-def study_view(test_levels: Sequence[str], synthetic: bool, datasets: Sequence[str]) -> str:
+def study_view(test_levels: Sequence[str], synthetic: bool, datasets: Sequence[str], axes: Sequence[str] = ()) -> str:
     """The view's JSON for a study with these test levels, data sets and (``synthetic``) train_alpha axis.
 
     Args:
         test_levels: the study's test levels (``in_domain``, ``easier``, ``harder``, ``hardest``).
         synthetic: whether any data set is synthetic (then Dice is drawn against train_alpha, else the variant).
         datasets: the study's data sets (a ``dataset`` column when there are several).
+        axes: the study's sweep axes (params by their dotted keys): a section of Dice against each, and a column.
     """
     axis = "train_alpha" if synthetic else "variant"
     dice = [DICE_IN_DOMAIN, DICE_OUT_OF_DOMAIN]
     dice += [condition_metric("dice", level) for level in test_levels if level != IN_DOMAIN]
     sections = {"compare": f"Dice against {axis}", "curves": "Training curves", "resources": "Trial resources"}
     charts = [_scatter(f"dice-{n}", "compare", axis, metric) for n, metric in enumerate(dice)]
+    for n, key in enumerate(axes):
+        sections[f"sweep-{n}"] = f"Dice against {key}"
+        charts += [_scatter(f"sweep-{n}-{m}", f"sweep-{n}", key, metric) for m, metric in enumerate(dice[:2])]
     charts += [_line(f"curve-{n}", "curves", metric, "step") for n, metric in enumerate(_CURVES)]
     charts += [_line(f"resource-{n}", "resources", metric, "time") for n, metric in enumerate(RESOURCE_METRICS)]
     params = ["variant", *(["dataset"] if len(datasets) > 1 else []), *(["train_alpha"] if synthetic else []), "seed"]
+    params += list(axes)
     metrics = [DICE_IN_DOMAIN, DICE_OUT_OF_DOMAIN, BEST_VAL_DICE, MEAN_EPOCH_SECONDS]
     state = {
         "searchFilter": kind_filter(TRIAL_KIND),
