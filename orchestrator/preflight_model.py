@@ -50,17 +50,24 @@ def check_models(study: StudyConfig, source: str) -> None:
     """
     seen = set()
     for name in study.datasets.names:
-        view = study.for_dataset(name)
-        where = "model" if view.model == study.model else f"datasets.{name}.model"
-        for variant in study.variants:
-            key = (variant, view.model, view.training.batch_size)
-            if key in seen:
-                continue
-            seen.add(key)
-            problem = probe_model(variant, view)
-            if problem is not None:
-                raise StudyConfigError(
-                    f"{source}: {where}: {variant} cannot train on {view.image_size} px images (image_size) with "
-                    f"channels {list(view.model.channels)}, strides {list(view.model.strides)} and batch_size "
-                    f"{view.training.batch_size}: {problem}"
-                )
+        for axes in study.axis_combinations():  # each combination of sweep values: a swept width or batch size too
+            _check_view(study, study.for_trial(name, dict(axes)), name, axes, source, seen)
+
+
+def _check_view(study: StudyConfig, view: StudyConfig, name: str, axes: tuple, source: str, seen: set) -> None:
+    """:func:`check_models` for one data set's trials at one combination of sweep values."""
+    where = "model" if study.for_dataset(name).model == study.model else f"datasets.{name}.model"
+    if axes:
+        where = f"{where} (sweep: {', '.join(f'{key} = {value}' for key, value in axes)})"
+    for variant in study.variants:
+        key = (variant, view.model, view.training.batch_size)
+        if key in seen:
+            continue
+        seen.add(key)
+        problem = probe_model(variant, view)
+        if problem is not None:
+            raise StudyConfigError(
+                f"{source}: {where}: {variant} cannot train on {view.image_size} px images (image_size) with "
+                f"channels {list(view.model.channels)}, strides {list(view.model.strides)} and batch_size "
+                f"{view.training.batch_size}: {problem}"
+            )

@@ -217,6 +217,17 @@ STUDY_CASES = [
         },
         ["model:", "batch_size 1", "more than 1 value per channel"],
     ),
+    (
+        "geometry-swept-batch-of-one",  # only one value of a sweep axis fails: the probe checks each combination
+        lambda _: {
+            **copy.deepcopy(BASE),
+            "image_size": 16,
+            "model": {"channels": [4, 8, 16, 32, 64], "strides": [2, 2, 2, 2]},
+            "training": {"epochs": 1, "batch_size": 4},
+            "sweep": {"training.batch_size": [4, 1]},
+        },
+        ["model (sweep: training.batch_size = 1):", "batch_size 1", "more than 1 value per channel"],
+    ),
     ("seed-too-large", study_with(["seeds"], [2**70]), ["seeds", "2**63 - 1"]),
     ("data-seed-too-large", study_with(["data_seed"], 2**64), ["data_seed"]),
     (
