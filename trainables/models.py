@@ -11,6 +11,11 @@ shape (B, 1, H, W); the loss applies the sigmoid. What a ``ModelConfig`` field r
 | `vnet`           | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            | fixed: no bias (MONAI) |
 | `noskip_vnet`    | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            | fixed: no bias (MONAI) |
 | `unet_plus_plus` | no: ``unet_plus_plus_features`` | yes               | yes            | yes                    |
+| `unet_skips_0111`| yes                             | yes               | yes            | yes                    |
+
+``unet_skips_<flags>`` is the U-Net with the skip connection of level ``i`` (shallowest first, one
+flag per stride) kept where flag ``i`` is 1: ``unet_skips_0000`` is ``noskip_unet``,
+``unet_skips_1111`` is ``unet`` (UDTransNet's skip-subset ablation, Wang et al. 2024).
 
 The released medical scripts build the U-Nets and UNet++ with ``bias=False`` (``model.bias:
 false``) and leave the V-Nets and the attention U-Net at MONAI's defaults, as here.
@@ -32,6 +37,7 @@ from monai.networks.nets.vnet import UpTransition, get_acti_layer
 from torch import nn
 
 from trainables.config import ModelConfig
+from trainables.config.names import is_skip_subset, skip_flags
 
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -79,6 +85,43 @@ class NoSkipUNet(UNet):
         if arriving < 1:
             raise ValueError(f"NoSkipUNet: {arriving} channels would arrive at an up layer; check `channels`")
         up = super()._get_up_layer(arriving, up_path.out_channels, up_path.strides, up_path.is_top)
+        return nn.Sequential(down_path, subblock, up)
+
+
+class SkipSubsetUNet(UNet):
+    """MONAI's ``UNet`` with each level's skip connection kept or dropped: ``skips[i]`` for level ``i``,
+    shallowest first (one per stride). All ``False`` is :class:`NoSkipUNet`, all ``True`` MONAI's ``UNet``.
+
+    A kept level is MONAI's own ``Sequential(down, SkipConnection(subblock), up)``; a dropped one is built
+    as :class:`NoSkipUNet` builds every level, its up layer sized for what arrives without the skip.
+    MONAI builds the levels from the deepest up (each level's subblock first), so the ``k``-th connection
+    block built belongs to level ``len(strides) - 1 - k``; construction fails if the count does not match.
+    """
+
+    def __init__(self, skips: tuple[bool, ...], **kwargs) -> None:
+        if len(skips) != len(kwargs["strides"]):
+            raise ValueError(f"{len(skips)} skip flags for {len(kwargs['strides'])} levels (one per stride)")
+        self._skip_flags = tuple(bool(flag) for flag in skips)
+        self._blocks_built = 0
+        super().__init__(**kwargs)
+        if self._blocks_built != len(skips):
+            raise TypeError(f"SkipSubsetUNet: MONAI built {self._blocks_built} levels, expected {len(skips)}")
+
+    def _get_up_layer(  # type: ignore[override]
+        self, in_channels: int, out_channels: int, strides: int, is_top: bool
+    ) -> _UpLayerSpec:
+        return _UpLayerSpec(in_channels, out_channels, strides, is_top)
+
+    def _get_connection_block(self, down_path: nn.Module, up_path: nn.Module, subblock: nn.Module) -> nn.Module:
+        if not isinstance(up_path, _UpLayerSpec):
+            raise TypeError(f"SkipSubsetUNet expected the up-layer arguments, got {type(up_path).__name__}")
+        level = len(self._skip_flags) - 1 - self._blocks_built
+        self._blocks_built += 1
+        kept = level >= 0 and self._skip_flags[level]
+        arriving = up_path.in_channels_with_skip - (0 if kept else down_path.out_channels)
+        up = super()._get_up_layer(arriving, up_path.out_channels, up_path.strides, up_path.is_top)
+        if kept:
+            return super()._get_connection_block(down_path, up, subblock)
         return nn.Sequential(down_path, subblock, up)
 
 
@@ -200,6 +243,10 @@ def _build_noskip_unet(model: ModelConfig) -> nn.Module:
     return NoSkipUNet(**_unet_kwargs(model))
 
 
+def _build_skip_subset_unet(variant: str, model: ModelConfig) -> nn.Module:
+    return SkipSubsetUNet(skip_flags(variant), **_unet_kwargs(model))
+
+
 def _build_unet(model: ModelConfig) -> nn.Module:
     return UNet(**_unet_kwargs(model))
 
@@ -256,10 +303,13 @@ def build_model(variant: str, model: ModelConfig) -> nn.Module:
     Raises:
         ValueError: for an unknown variant, naming it and the known ones.
     """
+    if is_skip_subset(variant):
+        return _build_skip_subset_unet(variant, model)
     try:
         builder = MODEL_BUILDERS[variant]
     except KeyError:
-        raise ValueError(f"unknown model variant '{variant}'; known: {', '.join(MODEL_BUILDERS)}") from None
+        known = ", ".join([*MODEL_BUILDERS, "unet_skips_<0|1 per level>"])
+        raise ValueError(f"unknown model variant '{variant}'; known: {known}") from None
     return builder(model)
 
 

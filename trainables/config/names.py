@@ -16,6 +16,8 @@ BUILTIN_TEXTURES = ("grass", "gravel", "brick")
 MICCAI_VARIANTS = ("noskip_unet", "unet", "attention_unet")
 JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
 VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS
+SKIP_SUBSET_PREFIX = "unet_skips_"  # + one 0/1 per level, shallowest first: unet_skips_0111
+ALL_SKIP_SUBSETS = "unet_skips_*"  # in a study's variants: every subset of the model's levels (2**levels variants)
 TEST_LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
 MEDICAL_DATASETS = ("busi", "spleen", "heart", "glas")
 SYNTHETIC_DATASETS = ("synthetic", "synthetic_background")  # trained per alpha level
@@ -42,3 +44,19 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     """A short, deterministic hash of JSON-serialisable content."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def is_skip_subset(variant: str) -> bool:
+    """Whether ``variant`` names a U-Net with a subset of its skip connections (``unet_skips_0111``)."""
+    flags = variant.removeprefix(SKIP_SUBSET_PREFIX)
+    return variant.startswith(SKIP_SUBSET_PREFIX) and bool(flags) and set(flags) <= {"0", "1"}
+
+
+def skip_flags(variant: str) -> tuple[bool, ...]:
+    """The kept (True) and dropped skip connections of a skip-subset variant, shallowest level first."""
+    return tuple(flag == "1" for flag in variant.removeprefix(SKIP_SUBSET_PREFIX))
+
+
+def all_skip_subsets(levels: int) -> tuple[str, ...]:
+    """Every skip-subset variant of a U-Net with ``levels`` skip connections, from none to all kept."""
+    return tuple(f"{SKIP_SUBSET_PREFIX}{index:0{levels}b}" for index in range(2**levels))

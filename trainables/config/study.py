@@ -65,12 +65,26 @@ class StudyConfig(Section):
     )
     _study_hash: str | None = PrivateAttr(None)  # set on a per-data-set view: it keeps the study's hash
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_skip_subsets(cls, data: Any) -> Any:
+        """``unet_skips_*`` in ``variants``: every subset of the study model's skip connections, in its place."""
+        if not isinstance(data, dict) or names.ALL_SKIP_SUBSETS not in (data.get("variants") or ()):
+            return data
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        levels = len(model.get("strides", ModelConfig.model_fields["strides"].default))
+        expanded: list = []
+        for variant in data["variants"]:
+            expanded += names.all_skip_subsets(levels) if variant == names.ALL_SKIP_SUBSETS else [variant]
+        return {**data, "variants": expanded}
+
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, variants: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [v for v in variants if v not in names.VARIANTS]
+        unknown = [v for v in variants if v not in names.VARIANTS and not names.is_skip_subset(v)]
         if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}; known: {list(names.VARIANTS)}")
+            known = [*names.VARIANTS, "unet_skips_<0|1 per level>", names.ALL_SKIP_SUBSETS]
+            raise ValueError(f"unknown variant(s) {unknown}; known: {known}")
         return _listed_once(variants, "variant")
 
     @field_validator("seeds")
@@ -181,6 +195,12 @@ class StudyConfig(Section):
         return self.for_dataset(dataset).with_axes(axes or {})
 
     def _check_depth(self, model: ModelConfig, where: str) -> None:
+        for variant in self.variants:
+            if names.is_skip_subset(variant) and len(names.skip_flags(variant)) != len(model.strides):
+                raise ValueError(
+                    f"variants: {variant} has {len(names.skip_flags(variant))} skip flags for "
+                    f"{len(model.strides)} levels (one per stride){where}"
+                )
         depth = 2 ** len(model.strides)
         if self.image_size % depth:
             raise ValueError(
