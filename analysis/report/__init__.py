@@ -46,6 +46,7 @@ from analysis.report.across import (
 )
 from analysis.report.per_level import per_level_section
 from analysis.report.pictures import predictions_section
+from analysis.report.subsets import subsets_section
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
 
@@ -181,6 +182,9 @@ def _build(
         per_level = per_level_section(writer, evidence)
         if per_level:
             writer.text(per_level)
+        skip_subsets = subsets_section(writer, images, level)
+        if skip_subsets:
+            writer.text(skip_subsets)
         table1 = report_notes.table1_section(writer, evidence)
         if table1:
             writer.text(table1)

@@ -1,0 +1,185 @@
+"""Which skips, at which difficulty: the report's section on skip-subset variants (``unet_skips_0111``).
+
+UDTransNet (Wang et al. 2024) found that "the optimal combinations of skip connections are different,
+relying on the specific datasets"; here the question is whether they differ between task difficulties
+(training alphas). With the trained model as the unit (one in-domain Dice per seed, the mean over its test
+images):
+
+- a subset x alpha table of in-domain Dice, mean and 95% t interval over seeds, the best subset per alpha
+  marked, and the subsets a paired seed-level t-test cannot tell from it (Holm over the subsets of that alpha);
+- a heatmap of the same;
+- the verdict on "the best subset changes with difficulty": SUPPORTS when two alphas' best subsets cross,
+  each significantly better than the other at its own alpha (paired seed-level t-tests, Holm over the pairs
+  of alphas); CONTRADICTS when one subset is best at every alpha and significantly better than the runner-up
+  at each; INCONCLUSIVE otherwise. The best subsets are chosen on the same data they are tested on, which
+  favours a crossing: read a SUPPORTS with few seeds as a lead, not a finding.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats as scipy_stats
+
+from analysis.claims import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.report.formatting import format_number
+from analysis.statistics.paired import holm
+from analysis.statistics.seeds import MIN_SEEDS, seed_effect
+from analysis.tables.relative import seed_level_scores
+from trainables.config.names import is_skip_subset
+
+
+def subset_scores(images: pd.DataFrame) -> pd.DataFrame:
+    """In-domain Dice per (dataset, skip-subset variant, train_alpha, seed): the mean over the model's test images."""
+    scores = seed_level_scores(images)
+    scores = scores[scores["variant"].map(is_skip_subset)]
+    in_domain = scores[np.isclose(scores["train_alpha"], scores["test_alpha"])]
+    return in_domain[["dataset", "variant", "train_alpha", "seed", "dice"]].reset_index(drop=True)
+
+
+def subset_table(scores: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """One data set's subsets x alphas: ``mean``, ``ci_low``, ``ci_high``, ``best`` and ``tied`` per cell.
+
+    ``tied`` marks the subsets a paired seed-level t-test against the best (same seeds) cannot tell apart
+    from it at ``level`` after Holm over the other subsets of that alpha (the best is tied with itself).
+    """
+    rows = []
+    for alpha, cell in scores.groupby("train_alpha"):
+        wide = cell.pivot(index="seed", columns="variant", values="dice")
+        means = wide.mean()
+        best = means.idxmax()
+        others = [v for v in wide.columns if v != best]
+        p_values = [_paired_p(wide[best], wide[v]) for v in others]
+        adjusted = dict(zip(others, holm(p_values), strict=True)) if others else {}
+        for variant in wide.columns:
+            effect = seed_effect(wide[variant].to_numpy())
+            tied = variant == best or not (adjusted.get(variant, np.nan) <= level)
+            rows.append(
+                {
+                    "variant": variant,
+                    "train_alpha": alpha,
+                    "mean": effect.mean,
+                    "ci_low": effect.ci_low,
+                    "ci_high": effect.ci_high,
+                    "n_seeds": effect.n_seeds,
+                    "best": variant == best,
+                    "tied": tied,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def best_changes(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
+    """The verdict on "the best subset changes with difficulty" for one data set, and what was measured."""
+    alphas = sorted(scores["train_alpha"].unique())
+    wide = {a: scores[scores["train_alpha"] == a].pivot(index="seed", columns="variant", values="dice") for a in alphas}
+    if len(alphas) < 2 or min(len(w.dropna()) for w in wide.values()) < MIN_SEEDS:
+        return INCONCLUSIVE, f"needs 2+ alphas and {MIN_SEEDS}+ seeds per subset"
+    best = {a: wide[a].mean().idxmax() for a in alphas}
+    pairs = [(a, b) for a, b in itertools.combinations(alphas, 2) if best[a] != best[b]]
+    if pairs:
+        # a crossing: at a, best[a] beats best[b]; at b, best[b] beats best[a] (the larger one-sided p decides)
+        p_values = [
+            max(
+                _paired_p(wide[a][best[a]], wide[a][best[b]], True), _paired_p(wide[b][best[b]], wide[b][best[a]], True)
+            )
+            for a, b in pairs
+        ]
+        adjusted = holm(p_values)
+        crossing = int(np.nanargmin(adjusted))
+        a, b = pairs[crossing]
+        text = (
+            f"best at alpha {a:g}: {best[a]}, at alpha {b:g}: {best[b]}; each better than the other at its own alpha, "
+            f"Holm p = {format_number(adjusted[crossing], 3)} over {len(pairs)} pair(s) of alphas"
+        )
+        return (SUPPORTS if adjusted[crossing] <= level else INCONCLUSIVE), text
+    winner = best[alphas[0]]
+    runners = {a: wide[a].mean().drop(winner).idxmax() for a in alphas}
+    p_values = holm([_paired_p(wide[a][winner], wide[a][runners[a]], True) for a in alphas])
+    text = f"{winner} is best at every alpha; against the runner-up, Holm p = " + ", ".join(
+        f"{format_number(p, 3)} (alpha {a:g}, {runners[a]})" for a, p in zip(alphas, p_values, strict=True)
+    )
+    return (CONTRADICTS if np.nanmax(p_values) <= level else INCONCLUSIVE), text
+
+
+def plot_subsets(table: pd.DataFrame, dataset: str) -> Figure:
+    """Subsets (rows) x training alpha (columns): each cell's mean in-domain Dice written in it, coloured by its gap
+    to the best subset of that alpha (so the ranking within each alpha shows, whatever the alpha's overall level);
+    * the best per alpha, = not distinguishable from it."""
+    matrix = table.pivot(index="variant", columns="train_alpha", values="mean")
+    marks = table.pivot(index="variant", columns="train_alpha", values="best")
+    tied = table.pivot(index="variant", columns="train_alpha", values="tied")
+    values = matrix.to_numpy(dtype="float64")
+    gap = values - np.nanmax(values, axis=0, keepdims=True)
+    figure = Figure(figsize=(2.4 + 0.9 * matrix.shape[1], 1.8 + 0.3 * matrix.shape[0]))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    low = min(float(np.nanmin(gap)), -1e-3)
+    image = axes.imshow(gap, cmap="viridis", vmin=low, vmax=0.0, aspect="auto")
+    for (row, column), value in np.ndenumerate(values):
+        mark = "*" if marks.iat[row, column] else ("=" if tied.iat[row, column] else "")
+        colour = "black" if gap[row, column] > low / 2 else "white"
+        axes.text(column, row, f"{value:.2f}{mark}", ha="center", va="center", fontsize=7, color=colour)
+    axes.set_xticks(range(matrix.shape[1]), [f"{a:g}" for a in matrix.columns])
+    axes.set_yticks(range(matrix.shape[0]), [v.removeprefix("unet_skips_") for v in matrix.index])
+    axes.set_xlabel("trained (and tested in-domain) at alpha")
+    axes.set_ylabel("skips kept\n(shallowest first)")
+    axes.set_title(
+        f"{dataset}: in-domain Dice per skip subset (mean over seeds)\n* best per alpha, = not distinguishable from it",
+        fontsize=9,
+    )
+    figure.colorbar(image, ax=axes, label="Dice minus the alpha's best")
+    figure.tight_layout()
+    return figure
+
+
+def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | None:
+    """The report's "Skip subsets" section (tables, figure, verdict per data set); None without 2+ subsets."""
+    scores = subset_scores(images)
+    if scores["variant"].nunique() < 2:
+        return None
+    parts = [
+        "## Skip subsets: does the best subset change with difficulty?\n",
+        "In-domain Dice of each skip subset (`unet_skips_<flags>`: 1 = the level's skip kept, shallowest first), "
+        "mean and 95% t interval over seeds (each seed a trained model); **bold** the best per alpha, = the subsets "
+        "a paired seed-level t-test (Holm over that alpha's subsets) cannot tell from it.\n",
+    ]
+    for dataset, sub in scores.groupby("dataset"):
+        table = subset_table(sub, level)
+        link = writer.csv(f"skip_subsets_{dataset}.csv", table)
+        verdict, measured = best_changes(sub, level)
+        parts.append(f"### {dataset}\n")
+        parts.append(f"**The best subset changes with difficulty: {verdict}.** {measured}.\n")
+        parts.append(_markdown(table) + f"\n([CSV]({link}))\n")
+        writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
+        parts.append(writer.sections.pop())
+    return "\n".join(parts) + "\n"
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    alphas = sorted(table["train_alpha"].unique())
+    lines = ["| skips kept | " + " | ".join(f"alpha {a:g}" for a in alphas) + " |", "|---" * (len(alphas) + 1) + "|"]
+    for variant, rows in table.groupby("variant", sort=True):
+        cells = []
+        for alpha in alphas:
+            row = rows[rows["train_alpha"] == alpha].iloc[0]
+            text = f"{row['mean']:.3f} [{format_number(row['ci_low'], 3)}, {format_number(row['ci_high'], 3)}]"
+            cells.append(f"**{text}**" if row["best"] else (f"= {text}" if row["tied"] else text))
+        lines.append(f"| {variant.removeprefix('unet_skips_')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _paired_p(better: pd.Series, other: pd.Series, one_sided: bool = False) -> float:
+    """p of a paired t-test over seeds (both defined), two-sided or that ``better`` is larger."""
+    both = pd.concat([better, other], axis=1).dropna()
+    if len(both) < 2:
+        return np.nan
+    differences = both.iloc[:, 0] - both.iloc[:, 1]
+    if np.allclose(differences, differences.iloc[0]):
+        return 0.0 if differences.iloc[0] > 0 else 1.0
+    alternative = "greater" if one_sided else "two-sided"
+    return float(scipy_stats.ttest_1samp(differences, 0.0, alternative=alternative).pvalue)

@@ -1,0 +1,57 @@
+"""The report's skip-subset section: a subset x alpha table of in-domain Dice with seed-level intervals, the best
+subset per alpha, and whether the best subset changes with difficulty (three-way, on seed-level tests).
+
+Built on hand-made exports (tests/analysis_fixtures.py: every value computable by hand).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+from analysis_fixtures import ClaimScenario, scenario_frames, write_export
+
+from analysis.report import build_report
+
+SUBSETS = ("noskip_unet", "unet_skips_01", "unet_skips_10", "unet_skips_11")
+NOISE = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}  # seeds differ, pairs stay clear
+
+
+def _report(tmp_path, gains: dict) -> str:
+    scenario = ClaimScenario(variants=SUBSETS, gains=gains, seed_noise=NOISE, jagged={}, ood_loss={})
+    runs, images = scenario_frames(scenario)
+    folder = write_export(tmp_path / "export", runs, images, study="subsets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_report(folder, n_resamples=100).report.read_text()
+
+
+def test_two_alphas_whose_best_subsets_cross_support_that_the_best_changes(tmp_path) -> None:
+    alphas = ClaimScenario().alphas
+    low, high = alphas[0], alphas[-1]
+    gains = {
+        "unet_skips_01": {a: 0.08 for a in alphas if a <= 0.3},
+        "unet_skips_10": {a: 0.08 for a in alphas if a > 0.3},
+    }
+    report = _report(tmp_path, gains)
+    section = report[report.index("## Skip subsets") :]
+    assert "**The best subset changes with difficulty: SUPPORTS.**" in section
+    assert f"best at alpha {low:g}: unet_skips_01" in section
+    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_synthetic.csv")
+    best = table[table["best"]].set_index("train_alpha")["variant"]
+    assert best[low] == "unet_skips_01" and best[high] == "unet_skips_10"
+    assert "noskip_unet" not in set(table["variant"])  # only the subset family is ranked
+    assert (tmp_path / "export" / "figures" / "skip_subsets_synthetic.png").is_file()
+
+
+def test_one_subset_best_everywhere_by_a_clear_margin_contradicts_it(tmp_path) -> None:
+    alphas = ClaimScenario().alphas
+    report = _report(tmp_path, {"unet_skips_11": {a: 0.08 for a in alphas}})
+    assert "**The best subset changes with difficulty: CONTRADICTS.** unet_skips_11 is best at every alpha" in report
+
+
+def test_subsets_that_cannot_be_told_apart_leave_it_inconclusive_and_tied(tmp_path) -> None:
+    report = _report(tmp_path, {})
+    assert "**The best subset changes with difficulty: INCONCLUSIVE.**" in report
+    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_synthetic.csv")
+    assert table.groupby("train_alpha")["tied"].sum().min() >= 2  # the best and at least one it cannot beat
