@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="only runs with this sweep value, e.g. training.learning_rate=0.001 (repeatable): one slice of a sweep",
     )
+    export.add_argument(
+        "--no-pictures", action="store_true", help="keep no predictions.png (an export to publish without images)"
+    )
     report = commands.add_parser("report", help="tables, figures and report.md from an export folder")
     report.add_argument("export_dir", help="folder written by `export`")
     report.add_argument("--baseline", default="noskip_unet", help="variant the others are compared with")
@@ -58,7 +61,14 @@ def _export(args: argparse.Namespace) -> None:
             print(f"read {done}/{total} runs", file=sys.stderr)
 
     where = dict(_sweep_value(item) for item in args.where)
-    result = export_study(args.study, args.out, tracking_uri=args.tracking_uri, progress=progress, where=where)
+    result = export_study(
+        args.study,
+        args.out,
+        tracking_uri=args.tracking_uri,
+        progress=progress,
+        where=where,
+        pictures=not args.no_pictures,
+    )
     print(f"exported {result.n_runs} runs of {args.study} to {result.out_dir} ({len(result.excluded)} left out)")
 
 

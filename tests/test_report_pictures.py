@@ -131,3 +131,17 @@ def test_the_report_in_mlflow_carries_the_pictures_it_links(pictured: dict, tmp_
     run_id = log_report(out, STUDY, tracking_uri=pictured["uri"])
     logged = {Path(info.path).name for info in MlflowClient(pictured["uri"]).list_artifacts(run_id, "predictions")}
     assert sorted(logged) == CHOSEN
+
+
+def test_an_export_to_publish_keeps_no_pictures_and_removes_earlier_ones(pictured: dict, tmp_path) -> None:
+    out = tmp_path / "public"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_study(STUDY, out, tracking_uri=pictured["uri"])
+        assert len(list((out / "predictions").iterdir())) == len(CHOSEN)
+        assert (
+            main(["export", "--study", STUDY, "--tracking-uri", pictured["uri"], "--out", str(out), "--no-pictures"])
+            == 0
+        )
+    assert json.loads((out / "export.json").read_text())["predictions"] == {}
+    assert not list((out / "predictions").glob("*.png"))

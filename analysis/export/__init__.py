@@ -130,6 +130,7 @@ def export_study(
     tracking_uri: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     where: dict[str, Any] | None = None,
+    pictures: bool = True,
 ) -> ExportResult:
     """Pull every finished trial run of a study into ``runs``/``epochs``/``per_image`` Parquet files.
 
@@ -140,6 +141,8 @@ def export_study(
         progress: Called as ``progress(done, total)`` after each run is read.
         where: Sweep values the runs must have, by dotted key (``{"training.learning_rate": 0.001}``): one
             slice of a swept study, which a report can compare variants in.
+        pictures: Keep the chosen runs' ``predictions.png`` (False: none, e.g. for an export to publish
+            without images of the data).
 
     Returns:
         An :class:`ExportResult`.
@@ -155,7 +158,7 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     try:
         with folder_lock(out, "analysis export"):
-            return _export_locked(client, experiment_id, study, out, progress, where or {})
+            return _export_locked(client, experiment_id, study, out, progress, where or {}, pictures)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # a refused or interrupted first export leaves no empty folder behind
@@ -169,6 +172,7 @@ def _export_locked(
     out: Path,
     progress: Callable[[int, int], None] | None,
     where: dict[str, Any],
+    pictures: bool = True,
 ) -> ExportResult:
     """:func:`export_study` once ``out`` is locked: read the runs, then write the tables and ``export.json`` last."""
     trials = _in_slice(trial_runs(client, experiment_id), where, study)
@@ -195,7 +199,8 @@ def _export_locked(
             progress(done, len(rows))
     for note in notes:
         warnings.warn(note, MissingDataWarning, stacklevel=3)
-    pictures = {picture_name(row): (row, predictions_picture(client, row["run_id"])) for row in picture_rows(rows)}
+    chosen = picture_rows(rows) if pictures else []
+    kept = {picture_name(row): (row, predictions_picture(client, row["run_id"])) for row in chosen}
 
     (out / MANIFEST_FILE).unlink(missing_ok=True)  # from here until the new one is written, report refuses the folder
     files = {
@@ -207,7 +212,7 @@ def _export_locked(
     }
     manifest = {"study": study, "n_runs": len(rows), "excluded": excluded, "warnings": notes, "files": files}
     manifest["where"] = where
-    manifest["predictions"] = _write_pictures(pictures, out / PREDICTIONS_FOLDER)
+    manifest["predictions"] = _write_pictures(kept, out / PREDICTIONS_FOLDER)
     _write_atomic(out / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return ExportResult(out_dir=out, n_runs=len(rows), excluded=excluded, warnings=notes)
 
