@@ -67,3 +67,12 @@ def test_a_skip_subset_trains_as_a_trial_of_its_own(tmp_path) -> None:
     result = run(tiny_study("subset", epochs=2, variants=["unet_skips_01"]), store, variant="unet_skips_01")
     assert result.spec.run_name.startswith("unet_skips_01 a1.00 s0")
     assert 0.0 <= result.test_metrics["test_dice.alpha_1.00"] <= 1.0
+
+
+def test_skip_subsets_are_drawn_along_one_gradient_and_the_papers_variants_keep_their_colours() -> None:
+    from trainables.schema import variant_colour
+
+    assert variant_colour("unet_skips_0000") == "#440154" and variant_colour("unet_skips_1111") == "#fde725"
+    subsets = {variant_colour(f"unet_skips_{i:04b}") for i in range(16)}
+    assert len(subsets) == 16  # the 8-colour palette would repeat
+    assert (variant_colour("noskip_unet"), variant_colour("unet")) == ("#1b1b1b", "#0072b2")

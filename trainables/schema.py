@@ -57,9 +57,35 @@ def variant_position(variant: str) -> int:
     return VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else sum(map(ord, variant))
 
 
+SKIP_SUBSET_PREFIX = "unet_skips_"  # + one 0/1 per level, shallowest first: unet_skips_0111
+
+
+def is_skip_subset(variant: str) -> bool:
+    """Whether ``variant`` names a U-Net with a subset of its skip connections (``unet_skips_0111``)."""
+    flags = variant.removeprefix(SKIP_SUBSET_PREFIX)
+    return variant.startswith(SKIP_SUBSET_PREFIX) and bool(flags) and set(flags) <= {"0", "1"}
+
+
+SUBSET_GRADIENT = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # viridis: no skip kept ... all kept
+
+
 def variant_colour(variant: str) -> str:
-    """The colour a variant is drawn in everywhere."""
+    """The colour a variant is drawn in everywhere; a skip subset (``unet_skips_0111``) by its place from none
+    kept to all kept on one gradient, so 16 subsets stay apart where the palette's 8 colours would repeat."""
+    if is_skip_subset(variant):
+        flags = variant.removeprefix(SKIP_SUBSET_PREFIX)
+        share = int(flags, 2) / max(2 ** len(flags) - 1, 1)
+        return _gradient(SUBSET_GRADIENT, share)
     return PALETTE[variant_position(variant) % len(PALETTE)]
+
+
+def _gradient(stops: tuple[str, ...], share: float) -> str:
+    """The colour at ``share`` (0 to 1) along evenly spaced hex ``stops``, linearly interpolated."""
+    position = min(max(share, 0.0), 1.0) * (len(stops) - 1)
+    low = min(int(position), len(stops) - 2)
+    start, end = (tuple(int(stop[i : i + 2], 16) for i in (1, 3, 5)) for stop in stops[low : low + 2])
+    mix = position - low
+    return "#" + "".join(f"{round(a + (b - a) * mix):02x}" for a, b in zip(start, end, strict=True))
 
 
 # Metrics ---------------------------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ import hashlib
 import json
 from typing import Any
 
+from trainables.schema import SKIP_SUBSET_PREFIX as SKIP_SUBSET_PREFIX  # the MLflow layout's vocabulary
 from trainables.schema import format_alpha as format_alpha  # its old home, kept for existing imports
+from trainables.schema import is_skip_subset as is_skip_subset
 
 BUILTIN_TEXTURES = ("grass", "gravel", "brick")
 MICCAI_VARIANTS = ("noskip_unet", "unet", "attention_unet")
 JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
 VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS
-SKIP_SUBSET_PREFIX = "unet_skips_"  # + one 0/1 per level, shallowest first: unet_skips_0111
 ALL_SKIP_SUBSETS = "unet_skips_*"  # in a study's variants: every subset of the model's levels (2**levels variants)
 TEST_LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
 MEDICAL_DATASETS = ("busi", "spleen", "heart", "glas")
@@ -44,12 +45,6 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     """A short, deterministic hash of JSON-serialisable content."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def is_skip_subset(variant: str) -> bool:
-    """Whether ``variant`` names a U-Net with a subset of its skip connections (``unet_skips_0111``)."""
-    flags = variant.removeprefix(SKIP_SUBSET_PREFIX)
-    return variant.startswith(SKIP_SUBSET_PREFIX) and bool(flags) and set(flags) <= {"0", "1"}
 
 
 def skip_flags(variant: str) -> tuple[bool, ...]:
