@@ -114,11 +114,12 @@ def runs_page(experiment_id: str) -> str:
 def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]:
     """Print one line per trial run, the MLflow UI command and the next commands; return the rows."""
     rows = trial_summaries(uri, experiment, policy)
-    print(f"\n{'run':<36} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
+    width = max([36, *(len(row["run_name"]) + 1 for row in rows)])  # a swept study's names are longer
+    print(f"\n{'run':<{width}} {'status':<9} {'best val Dice':>13} {'test Dice (in domain)':>22}")
     for row in rows:
         best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
         test = "-" if row["test_dice_in_domain"] is None else f"{row['test_dice_in_domain']:.4f}"
-        print(f"{row['run_name']:<36} {row['status']:<9} {best:>13} {test:>22}")
+        print(f"{row['run_name']:<{width}} {row['status']:<9} {best:>13} {test:>22}")
     local = uri.startswith("sqlite")
     print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
     if rows:  # MLflow 3.17's UI opens in its GenAI mode unless the link asks for model training
