@@ -190,3 +190,32 @@ def test_the_ui_view_of_a_swept_study_draws_dice_against_each_axis() -> None:
         ("training.learning_rate", "dice_out_of_domain_mean"),
     ]
     assert "params.`training.learning_rate`" in view["selectedColumns"]
+
+
+@pytest.mark.slow
+def test_the_committed_learning_rate_report_rebuilds_from_its_parquet_with_the_numbers_its_readme_quotes(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    import pandas as pd
+
+    from analysis.report import build_report
+
+    committed = Path(__file__).parents[1] / "docs" / "lr_sensitivity_cpu"
+    keep = shutil.ignore_patterns("figures", "tables", "slices", "report.md")
+    shutil.copytree(committed, tmp_path / "lr", ignore=keep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "lr").report.read_text()
+    assert text == (committed / "report.md").read_text()  # the committed top report is what this code writes
+    assert (tmp_path / "lr" / "slices" / "learning_rate=0.0001" / "report.md").read_text() == (
+        committed / "slices" / "learning_rate=0.0001" / "report.md"
+    ).read_text()
+    runs = pd.read_parquet(committed / "runs.parquet")
+    means = runs.pivot_table(
+        index="variant", columns="sweep.training.learning_rate", values="dice_in_domain", aggfunc="mean"
+    )
+    readme = (committed / "README.md").read_text()
+    for variant, row in means.iterrows():
+        assert f"| {variant} | " + " | ".join(f"{v:.3f}" for v in row) + " |" in readme

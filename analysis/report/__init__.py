@@ -153,7 +153,9 @@ def _build_across(
         text = _header(study, baseline, messages) + across_section(table, labels, folders, axes)
         text += f"\n([CSV]({link}))\n"
         report = writer.publish(root, REPORT_FILE, text)
-        return ReportResult(report=report, tables=writer.tables, warnings=messages, verdicts=table)
+        figures = [path for result in results for path in result.figures]
+        tables = writer.tables + [path for result in results for path in result.tables]
+        return ReportResult(report=report, figures=figures, tables=tables, warnings=messages, verdicts=table)
 
     return _staged(root, publish)
 

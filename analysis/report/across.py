@@ -77,7 +77,8 @@ def holds_across(verdicts: list[pd.DataFrame], labels: list[str]) -> pd.DataFram
         Columns ``claim``, ``dataset``, ``variant``, one per label (``SUPPORTS (+0.031)``), and ``across``:
         ``holds`` (SUPPORTS in every slice), ``fails`` (CONTRADICTS in every slice), ``depends`` (SUPPORTS
         in some and CONTRADICTS in others: the axis changes the conclusion), ``partly decided`` (one
-        direction where decided, INCONCLUSIVE elsewhere) or ``undecided`` (INCONCLUSIVE everywhere).
+        direction where decided, INCONCLUSIVE elsewhere) or ``undecided`` (INCONCLUSIVE everywhere). Claims about
+        data sets the study does not have (data set ``-``) are left out.
     """
     key = ["claim", "dataset", "variant"]
     cells: dict[tuple, dict[str, str]] = {}
@@ -89,6 +90,8 @@ def holds_across(verdicts: list[pd.DataFrame], labels: list[str]) -> pd.DataFram
             found.setdefault(unit, []).append(row.verdict)
     rows = []
     for unit, by_label in cells.items():
+        if unit[1] == "-":
+            continue  # the study has no data set the claim is about: nothing to hold or fail across slices
         rows.append(
             {
                 **dict(zip(key, unit, strict=True)),
@@ -108,7 +111,8 @@ def across_section(table: pd.DataFrame, labels: list[str], folders: list[str], a
         f"## Do the verdicts hold across {named}?\n",
         f"Each column is one slice of the sweep, reported on its own (its seeds are its models; the baseline is "
         f"the no-skip variant at the same values): {len(labels)} slices. Per claim, data set and variant: "
-        f"{tally}, {counts.get('undecided', 0)} undecided (INCONCLUSIVE in every slice). "
+        f"{tally}, {counts.get('undecided', 0)} undecided (INCONCLUSIVE in every slice); claims about data sets "
+        "this study does not have are left out. "
         "'holds' = SUPPORTS in every slice, 'fails' = CONTRADICTS in every slice, 'depends' = SUPPORTS in one "
         "slice and CONTRADICTS in another (the axis changes the conclusion), 'partly decided' = one direction "
         "where decided and INCONCLUSIVE elsewhere. INCONCLUSIVE is not 'no effect'.\n",
