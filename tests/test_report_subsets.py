@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import pandas as pd
+import pytest
 from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
 from analysis.report import build_report
@@ -55,3 +56,20 @@ def test_subsets_that_cannot_be_told_apart_leave_it_inconclusive_and_tied(tmp_pa
     assert "**The best subset changes with difficulty: INCONCLUSIVE.**" in report
     table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_synthetic.csv")
     assert table.groupby("train_alpha")["tied"].sum().min() >= 2  # the best and at least one it cannot beat
+
+
+@pytest.mark.slow
+def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).parents[1] / "docs" / "skip_subsets_cpu"
+    shutil.copytree(committed, tmp_path / "s", ignore=shutil.ignore_patterns("figures", "tables", "report.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "s", baseline="unet_skips_0000").report.read_text()
+    assert text == (committed / "report.md").read_text()
+    assert "**The best subset changes with difficulty: INCONCLUSIVE.**" in text
+    table = pd.read_csv(committed / "tables" / "skip_subsets_synthetic.csv")
+    assert len(table) == 16 * 5 and (~table["tied"]).sum() == 1  # the README's one distinguishable cell
+    assert table.loc[~table["tied"], ["variant", "train_alpha"]].values.tolist() == [["unet_skips_0100", 0.7]]

@@ -93,8 +93,9 @@ def best_changes(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
         crossing = int(np.nanargmin(adjusted))
         a, b = pairs[crossing]
         text = (
-            f"best at alpha {a:g}: {best[a]}, at alpha {b:g}: {best[b]}; each better than the other at its own alpha, "
-            f"Holm p = {format_number(adjusted[crossing], 3)} over {len(pairs)} pair(s) of alphas"
+            f"best at alpha {a:g}: {best[a]}, at alpha {b:g}: {best[b]}; that each beats the other at its own "
+            f"alpha has Holm p = {format_number(adjusted[crossing], 3)}, the smallest over {len(pairs)} pair(s) of "
+            "alphas whose best subsets differ"
         )
         return (SUPPORTS if adjusted[crossing] <= level else INCONCLUSIVE), text
     winner = best[alphas[0]]
@@ -154,7 +155,7 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
         verdict, measured = best_changes(sub, level)
         parts.append(f"### {dataset}\n")
         parts.append(f"**The best subset changes with difficulty: {verdict}.** {measured}.\n")
-        parts.append(_markdown(table) + f"\n([CSV]({link}))\n")
+        parts.append(_markdown(table) + f"\n\n([CSV]({link}))\n")
         writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
         parts.append(writer.sections.pop())
     return "\n".join(parts) + "\n"
