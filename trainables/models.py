@@ -52,42 +52,6 @@ class _UpLayerSpec:
     is_top: bool
 
 
-class NoSkipUNet(UNet):
-    """MONAI's ``UNet`` with the skip concatenation removed at every level.
-
-    MONAI assembles each level as ``Sequential(down, SkipConnection(subblock), up)``, and
-    ``SkipConnection`` concatenates the down path's output (``c`` channels) with the
-    subblock's output, so ``up`` is built for ``c + c`` channels, or ``c + channels[-1]``
-    at the deepest level, whose subblock is the bottom layer. Here each level is
-    ``Sequential(down, subblock, up)``: the decoder receives only the subblock's output and
-    ``up`` is built for exactly those channels. Nothing else changes (down path, bottom
-    layer, kernel sizes, norm, activation are MONAI's).
-
-    How the up layer gets its width: ``_get_up_layer`` does not build the layer but returns
-    the arguments MONAI computed (``in_channels_with_skip = c + subblock channels``), and
-    ``_get_connection_block``, which also receives the down path, builds it for
-    ``in_channels_with_skip - down_path.out_channels``, i.e. what actually arrives. This uses
-    MONAI's own numbers from the same call instead of re-deriving the channel table (which
-    is what breaks at the deepest level) or relying on the order of calls inside
-    ``_create_block``. If a future MONAI passes the up layer anywhere else, construction
-    fails with a ``TypeError`` instead of building a wrong network.
-    """
-
-    def _get_up_layer(  # type: ignore[override]
-        self, in_channels: int, out_channels: int, strides: int, is_top: bool
-    ) -> _UpLayerSpec:
-        return _UpLayerSpec(in_channels, out_channels, strides, is_top)
-
-    def _get_connection_block(self, down_path: nn.Module, up_path: nn.Module, subblock: nn.Module) -> nn.Module:
-        if not isinstance(up_path, _UpLayerSpec):
-            raise TypeError(f"NoSkipUNet expected the up-layer arguments, got {type(up_path).__name__}")
-        arriving = up_path.in_channels_with_skip - down_path.out_channels
-        if arriving < 1:
-            raise ValueError(f"NoSkipUNet: {arriving} channels would arrive at an up layer; check `channels`")
-        up = super()._get_up_layer(arriving, up_path.out_channels, up_path.strides, up_path.is_top)
-        return nn.Sequential(down_path, subblock, up)
-
-
 class SkipSubsetUNet(UNet):
     """MONAI's ``UNet`` with each level's skip connection kept or dropped: ``skips[i]`` for level ``i``,
     shallowest first (one per stride). All ``False`` is :class:`NoSkipUNet`, all ``True`` MONAI's ``UNet``.
@@ -105,7 +69,7 @@ class SkipSubsetUNet(UNet):
         self._blocks_built = 0
         super().__init__(**kwargs)
         if self._blocks_built != len(skips):
-            raise TypeError(f"SkipSubsetUNet: MONAI built {self._blocks_built} levels, expected {len(skips)}")
+            raise TypeError(f"{type(self).__name__}: MONAI built {self._blocks_built} levels, expected {len(skips)}")
 
     def _get_up_layer(  # type: ignore[override]
         self, in_channels: int, out_channels: int, strides: int, is_top: bool
@@ -114,15 +78,44 @@ class SkipSubsetUNet(UNet):
 
     def _get_connection_block(self, down_path: nn.Module, up_path: nn.Module, subblock: nn.Module) -> nn.Module:
         if not isinstance(up_path, _UpLayerSpec):
-            raise TypeError(f"SkipSubsetUNet expected the up-layer arguments, got {type(up_path).__name__}")
+            raise TypeError(f"{type(self).__name__} expected the up-layer arguments, got {type(up_path).__name__}")
         level = len(self._skip_flags) - 1 - self._blocks_built
         self._blocks_built += 1
         kept = level >= 0 and self._skip_flags[level]
         arriving = up_path.in_channels_with_skip - (0 if kept else down_path.out_channels)
+        if arriving < 1:
+            name = type(self).__name__
+            raise ValueError(f"{name}: {arriving} channels would arrive at an up layer; check `channels`")
         up = super()._get_up_layer(arriving, up_path.out_channels, up_path.strides, up_path.is_top)
         if kept:
             return super()._get_connection_block(down_path, up, subblock)
         return nn.Sequential(down_path, subblock, up)
+
+
+class NoSkipUNet(SkipSubsetUNet):
+    """MONAI's ``UNet`` with the skip concatenation removed at every level.
+
+    MONAI assembles each level as ``Sequential(down, SkipConnection(subblock), up)``, and
+    ``SkipConnection`` concatenates the down path's output (``c`` channels) with the
+    subblock's output, so ``up`` is built for ``c + c`` channels, or ``c + channels[-1]``
+    at the deepest level, whose subblock is the bottom layer. Here each level is
+    ``Sequential(down, subblock, up)``: the decoder receives only the subblock's output and
+    ``up`` is built for exactly those channels. Nothing else changes (down path, bottom
+    layer, kernel sizes, norm, activation are MONAI's).
+
+    How the up layer gets its width: ``_get_up_layer`` does not build the layer but returns
+    the arguments MONAI computed (``in_channels_with_skip = c + subblock channels``), and
+    ``_get_connection_block``, which also receives the down path, builds it for
+    ``in_channels_with_skip - down_path.out_channels``, i.e. what actually arrives. This uses
+    MONAI's own numbers from the same call instead of re-deriving the channel table (which
+    is what breaks at the deepest level); every level is dropped alike, so the order of calls
+    inside ``_create_block`` does not matter here (it does for :class:`SkipSubsetUNet`, which
+    this is with every flag off). If a future MONAI passes the up layer anywhere else,
+    construction fails with a ``TypeError`` instead of building a wrong network.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__((False,) * len(kwargs["strides"]), **kwargs)
 
 
 class _NoSkipUpTransition(UpTransition):
