@@ -30,15 +30,18 @@ from analysis.report.formatting import format_number
 from analysis.statistics.paired import holm
 from analysis.statistics.seeds import MIN_SEEDS, seed_effect
 from analysis.tables.relative import seed_level_scores
-from trainables.config.names import is_skip_subset
+from trainables.schema import is_skip_subset
 
 
 def subset_scores(images: pd.DataFrame) -> pd.DataFrame:
     """In-domain Dice per (dataset, skip-subset variant, train_alpha, seed): the mean over the model's test images."""
+    columns = ["dataset", "variant", "train_alpha", "seed", "dice"]
+    if not images["variant"].map(is_skip_subset).astype(bool).any():
+        return pd.DataFrame({column: [] for column in columns})  # (a medical-only study has no alpha either)
     scores = seed_level_scores(images)
-    scores = scores[scores["variant"].map(is_skip_subset)]
+    scores = scores[scores["variant"].map(is_skip_subset).astype(bool)]
     in_domain = scores[np.isclose(scores["train_alpha"], scores["test_alpha"])]
-    return in_domain[["dataset", "variant", "train_alpha", "seed", "dice"]].reset_index(drop=True)
+    return in_domain[columns].reset_index(drop=True)
 
 
 def subset_table(scores: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
