@@ -77,6 +77,12 @@ def orchestrate(study: Path, folder: Path, *extra: str, env: dict | None = None,
 
 
 def trial_runs(uri: str, experiment: str) -> list:
+    """The trial runs of ``experiment``; none while a SQLite store does not exist yet (a poll never creates it:
+    the driver creates the store under its lock, and a second process migrating a new schema at the same time
+    can leave it half-made, which the driver then waits out)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).exists():
+        return []
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
