@@ -28,7 +28,8 @@ def expand(study: StudyConfig) -> list[TrialSpec]:
             for alpha in alphas:
                 for seed in sorted(study.seeds):
                     for axes in study.axis_combinations():
-                        specs.append(TrialSpec(study.study, dataset, variant, alpha, seed, axes))
+                        tuned = tuple(study.tuned_values(variant, dataset).items())
+                        specs.append(TrialSpec(study.study, dataset, variant, alpha, seed, axes, tuned))
     return specs
 
 
@@ -109,12 +110,14 @@ def implausible_estimate(
 
 
 def _epochs(specs: list[TrialSpec], study: StudyConfig) -> dict[TrialSpec, int]:
-    """Epochs of each trial of ``specs``: its data set's ``training`` override, then its sweep values."""
+    """Epochs of each trial of ``specs``: its data set's ``training`` override, then its sweep and tuned values."""
     views: dict[tuple, int] = {}
     for spec in specs:
-        if (spec.dataset, spec.axes) not in views:
-            views[spec.dataset, spec.axes] = study.for_trial(spec.dataset, spec.axis_values).training.epochs
-    return {spec: views[spec.dataset, spec.axes] for spec in specs}
+        if (spec.dataset, spec.axes, spec.tuned) not in views:
+            views[spec.dataset, spec.axes, spec.tuned] = study.for_trial(
+                spec.dataset, spec.field_values
+            ).training.epochs
+    return {spec: views[spec.dataset, spec.axes, spec.tuned] for spec in specs}
 
 
 def _hours(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: dict[str, float]) -> tuple[float, float]:

@@ -44,30 +44,44 @@ def probe_model(variant: str, study: StudyConfig) -> str | None:
 def check_models(study: StudyConfig, source: str) -> None:
     """Each (variant, data set) network runs forward on ``image_size`` images in training mode.
 
+    Checked at each combination of sweep values (a swept width or batch size too), with each variant's
+    tuned values, and at each value the tuning stage may try (``tune.space``: its choices, a range's ends).
+
     Raises:
         StudyConfigError: naming the ``model`` section (the data set's override where it has one),
             the variant, the image size and the first line of PyTorch's error.
     """
-    seen = set()
+    seen: set = set()
+    assignments = [{"sweep": dict(axes)} for axes in study.axis_combinations()]
+    if study.tune is not None:
+        space = study.tune.space.items()
+        assignments += [{"tune.space": {key: value}} for key, search in space for value in search.extremes()]
     for name in study.datasets.names:
-        for axes in study.axis_combinations():  # each combination of sweep values: a swept width or batch size too
-            _check_view(study, study.for_trial(name, dict(axes)), name, axes, source, seen)
+        for variant in study.variants:
+            for fields in assignments:
+                fields = {**fields, "tuned": study.tuned_values(variant, name)}
+                _check_variant(study, variant, name, fields, source, seen)
 
 
-def _check_view(study: StudyConfig, view: StudyConfig, name: str, axes: tuple, source: str, seen: set) -> None:
-    """:func:`check_models` for one data set's trials at one combination of sweep values."""
+def _check_variant(
+    study: StudyConfig, variant: str, name: str, fields: dict[str, dict], source: str, seen: set
+) -> None:
+    """:func:`check_models` for one variant on one data set with study fields set (by origin: sweep, tuned...)."""
+    view = study.for_trial(name, {key: value for values in fields.values() for key, value in values.items()})
     where = "model" if study.for_dataset(name).model == study.model else f"datasets.{name}.model"
-    if axes:
-        where = f"{where} (sweep: {', '.join(f'{key} = {value}' for key, value in axes)})"
-    for variant in study.variants:
-        key = (variant, view.model, view.training.batch_size)
-        if key in seen:
-            continue
-        seen.add(key)
-        problem = probe_model(variant, view)
-        if problem is not None:
-            raise StudyConfigError(
-                f"{source}: {where}: {variant} cannot train on {view.image_size} px images (image_size) with "
-                f"channels {list(view.model.channels)}, strides {list(view.model.strides)} and batch_size "
-                f"{view.training.batch_size}: {problem}"
-            )
+    said = [
+        f"{origin}: {', '.join(f'{k} = {v}' for k, v in values.items())}" for origin, values in fields.items() if values
+    ]
+    if said:
+        where = f"{where} ({'; '.join(said)})"
+    key = (variant, view.model, view.training.batch_size)
+    if key in seen:
+        return
+    seen.add(key)
+    problem = probe_model(variant, view)
+    if problem is not None:
+        raise StudyConfigError(
+            f"{source}: {where}: {variant} cannot train on {view.image_size} px images (image_size) with "
+            f"channels {list(view.model.channels)}, strides {list(view.model.strides)} and batch_size "
+            f"{view.training.batch_size}: {problem}"
+        )

@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint-every", type=int, default=5, help="hand Tune a checkpoint every N epochs (default 5)"
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="run the study's tuning stage (its tune: section) and write <config>_tuned.yaml with the values pinned",
+    )
     parser.add_argument("--verbose", action="store_true", help="Ray Tune's own tables and the trials' logs")
     return parser.parse_args(argv)
 
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
     for ours in ("orchestrator", "trainables"):  # (torch logs its cache statistics at INFO when Python exits)
         logging.getLogger(ours).setLevel(logging.INFO)
     if not args.dry_run:  # MLflow and the rest of a real run, before arming: a stop mid-import would leave it unusable
-        from orchestrator import driver
+        from orchestrator import driver, tuning  # noqa: F401 (tuning: --tune)
     previous_handlers = interrupts.arm()  # from here on, a stop signal ends in one line, whatever the phase
     started_ms = int(time.time() * 1000)
     study = uri = None
@@ -90,6 +95,15 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
         seconds = _epoch_seconds(args.epoch_seconds)
         if args.checkpoint_every < 1:
             raise StudyConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+        if args.tune:
+            from orchestrator import tuning
+
+            tuning.check_tunable(study, args.config)
+            if args.dry_run:
+                print(tuning.tuning_plan(study))
+                return 0
+            uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
+            return tuning.run_tuning_stage(args, study, uri)
         specs = expand(study)
         if args.dry_run:
             print(trial_table(specs, study, seconds))

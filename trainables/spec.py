@@ -17,6 +17,8 @@ class TrialSpec:
 
     ``axes`` holds the trial's values of the study's sweep axes, ``(("training.learning_rate", 0.001), ...)``
     with the keys sorted; empty without a sweep (and then the id is what it was before sweeps existed).
+    ``tuned`` holds the values the study's tuning stage pinned for this variant and data set, the same way
+    (empty for a study that was not tuned, and then the id is unchanged).
     """
 
     study: str
@@ -25,16 +27,22 @@ class TrialSpec:
     train_alpha: float | None
     seed: int
     axes: tuple[tuple[str, Any], ...] = ()
+    tuned: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:  # Tune's config hands lists back: keep the key hashable and canonical
-        object.__setattr__(self, "axes", tuple(sorted((str(k), hashable(v)) for k, v in self.axes)))
+        for name in ("axes", "tuned"):
+            object.__setattr__(self, name, tuple(sorted((str(k), hashable(v)) for k, v in getattr(self, name))))
 
     @property
     def trial_id(self) -> str:
         """Stable id: a hash of the key, the same whatever order the study lists things in."""
         alpha = "" if self.train_alpha is None else format_alpha(self.train_alpha)
         key = [self.study, self.dataset, self.variant, alpha, self.seed]
-        return stable_hash(key + [[k, v] for k, v in self.axes] if self.axes else key, length=12)
+        if self.axes:
+            key += [[k, v] for k, v in self.axes]
+        if self.tuned:
+            key += [["tuned", k, v] for k, v in self.tuned]
+        return stable_hash(key, length=12)
 
     @property
     def run_name(self) -> str:
@@ -50,6 +58,11 @@ class TrialSpec:
         """The sweep values by dotted key (``{}`` without a sweep)."""
         return dict(self.axes)
 
+    @property
+    def field_values(self) -> dict[str, Any]:
+        """The study fields this trial sets over the study's own: its sweep values, then its tuned values."""
+        return {**dict(self.axes), **dict(self.tuned)}
+
     def sweep_tag(self) -> dict[str, str]:
         """The sweep values as one run tag (JSON), which the export turns into ``sweep.<key>`` columns."""
         return {SWEEP_TAG: json.dumps(self.axis_values, sort_keys=True)} if self.axes else {}
@@ -62,7 +75,7 @@ class TrialSpec:
         views offer params only, and read a param that is a number as one.
         """
         alpha = {} if self.train_alpha is None else {"train_alpha": f"{self.train_alpha:g}"}
-        axes = {key: axis_text(value) for key, value in self.axes}  # by the dotted key: training.learning_rate
+        axes = {key: axis_text(value) for key, value in (*self.axes, *self.tuned)}  # by the dotted key
         return {"variant": self.variant, "dataset": self.dataset, **alpha, "seed": str(self.seed), **axes}
 
     def tags(self) -> dict[str, str]:

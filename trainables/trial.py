@@ -43,6 +43,7 @@ from trainables.schema import (
     RUN_COLOUR_TAG,
     SPLIT_HASH_TAG,
     SPLIT_MANIFEST_ARTIFACT,
+    TUNED_TAG,
     condition_metric,
     in_domain_condition,
     resolve_tracking_uri,
@@ -144,7 +145,8 @@ def run_trial(
     """
     # The one place a trial applies its data set's model / training overrides and its sweep values (same
     # config hash): every stage below (data, training, evaluation, params) gets this view.
-    config = config.for_trial(spec.dataset, spec.axis_values)
+    tuning = config.tuned.get(spec.variant, {}).get(spec.dataset)  # the provenance of its tuned values
+    config = config.for_trial(spec.dataset, spec.field_values)
     runtime = RuntimeOptions.for_training(config.training, pick_device(device))
     if threads is not None:
         torch.set_num_threads(threads)
@@ -156,6 +158,7 @@ def run_trial(
     tags = {
         **spec.tags(),
         **spec.sweep_tag(),
+        **({TUNED_TAG: tuning.model_dump_json()} if tuning is not None and spec.tuned else {}),
         RUN_COLOUR_TAG: variant_colour(spec.variant),  # the UI draws each variant's runs in one colour
         CONFIG_HASH_TAG: config.config_hash(),
         SPLIT_HASH_TAG: data.manifest["hash"],

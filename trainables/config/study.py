@@ -19,6 +19,7 @@ from trainables.config.protocol import (
     TextureSimilarityConfig,
     TrainingConfig,
 )
+from trainables.config.tuning import TuneConfig, TunedValues
 
 
 def _listed_once(values: tuple, what: str) -> tuple:
@@ -62,6 +63,13 @@ class StudyConfig(Section):
             "(e.g. training.learning_rate: [1.0e-4, 1.0e-3]); each combination is a grid axis beside "
             "variant, alpha, seed and data set."
         ),
+    )
+    tune: TuneConfig | None = Field(
+        None, description="The tuning stage (--tune): a search space and the budget each variant gets."
+    )
+    tuned: dict[str, dict[str, TunedValues]] = Field(
+        default_factory=dict,
+        description="Values the tuning stage pinned, by variant, then data set (written by --tune).",
     )
     _study_hash: str | None = PrivateAttr(None)  # set on a per-data-set view: it keeps the study's hash
 
@@ -131,33 +139,28 @@ class StudyConfig(Section):
             raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
         return self
 
-    @model_validator(mode="after")
-    def _check_sweep(self) -> StudyConfig:
-        """Each axis names a field of a sweepable section, not also set per data set; each combination validates."""
-        if not self.sweep:
-            return self
-        for key, values in self.sweep.items():
-            section, _, name = key.partition(".")
-            if section not in names.SWEEPABLE_SECTIONS or not name:
-                sweepable = ", ".join(f"{s}.<field>" for s in names.SWEEPABLE_SECTIONS)
-                raise ValueError(f"sweep.{key}: not a sweepable field (sweepable: {sweepable})")
-            if name not in type(getattr(self, section)).model_fields:
-                raise ValueError(f"sweep.{key}: {section} has no field '{name}'")
-            if not values:
-                raise ValueError(f"sweep.{key}: give at least one value")
-            if len({names.axis_text(v) for v in values}) != len(values):
-                raise ValueError(f"sweep.{key}: a value is listed twice")
-            for dataset in self.datasets.names:
-                partial = getattr(getattr(self.datasets, dataset), section, None) or {}
-                if name in partial:
-                    raise ValueError(
-                        f"sweep.{key}: datasets.{dataset}.{section}.{name} sets it too; remove one "
-                        "(a per-data-set value would silently replace the axis)"
-                    )
-        base = self.model_dump(exclude={"sweep"})
-        for combination in self.axis_combinations():
+    def _check_field_key(self, key: str, where: str) -> None:
+        """``key`` names a field of a sweepable section that no data set sets too; else a ValueError."""
+        section, _, name = key.partition(".")
+        if section not in names.SWEEPABLE_SECTIONS or not name:
+            sweepable = ", ".join(f"{s}.<field>" for s in names.SWEEPABLE_SECTIONS)
+            raise ValueError(f"{where}: not a sweepable field (sweepable: {sweepable})")
+        if name not in type(getattr(self, section)).model_fields:
+            raise ValueError(f"{where}: {section} has no field '{name}'")
+        for dataset in self.datasets.names:
+            partial = getattr(getattr(self.datasets, dataset), section, None) or {}
+            if name in partial:
+                raise ValueError(
+                    f"{where}: datasets.{dataset}.{section}.{name} sets it too; remove one "
+                    "(a per-data-set value would silently replace it)"
+                )
+
+    def _check_values(self, assignments: list[tuple[tuple[str, Any], ...]], what: str) -> None:
+        """The study with each assignment of dotted fields set still validates; else a ValueError naming it."""
+        base = self.model_dump(exclude={"sweep", "tune", "tuned"})
+        for assignment in assignments:
             document = {**base, **{section: dict(base[section]) for section in names.SWEEPABLE_SECTIONS}}
-            for key, value in combination:
+            for key, value in assignment:
                 section, _, name = key.partition(".")
                 document[section][name] = value
             try:
@@ -165,10 +168,63 @@ class StudyConfig(Section):
             except ValidationError as error:
                 first = error.errors()[0]
                 where = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-"))
-                values = ", ".join(f"{k} = {names.axis_text(v)}" for k, v in combination)
+                values = ", ".join(f"{k} = {names.axis_text(v)}" for k, v in assignment)
                 message = first["msg"].removeprefix("Value error, ")
-                raise ValueError(f"sweep ({values}): {where + ': ' if where else ''}{message}") from None
+                raise ValueError(f"{what} ({values}): {where + ': ' if where else ''}{message}") from None
+
+    @model_validator(mode="after")
+    def _check_sweep(self) -> StudyConfig:
+        """Each axis names a field of a sweepable section, not also set per data set; each combination validates."""
+        if not self.sweep:
+            return self
+        for key, values in self.sweep.items():
+            self._check_field_key(key, f"sweep.{key}")
+            if not values:
+                raise ValueError(f"sweep.{key}: give at least one value")
+            if len({names.axis_text(v) for v in values}) != len(values):
+                raise ValueError(f"sweep.{key}: a value is listed twice")
+        self._check_values(self.axis_combinations(), "sweep")
         return self
+
+    @model_validator(mode="after")
+    def _check_tuning(self) -> StudyConfig:
+        """``tune.space`` and ``tuned`` name sweepable fields outside the sweep; every value they allow validates."""
+        if self.tune is not None:
+            if self.tuned:
+                raise ValueError("tune: this study already has tuned values; run --tune on the study it came from")
+            for key, search in self.tune.space.items():
+                self._check_field_key(key, f"tune.space.{key}")
+                if key in ("training.epochs", "training.val_every"):
+                    raise ValueError(
+                        f"tune.space.{key}: set by the tuning stage (tune.max_epochs; validated every epoch)"
+                    )
+                if key in self.sweep:
+                    raise ValueError(f"tune.space.{key}: also a sweep axis; tune it or sweep it, not both")
+                self._check_values([((key, value),) for value in search.extremes()], f"tune.space.{key}")
+            alpha = self.tune.train_alpha
+            for dataset in self.datasets.names:
+                levels = getattr(getattr(self.datasets, dataset), "alphas", None)
+                if alpha is not None and levels is not None and round(alpha, 6) not in levels:
+                    known = ", ".join(f"{level:g}" for level in levels)
+                    raise ValueError(f"tune.train_alpha: {alpha:g} is not a level of datasets.{dataset} ({known})")
+        for variant, per_dataset in self.tuned.items():
+            if variant not in self.variants:
+                raise ValueError(f"tuned.{variant}: not a variant of the study {list(self.variants)}")
+            for dataset, tuned in per_dataset.items():
+                if dataset not in self.datasets.names:
+                    raise ValueError(f"tuned.{variant}.{dataset}: not a data set of the study")
+                for key in tuned.values:
+                    self._check_field_key(key, f"tuned.{variant}.{dataset}.values.{key}")
+                    if key in self.sweep:
+                        raise ValueError(f"tuned.{variant}.{dataset}.values.{key}: also a sweep axis")
+                assignment = tuple(sorted((key, names.hashable(value)) for key, value in tuned.values.items()))
+                self._check_values([assignment], f"tuned.{variant}.{dataset}")
+        return self
+
+    def tuned_values(self, variant: str, dataset: str) -> dict[str, Any]:
+        """The values tuning pinned for ``variant`` on ``dataset`` (``{}`` when none)."""
+        entry = self.tuned.get(variant, {}).get(dataset)
+        return {} if entry is None else {key: names.hashable(value) for key, value in entry.values.items()}
 
     def axis_combinations(self) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination of the sweep axes as ((key, value), ...), keys sorted, values in a canonical order;
@@ -251,7 +307,8 @@ class StudyConfig(Section):
         """Hash of everything that defines a trial's result, but not the grid's extent.
 
         Seeds, variants, alpha levels and sweep axes are the grid (adding a seed or a swept value keeps
-        the hash: each run records its own values as params);
+        the hash: each run records its own values as params), and so are tuned values (each run records
+        its own); the tuning stage itself never enters a run of the grid;
         resources, tracking and storage are operational, and so is where a medical data
         set lies on disk and in which layout (its content is pinned by the split hash).
         Runs with different hashes must not be compared.
@@ -260,7 +317,18 @@ class StudyConfig(Section):
             return self._study_hash
         payload = self.model_dump(
             mode="json",
-            exclude={"study", "description", "variants", "seeds", "sweep", "resources", "tracking", "storage"},
+            exclude={
+                "study",
+                "description",
+                "variants",
+                "seeds",
+                "sweep",
+                "tune",
+                "tuned",
+                "resources",
+                "tracking",
+                "storage",
+            },  # fmt: skip
         )
         for dataset in payload["datasets"].values():
             if isinstance(dataset, dict):

@@ -79,6 +79,7 @@ class TrialRun:
         write_paths: the folders the trial writes to (and a SQLite store's): a failure while one of them is full
             is tagged ``no space left on device: <path> has N MB free``, not with the error it caused.
         epochs: the trial's epochs, from which an ``"auto"`` sampling interval is paced.
+        kind: the run's ``skipsweep.kind``: a trial of the grid, or a configuration tried while tuning.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class TrialRun:
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         write_paths: tuple[str | Path, ...] = (),
         epochs: int = 0,
+        kind: str = TRIAL_KIND,
     ) -> None:
         self.client = MlflowClient(tracking_uri)
         store = [Path(tracking_uri.removeprefix("sqlite:///")).parent] if tracking_uri.startswith("sqlite:///") else []
@@ -102,7 +104,7 @@ class TrialRun:
         self.experiment = experiment
         self.trial_id = trial_id
         self.run_name = run_name
-        self.tags = {**tags, KIND_TAG: TRIAL_KIND, TRIAL_ID_TAG: trial_id}
+        self.tags = {**tags, KIND_TAG: kind, TRIAL_ID_TAG: trial_id}
         self.params = {key: str(value) for key, value in params.items()}
         self.run_id: str | None = None
         self.already_finished = False
