@@ -243,7 +243,8 @@ def _close_children(client, experiment_id: str, group: TuningGroup, policy) -> N
     )
     for run in running:
         run_id = run.info.run_id
-        with_retries(lambda r=run_id: client.set_tag(r, TUNE_OUTCOME_TAG, "stopped_early"), "tuning trial", policy)
+        if TUNE_OUTCOME_TAG not in run.data.tags:  # else the trial said how it ended, then its worker was removed
+            with_retries(lambda r=run_id: client.set_tag(r, TUNE_OUTCOME_TAG, "stopped_early"), "tuning", policy)
         with_retries(lambda r=run_id: client.set_terminated(r, "FINISHED"), "tuning trial", policy)
 
 

@@ -39,6 +39,8 @@ from trainables.schema import (
     STUDY_TAG,
     TRIAL_ID_TAG,
     TRIAL_KIND,
+    TUNING_KIND,
+    TUNING_TRIAL_KIND,
     condition_metric,
     kind_filter,
     search_all_runs,
@@ -177,21 +179,25 @@ def mark_interrupted(
 ) -> list[str]:
     """End the trial runs a stopped driver leaves unfinished as KILLED, tagged with ``reason``; return their names.
 
-    Those are the RUNNING runs (one driver per study: every one is this driver's) and the
-    runs that ended FAILED at or after ``since_ms`` (trials that saw the signal too). A
-    rerun continues them like any unfinished run.
+    Trial runs of the grid, and of the tuning stage (its tunings and their configurations). Those are the
+    RUNNING runs (one driver per study: every one is this driver's) and the runs that ended FAILED at or
+    after ``since_ms`` (trials that saw the signal too). A rerun continues them like any unfinished run.
     """
     client = MlflowClient(tracking_uri)
     found = with_retries(lambda: client.get_experiment_by_name(experiment), "experiment", policy)
     if found is None:
         return []
-    unfinished = with_retries(
-        lambda: search_all_runs(
-            client, found.experiment_id, f"{kind_filter(TRIAL_KIND)} and attributes.status != 'FINISHED'"
-        ),
-        "search unfinished runs",
-        policy,
-    )
+    unfinished = [
+        run
+        for kind in (TRIAL_KIND, TUNING_KIND, TUNING_TRIAL_KIND)
+        for run in with_retries(
+            lambda kind=kind: search_all_runs(
+                client, found.experiment_id, f"{kind_filter(kind)} and attributes.status != 'FINISHED'"
+            ),
+            "search unfinished runs",
+            policy,
+        )
+    ]
     stopped = [
         run
         for run in unfinished
