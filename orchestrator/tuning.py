@@ -338,6 +338,7 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
                     "val_dice": round(best.best_val_dice, 6),
                     "default_val_dice": None if own is None else round(own.best_val_dice, 6),
                     "epochs": best.epochs,
+                    "train_alpha": group.train_alpha,
                 }
                 _finish_parent(client, parent.info.run_id, entry, tried, policy)
                 tuned.setdefault(group.variant, {})[group.dataset] = entry

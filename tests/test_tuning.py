@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, kill_group, subprocess_env
@@ -15,6 +19,9 @@ from mlflow.tracking import MlflowClient
 from sweeps import orchestrate, orchestrate_command, wait_for
 from trial_studies import merged, small_study
 
+from analysis.export.tables import ExportError, tuned_columns
+from analysis.report.tuning import tuning_section, tuning_table
+from analysis.report.writer import Writer
 from orchestrator.expand import expand
 from orchestrator.run import main
 from orchestrator.tuning import choose, resolved_path, resolved_study, study_defaults, tuning_groups, write_resolved
@@ -289,3 +296,49 @@ def test_a_tuning_stopped_mid_way_resumes_then_pins_the_best_values_which_the_gr
     assert int(run.data.params["batch_size"]) == entry["values"]["training.batch_size"]
     assert yaml.safe_load(run.data.tags[TUNED_TAG])["tuning_run"] == entry["tuning_run"]
     assert run.data.tags[KIND_TAG] == TRIAL_KIND and run.data.tags["study"] == f"{name}_tuned"
+
+
+def _run(tags: dict) -> SimpleNamespace:
+    return SimpleNamespace(data=SimpleNamespace(tags=tags), info=SimpleNamespace(run_id="r1"))
+
+
+def test_export_columns_and_the_report_section_of_a_tuned_study(tmp_path: Path) -> None:
+    entry = {
+        "values": {"training.learning_rate": 0.002, "model.channels": [4, 8, 16]},
+        "tuning_run": "p1",
+        "val_dice": 0.8,
+        "default_val_dice": 0.7,
+        "epochs": 3,
+        "train_alpha": 0.5,
+    }
+    columns = tuned_columns(_run({TUNED_TAG: json.dumps(entry)}), "unet a0.50 s0 synthetic")
+    assert columns == {
+        "tuned.training.learning_rate": 0.002,
+        "tuned.model.channels": "[4, 8, 16]",
+        "tuning.run": "p1",
+        "tuning.val_dice": 0.8,
+        "tuning.default_val_dice": 0.7,
+        "tuning.epochs": 3,
+        "tuning.train_alpha": 0.5,
+    }
+    assert tuned_columns(_run({}), "plain") == {}
+    with pytest.raises(ExportError, match="skipsweep.tuned is not a JSON object"):
+        tuned_columns(_run({TUNED_TAG: "[1]"}), "broken")
+
+    rows = []
+    for variant, lr, tuned, own in (("unet", 0.002, 0.8, 0.7), ("noskip_unet", 0.0005, 0.6, None)):
+        for seed in (0, 1):
+            rows.append(
+                {"dataset": "synthetic", "variant": variant, "seed": seed, "tuned.training.learning_rate": lr,
+                 "tuning.val_dice": tuned, "tuning.default_val_dice": own, "tuning.epochs": 3,
+                 "tuning.train_alpha": 0.5, "tuning.run": f"p-{variant}"}
+            )  # fmt: skip
+    table = tuning_table(pd.DataFrame(rows))
+    assert list(table["variant"]) == ["noskip_unet", "unet"]
+    assert table["gain"].iloc[1] == pytest.approx(0.1) and np.isnan(table["gain"].iloc[0])
+    text = tuning_section(Writer(tmp_path), pd.DataFrame(rows))
+    assert "| synthetic | unet | 0.002 | 0.800 | 0.700 | 0.100 | `p-unet` |" in text
+    assert "| synthetic | noskip_unet | 0.0005 | 0.600 | NaN | - | `p-noskip_unet` |" in text
+    assert "trained at different values of learning_rate" in text and "(alpha 0.50)" in text
+    assert (tmp_path / "tables" / "tuning.csv").is_file()
+    assert tuning_section(Writer(tmp_path), pd.DataFrame({"dataset": ["synthetic"], "variant": ["unet"]})) == ""

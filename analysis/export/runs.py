@@ -5,6 +5,7 @@ The one module of the export that talks to MLflow; it creates nothing in the sto
 
 from __future__ import annotations
 
+import os
 import tempfile
 import urllib.error
 import urllib.request
@@ -27,6 +28,9 @@ from trainables.schema import (
     search_all_runs,
 )
 
+# One progress bar per downloaded artifact (MLflow draws them once tqdm is installed, as optuna brings it): an
+# export of hundreds of runs would print hundreds; it prints its own progress ("read N/M runs").
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 HEALTH_PROBE_SECONDS = 10.0  # a tracking server that does not answer /health in this time is reported, not waited on
 
 

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.frames import JOURNAL_METRICS, SWEEP_PREFIX
+from analysis.frames import JOURNAL_METRICS, SWEEP_PREFIX, TUNED_PREFIX, TUNING_PREFIX
 from trainables.schema import (
     CONFIG_HASH_TAG,
     EPOCH_METRICS,
@@ -23,6 +23,7 @@ from trainables.schema import (
     SPLIT_HASH_TAG,
     SWEEP_TAG,
     TRIAL_ID_TAG,
+    TUNED_TAG,
     format_alpha,
 )
 from trainables.schema import KEY_TAGS as TRIAL_KEY_TAGS
@@ -76,6 +77,7 @@ def run_row(run) -> dict:
     row["start_time"] = run.info.start_time
     row["end_time"] = run.info.end_time
     row.update({f"{SWEEP_PREFIX}{key}": value for key, value in sweep_values(run, name).items()})
+    row.update(tuned_columns(run, name))
     row.update({f"param.{key}": value for key, value in run.data.params.items()})
     row.update({key: value for key, value in run.data.metrics.items() if key not in HISTORY_METRICS})
     return row
@@ -97,6 +99,31 @@ def sweep_values(run, name: str) -> dict[str, object]:
     if not isinstance(values, dict):
         raise ExportError(f"run {name} ({run.info.run_id}): tag {SWEEP_TAG} is not a JSON object: {text!r}")
     return {key: json.dumps(value) if isinstance(value, list) else value for key, value in values.items()}
+
+
+def tuned_columns(run, name: str) -> dict[str, object]:
+    """A tuned run's ``tuned.<key>`` values and ``tuning.*`` provenance, from its ``skipsweep.tuned`` tag ({} if none).
+
+    Raises:
+        ExportError: The tag is not the JSON object the trial wrote.
+    """
+    text = run.data.tags.get(TUNED_TAG)
+    if not text:
+        return {}
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError:
+        entry = None
+    if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
+        raise ExportError(f"run {name} ({run.info.run_id}): tag {TUNED_TAG} is not a JSON object with values: {text!r}")
+    columns = {
+        f"{TUNED_PREFIX}{key}": json.dumps(value) if isinstance(value, list) else value
+        for key, value in entry["values"].items()
+    }
+    provenance = {"run": entry.get("tuning_run"), "val_dice": entry.get("val_dice")}
+    provenance |= {"default_val_dice": entry.get("default_val_dice"), "epochs": entry.get("epochs")}
+    provenance |= {"train_alpha": entry.get("train_alpha")}
+    return columns | {f"{TUNING_PREFIX}{key}": value for key, value in provenance.items()}
 
 
 def sweep_columns(rows: list[dict]) -> list[str]:
@@ -156,9 +183,10 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     fixed = ["run_id", "run_name", "trial_id", *TRIAL_KEY_TAGS, "status", *PROVENANCE_TAGS, "params_changed"]
     fixed += ["start_time", "end_time"]
     axes = sweep_columns(rows)
+    tuned = sorted({key for row in rows for key in row if key.startswith((TUNED_PREFIX, TUNING_PREFIX))})
     params = sorted({key for row in rows for key in row if key.startswith("param.")})
-    metrics = sorted({key for row in rows for key in row} - set(fixed) - set(axes) - set(params))
-    frame = pd.DataFrame(rows, columns=fixed + axes + params + metrics)
+    metrics = sorted({key for row in rows for key in row} - set(fixed) - set(axes) - set(tuned) - set(params))
+    frame = pd.DataFrame(rows, columns=fixed + axes + tuned + params + metrics)
     for column in fixed:
         if column not in ("train_alpha", "seed", "start_time", "end_time"):  # typed below
             frame[column] = frame[column].astype(str)
@@ -166,7 +194,7 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     frame["seed"] = frame["seed"].astype("int64")
     for column in ("start_time", "end_time"):
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True).astype("datetime64[ms, UTC]")
-    for column in axes + params:
+    for column in axes + tuned + params:
         frame[column] = typed_param(frame[column])
     for column in metrics:
         frame[column] = frame[column].astype("float64")

@@ -26,6 +26,7 @@ from analysis.claims.evidence import Evidence
 from analysis.frames import (
     PREDICTIONS_FOLDER,
     SWEEP_PREFIX,
+    TUNED_PREFIX,
     ExcludedRunsWarning,
     ExportedStudy,
     MissingDataWarning,
@@ -47,6 +48,7 @@ from analysis.report.across import (
 from analysis.report.per_level import per_level_section
 from analysis.report.pictures import predictions_section
 from analysis.report.subsets import subsets_section
+from analysis.report.tuning import tuning_section
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
 
@@ -184,6 +186,9 @@ def _build(
         per_level = per_level_section(writer, evidence)
         if per_level:
             writer.text(per_level)
+        tuning = tuning_section(writer, study.runs)
+        if tuning:
+            writer.text(tuning)
         skip_subsets = subsets_section(writer, images, level)
         if skip_subsets:
             writer.text(skip_subsets)
@@ -244,6 +249,9 @@ def _header(study, baseline: str, messages: list[str], up: str = "") -> str:
     for axis in sweep_axes(runs):
         values = ", ".join(map(str, sorted(runs[axis].unique())))
         lines.append(f"- sweep: {axis.removeprefix(SWEEP_PREFIX)} = {values}")
+    tuned = sorted(column.removeprefix(TUNED_PREFIX) for column in runs.columns if column.startswith(TUNED_PREFIX))
+    if tuned:
+        lines.append(f"- tuned per variant: {', '.join(tuned)} (see Tuning)")
     excluded = study.manifest.get("excluded", [])
     if excluded:
         named = ", ".join(f"{e['run_name']} ({e['status']})" for e in excluded)

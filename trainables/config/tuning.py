@@ -101,3 +101,4 @@ class TunedValues(Section):
         None, description="Best validation Dice of the study's own values in the same tuning (same budget)."
     )
     epochs: int | None = Field(None, ge=0, description="Epochs the chosen configuration trained in tuning.")
+    train_alpha: float | None = Field(None, description="The alpha level tuning trained at (synthetic data sets).")
