@@ -23,6 +23,7 @@ import torch
 
 from trainables.config import StudyConfig
 from trainables.datasets.registry import trial_data
+from trainables.datasets.synthetic.prepare import train_levels
 from trainables.evaluate import condition_means, evaluate_with_predictions
 from trainables.guard import hold_trial
 from trainables.loop import pick_device
@@ -45,6 +46,7 @@ from trainables.schema import (
     SPLIT_MANIFEST_ARTIFACT,
     TUNED_TAG,
     condition_metric,
+    format_alpha,
     in_domain_condition,
     resolve_tracking_uri,
     variant_colour,
@@ -90,6 +92,7 @@ def trial_params(config: StudyConfig) -> dict[str, str]:
         "val_every": training.val_every,
         "rotate_prob": training.rotate_prob,
         "dice_threshold": training.dice_threshold,
+        "train_range": training.train_range,
         "test_checkpoint": training.test_checkpoint,
         "mixed_precision": training.mixed_precision,
         "channels_last": training.channels_last,
@@ -171,6 +174,7 @@ def run_trial(
         "precision": runtime.precision,  # what ran: fp32, bf16 or fp16 (mixed_precision may say auto)
         "channels_last": runtime.channels_last,
         "torch_threads": torch.get_num_threads(),  # results depend on it
+        **_range_params(config, spec),
     }
     record = TrialRun(
         uri,
@@ -192,6 +196,14 @@ def run_trial(
             spec, config, data, run, runtime, work_dir=work_dir, resume_from=resume_from, on_epoch=on_epoch
         )
         return _finish(spec, config, data, run, trained, runtime, work_dir)
+
+
+def _range_params(config: StudyConfig, spec: TrialSpec) -> dict[str, str]:
+    """``train_levels``: the alpha levels a synthetic trial with a texture range trains on (none without one)."""
+    if spec.train_alpha is None or config.training.train_range == 0:
+        return {}
+    levels = train_levels(config.datasets.synthetic.alphas, spec.train_alpha, config.training.train_range)
+    return {"train_levels": ",".join(format_alpha(alpha) for alpha in levels)}
 
 
 def domain_dice(test_metrics: dict[str, float], train_alpha: float | None) -> dict[str, float]:

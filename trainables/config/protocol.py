@@ -138,6 +138,15 @@ class TrainingConfig(Section):
         0.5, ge=0, le=1, description="Probability of a random 90-degree rotation (the only augmentation)."
     )
     dice_threshold: float = Field(0.5, gt=0, lt=1, description="Dice is computed on sigmoid(output) > threshold.")
+    train_range: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Synthetic data: train a trial at alpha a on every alpha level of its data set within "
+        "[a - train_range, a + train_range] (the texture range of its training set), in equal shares of the same "
+        "crops (image i at the i-th level in turn); 0 = its own level alone (the paper). Validation is mixed the "
+        "same way; testing is at every level as always, in-domain meaning level a. Sweepable: narrow vs wide.",
+    )
     input_scaling: Literal["divide_255", "min_max"] = Field(
         "divide_255",
         description="What the network sees: the 8-bit image / 255 (every shipped study), or each image min-max "

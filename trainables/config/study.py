@@ -134,6 +134,11 @@ class StudyConfig(Section):
             self._check_depth(self._dataset_sections(name).get("model", self.model), f" (datasets.{name}.model)")
         if self.datasets.medical and not self.test_levels:
             raise ValueError(f"test_levels: medical data sets {list(self.datasets.medical)} need at least in_domain")
+        ranged = [name for name in self.datasets.medical if self.for_dataset(name).training.train_range > 0]
+        if ranged:
+            raise ValueError(
+                f"training.train_range: a texture range needs synthetic alpha levels; {ranged} are medical data sets"
+            )
         fixed_depth = [v for v in self.variants if v in names.JOURNAL_VARIANTS]
         if fixed_depth and self.image_size % 32:
             raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
@@ -337,4 +342,6 @@ class StudyConfig(Section):
                 dataset.pop("layout", None)  # how the folder is read; what was read is in the split hash
         for name in names.THROUGHPUT_FIELDS:  # how fast, not what: a study may switch them mid-way
             payload["training"].pop(name, None)
+        if payload["training"].get("train_range") == 0:  # added later: at its default, a study's hash is as it was
+            payload["training"].pop("train_range")
         return names.stable_hash(payload)

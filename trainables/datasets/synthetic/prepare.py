@@ -105,10 +105,23 @@ def load_synthetic(folder: str | Path) -> SyntheticData:
     )
 
 
+def train_levels(alphas: tuple[float, ...], train_alpha: float, train_range: float) -> tuple[float, ...]:
+    """The alpha levels a trial at ``train_alpha`` trains on: those of ``alphas`` within ``train_range`` of it."""
+    return tuple(alpha for alpha in alphas if abs(alpha - train_alpha) <= train_range + 1e-9)
+
+
+def _mixed(images: np.ndarray, levels: list[int], indices: np.ndarray) -> np.ndarray:
+    """``images[levels[i % k], indices[i]]`` for each position i: equal shares of the levels, the same crops."""
+    chosen = np.asarray([levels[i % len(levels)] for i in range(len(indices))], dtype=np.int64)
+    return images[chosen, indices]
+
+
 def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: str | Path) -> TrialData:
-    """Training at ``train_alpha``; tests at every alpha level and every test level."""
+    """Training at ``train_alpha`` (or on its texture range: ``training.train_range``); tests at every alpha
+    level and every test level."""
     data = load_synthetic(prepare_synthetic(config, cache_root))
     level = data.level_index(train_alpha)
+    mixed = [data.level_index(alpha) for alpha in train_levels(data.alphas, train_alpha, config.training.train_range)]
     scaling = config.training.input_scaling
     train, val, test = (data.split[name] for name in ("train", "val", "test"))
     test_ids = tuple(data.image_ids[i] for i in test)
@@ -127,9 +140,9 @@ def synthetic_trial_data(config: StudyConfig, train_alpha: float, cache_root: st
     in_domain = input_images(data.images[level, test])
     conditions += perturbed_conditions(config, in_domain, data.masks[test], float("nan"), test_ids)
     return TrialData(
-        train_images=input_images(data.images[level, train], scaling),
+        train_images=input_images(_mixed(data.images, mixed, train), scaling),
         train_masks=data.masks[train],
-        val_images=input_images(data.images[level, val], scaling),
+        val_images=input_images(_mixed(data.images, mixed, val), scaling),
         val_masks=data.masks[val],
         conditions=tuple(conditions),
         manifest=split_manifest("synthetic", data.image_ids, data.split),
