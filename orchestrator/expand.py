@@ -54,6 +54,10 @@ def trial_table(specs: list[TrialSpec], study: StudyConfig, seconds_per_epoch: d
     for key in sorted(study.sweep):
         values = Counter(axis_text(spec.axis_values[key]) for spec in specs if key in spec.axis_values)
         lines.append(f"  per {key}: " + ", ".join(f"{value} {count}" for value, count in sorted(values.items())))
+    for variant, per_dataset in sorted(study.tuned.items()):
+        for dataset, entry in sorted(per_dataset.items()):
+            values = ", ".join(f"{key} = {axis_text(value)}" for key, value in entry.values.items())
+            lines.append(f"  tuned {variant} on {dataset}: {values}")
     resources = study.resources
     epochs = _epochs(specs, study)
     per_dataset = {spec.dataset: epochs[spec] for spec in specs}

@@ -342,3 +342,17 @@ def test_export_columns_and_the_report_section_of_a_tuned_study(tmp_path: Path) 
     assert "trained at different values of learning_rate" in text and "(alpha 0.50)" in text
     assert (tmp_path / "tables" / "tuning.csv").is_file()
     assert tuning_section(Writer(tmp_path), pd.DataFrame({"dataset": ["synthetic"], "variant": ["unet"]})) == ""
+
+
+def test_the_dry_run_of_a_tuned_study_lists_each_variants_values(tmp_path: Path, capsys) -> None:
+    values = {"training.learning_rate": 0.002, "training.batch_size": 2}
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            small_study("t", variants=["noskip_unet", "unet"], tuned={"unet": {"synthetic": {"values": values}}})
+        )
+    )
+    assert main(["--config", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "tuned unet on synthetic: training.batch_size = 2, training.learning_rate = 0.002" in out  # as the file
+    assert "tuned noskip_unet" not in out
