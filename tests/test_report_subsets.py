@@ -18,8 +18,8 @@ SUBSETS = ("noskip_unet", "unet_skips_01", "unet_skips_10", "unet_skips_11")
 NOISE = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}  # seeds differ, pairs stay clear
 
 
-def _report(tmp_path, gains: dict) -> str:
-    scenario = ClaimScenario(variants=SUBSETS, gains=gains, seed_noise=NOISE, jagged={}, ood_loss={})
+def _report(tmp_path, gains: dict, ood_loss: dict | None = None) -> str:
+    scenario = ClaimScenario(variants=SUBSETS, gains=gains, seed_noise=NOISE, jagged={}, ood_loss=ood_loss or {})
     runs, images = scenario_frames(scenario)
     folder = write_export(tmp_path / "export", runs, images, study="subsets")
     with warnings.catch_warnings():
@@ -56,6 +56,24 @@ def test_subsets_that_cannot_be_told_apart_leave_it_inconclusive_and_tied(tmp_pa
     assert "**The best subset changes with difficulty: INCONCLUSIVE.**" in report
     table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_synthetic.csv")
     assert table.groupby("train_alpha")["tied"].sum().min() >= 2  # the best and at least one it cannot beat
+
+
+def test_the_subset_that_loses_least_out_of_domain_is_marked_and_ranked_per_alpha(tmp_path) -> None:
+    losses = {"noskip_unet": 0.5, "unet_skips_01": 0.05, "unet_skips_10": 0.5, "unet_skips_11": 0.3}
+    report = _report(tmp_path, {}, losses)
+    section = report[report.index("#### synthetic: out-of-domain drop") :]
+    assert (
+        "**The most robust subset changes with difficulty: CONTRADICTS.** unet_skips_01 is most robust at every"
+        in section
+    )
+    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_ood_drop_synthetic.csv")
+    assert set(table.loc[table["best"], "variant"]) == {"unet_skips_01"}
+    means = table.groupby("variant")["mean"].mean()
+    assert means["unet_skips_01"] < means["unet_skips_11"] < means["unet_skips_10"]  # drops follow the losses
+    assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
+    assert (tmp_path / "export" / "figures" / "skip_subsets_ood_drop_synthetic.png").is_file()
+    flat = _report(tmp_path / "flat", {})  # no test-level losses: no subset is distinguishably more robust
+    assert "**The most robust subset changes with difficulty: INCONCLUSIVE.**" in flat
 
 
 @pytest.mark.slow

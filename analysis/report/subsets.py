@@ -44,6 +44,28 @@ def subset_scores(images: pd.DataFrame) -> pd.DataFrame:
     return in_domain[columns].reset_index(drop=True)
 
 
+def subset_drops(images: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-domain drop per (dataset, skip-subset variant, train_alpha, seed): the model's in-domain Dice minus its
+    mean Dice over the study's other test levels (``harder``, ``easier``, ...: its own alpha's test images,
+    perturbed), each the mean over the test images. Column ``drop``; larger is less robust."""
+    columns = ["dataset", "variant", "train_alpha", "seed", "drop"]
+    subsets = images[images["variant"].map(is_skip_subset).astype(bool) & images["test_alpha"].isna()]
+    if subsets.empty or not (subsets["condition"] == "in_domain").any() or subsets["condition"].nunique() < 2:
+        return pd.DataFrame({column: [] for column in columns})
+    keys = ["dataset", "variant", "train_alpha", "seed"]
+    means = subsets.groupby([*keys, "condition"])["dice"].mean().unstack("condition")
+    others = [condition for condition in means.columns if condition != "in_domain"]
+    drops = (means["in_domain"] - means[others].mean(axis=1)).rename("drop").reset_index()
+    return drops[columns]
+
+
+def drop_table(drops: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """:func:`subset_table` of the drops: ``best`` is the smallest drop (the most robust subset) per alpha."""
+    table = subset_table(drops.assign(dice=-drops["drop"]), level)
+    low, high = -table["ci_high"], -table["ci_low"]
+    return table.assign(mean=-table["mean"], ci_low=low, ci_high=high)
+
+
 def subset_table(scores: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
     """One data set's subsets x alphas: ``mean``, ``ci_low``, ``ci_high``, ``best`` and ``tied`` per cell.
 
@@ -110,33 +132,40 @@ def best_changes(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
     return (CONTRADICTS if np.nanmax(p_values) <= level else INCONCLUSIVE), text
 
 
-def plot_subsets(table: pd.DataFrame, dataset: str) -> Figure:
-    """Subsets (rows) x training alpha (columns): each cell's mean in-domain Dice written in it, coloured by its gap
-    to the best subset of that alpha (so the ranking within each alpha shows, whatever the alpha's overall level);
-    * the best per alpha, = not distinguishable from it."""
+def plot_subsets(table: pd.DataFrame, dataset: str, drops: bool = False) -> Figure:
+    """Subsets (rows) x training alpha (columns): each cell's mean in-domain Dice (or, ``drops``, its out-of-domain
+    drop) written in it, coloured by how far it is from the best subset of that alpha (so the ranking within each
+    alpha shows, whatever the alpha's overall level); * the best per alpha, = not distinguishable from it."""
     matrix = table.pivot(index="variant", columns="train_alpha", values="mean")
     marks = table.pivot(index="variant", columns="train_alpha", values="best")
     tied = table.pivot(index="variant", columns="train_alpha", values="tied")
     values = matrix.to_numpy(dtype="float64")
-    gap = values - np.nanmax(values, axis=0, keepdims=True)
+    # distance from the alpha's best subset, >= 0: Dice below the best, or drop above the smallest
+    distance = (
+        (values - np.nanmin(values, axis=0, keepdims=True))
+        if drops
+        else (np.nanmax(values, axis=0, keepdims=True) - values)
+    )
     figure = Figure(figsize=(2.4 + 0.9 * matrix.shape[1], 1.8 + 0.3 * matrix.shape[0]))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    low = min(float(np.nanmin(gap)), -1e-3)
-    image = axes.imshow(gap, cmap="viridis", vmin=low, vmax=0.0, aspect="auto")
+    high = max(float(np.nanmax(distance)), 1e-3)
+    image = axes.imshow(distance, cmap="viridis_r", vmin=0.0, vmax=high, aspect="auto")
     for (row, column), value in np.ndenumerate(values):
         mark = "*" if marks.iat[row, column] else ("=" if tied.iat[row, column] else "")
-        colour = "black" if gap[row, column] > low / 2 else "white"
+        colour = "black" if distance[row, column] < high / 2 else "white"
         axes.text(column, row, f"{value:.2f}{mark}", ha="center", va="center", fontsize=7, color=colour)
     axes.set_xticks(range(matrix.shape[1]), [f"{a:g}" for a in matrix.columns])
     axes.set_yticks(range(matrix.shape[0]), [v.removeprefix("unet_skips_") for v in matrix.index])
     axes.set_xlabel("trained (and tested in-domain) at alpha")
     axes.set_ylabel("skips kept\n(shallowest first)")
+    what = "out-of-domain drop (in-domain minus test levels)" if drops else "in-domain Dice"
+    best = "smallest drop" if drops else "best"
     axes.set_title(
-        f"{dataset}: in-domain Dice per skip subset (mean over seeds)\n* best per alpha, = not distinguishable from it",
+        f"{dataset}: {what} per skip subset (mean over seeds)\n* {best} per alpha, = not distinguishable from it",
         fontsize=9,
     )
-    figure.colorbar(image, ax=axes, label="Dice minus the alpha's best")
+    figure.colorbar(image, ax=axes, label="drop above the alpha's smallest" if drops else "Dice below the alpha's best")
     figure.tight_layout()
     return figure
 
@@ -146,6 +175,7 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
     scores = subset_scores(images)
     if scores["variant"].nunique() < 2:
         return None
+    drops = subset_drops(images)
     parts = [
         "## Skip subsets: does the best subset change with difficulty?\n",
         "In-domain Dice of each skip subset (`unet_skips_<flags>`: 1 = the level's skip kept, shallowest first), "
@@ -161,7 +191,32 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
         parts.append(_markdown(table) + f"\n\n([CSV]({link}))\n")
         writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
         parts.append(writer.sections.pop())
+        parts += _drops_part(writer, drops[drops["dataset"] == dataset], str(dataset), level)
     return "\n".join(parts) + "\n"
+
+
+def _drops_part(writer, drops: pd.DataFrame, dataset: str, level: float) -> list[str]:
+    """The out-of-domain half of one data set's subsets: table, figure, verdict ([] without test levels)."""
+    if drops["variant"].nunique() < 2:
+        return []
+    table = drop_table(drops, level)
+    link = writer.csv(f"skip_subsets_ood_drop_{dataset}.csv", table)
+    verdict, measured = best_changes(drops.assign(dice=-drops["drop"]), level)
+    measured = measured.replace("best", "most robust")
+    writer.figure(
+        plot_subsets(table, dataset, drops=True),
+        f"skip_subsets_ood_drop_{dataset}",
+        f"{dataset}: out-of-domain drop per skip subset x alpha",
+    )
+    return [
+        f"#### {dataset}: out-of-domain drop\n",
+        "Each model's in-domain Dice minus its mean Dice at the study's other test levels (its own alpha's test "
+        "images perturbed), mean and 95% t interval over seeds; **bold** the smallest drop per alpha (the most "
+        "robust subset), = the subsets a paired seed-level t-test cannot tell from it.\n",
+        f"**The most robust subset changes with difficulty: {verdict}.** {measured}.\n",
+        _markdown(table) + f"\n\n([CSV]({link}))\n",
+        writer.sections.pop(),
+    ]
 
 
 def _markdown(table: pd.DataFrame) -> str:
