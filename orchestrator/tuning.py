@@ -249,8 +249,11 @@ def _close_children(client, experiment_id: str, group: TuningGroup, policy) -> N
 
 
 def choose(tried: list, defaults: dict[str, Any] | None) -> tuple[Any, Any]:
-    """The configuration with the best validation Dice (ties: the first tried), and the study's own values' one."""
-    scored = [config for config in tried if config.best_val_dice is not None]
+    """The configuration with the best validation Dice (ties: the first tried), and the study's own values' one.
+
+    A configuration that failed (after Tune's retries) or never validated is not chosen.
+    """
+    scored = [config for config in tried if config.best_val_dice is not None and not config.failed]
     if not scored:
         return None, None
     best = max(scored, key=lambda config: config.best_val_dice)  # max keeps the first of equals
@@ -284,9 +287,18 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
     from mlflow import MlflowClient
 
     from orchestrator.cluster import check_local_fit, check_ray_address, check_trial_fits
-    from orchestrator.driver import _absolute, _connect, _gpu_fraction, experiment_tags, prepare_data
+    from orchestrator.driver import (
+        DISK_FULL,
+        _absolute,
+        _connect,
+        _gpu_fraction,
+        _written_folders,
+        experiment_tags,
+        prepare_data,
+    )
     from orchestrator.ownership import claim_study
     from orchestrator.preflight import preflight
+    from trainables.files import disk_full
     from trainables.tracking import RetryPolicy, ensure_experiment, only_our_retries
 
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
@@ -322,11 +334,18 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
                 print(f"[{study.study}] tuning {number}/{len(groups)}: {group.run_name} ({study.tune.samples} configs)")
                 defaults = study_defaults(study, group.dataset) if study.tune.include_defaults else None
                 started = time.monotonic()
-                tried = run_tuning(
-                    study, group=group.group_id, dataset=group.dataset, variant=group.variant,
-                    train_alpha=group.train_alpha, defaults=defaults, parent_run_id=parent.info.run_id,
-                    paths=paths, gpu_per_trial=gpu, verbose=args.verbose,
-                )  # fmt: skip
+                try:
+                    tried = run_tuning(
+                        study, group=group.group_id, dataset=group.dataset, variant=group.variant,
+                        train_alpha=group.train_alpha, defaults=defaults, parent_run_id=parent.info.run_id,
+                        paths=paths, gpu_per_trial=gpu, verbose=args.verbose,
+                    )  # fmt: skip
+                except Exception as error:  # Tune reads back what it wrote: a full disk ends the stage in one line
+                    full = disk_full(error, _written_folders(uri, cache, storage))
+                    if full is None:
+                        raise
+                    print(f"[{study.study}] stopped: {full}; free space, then run the same command", file=sys.stderr)
+                    return DISK_FULL
                 _close_children(client, experiment_id, group, policy)
                 best, own = choose(tried, defaults)
                 if best is None:

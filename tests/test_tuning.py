@@ -157,6 +157,8 @@ def test_groups_defaults_and_the_choice_of_the_best_configuration() -> None:
         return TriedConfiguration({"training.learning_rate": lr, "training.batch_size": batch}, dice, epochs, False)
 
     configs = [tried(1e-3, 4, 0.50), tried(2e-3, 2, 0.61), tried(5e-3, 2, 0.61), tried(1e-4, 4, None, 0)]
+    failed = TriedConfiguration({"training.learning_rate": 9e-3, "training.batch_size": 2}, 0.9, 2, True)
+    assert choose([*configs, failed], None)[0] is configs[1]  # a configuration that failed is never chosen
     best, own = choose(configs, {"training.learning_rate": 1e-3, "training.batch_size": 4})
     assert best is configs[1] and own is configs[0]  # ties: the first tried; a configuration without a score never wins
     assert choose([tried(1e-4, 4, None, 0)], None) == (None, None)
