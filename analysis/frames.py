@@ -42,7 +42,7 @@ LOCK_FILE = ".analysis.lock"  # held by `analysis export` and `analysis report` 
 VARIANT_GROUPS = {
     "No-Skip": ("noskip_unet", "noskip_vnet"),
     "Standard": ("unet", "vnet"),
-    "Enhanced": ("attention_unet", "unet_plus_plus"),
+    "Enhanced": ("attention_unet", "unet_plus_plus", "udtransnet"),  # extra or learned skip paths
 }
 LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
 JOURNAL_METRICS = ("hd95", "asd", "nsd")

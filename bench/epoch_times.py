@@ -31,7 +31,7 @@ OPTIONS = ("eager", "channels_last", "compile", "bf16", "fp16")
 
 def epoch_seconds(variant: str, size: int, repeats: int, device: torch.device, option: str = "eager") -> float:
     generator = seed_everything(0)
-    model = build_model(variant, ModelConfig()).to(device)
+    model = build_model(variant, ModelConfig(), size).to(device)
     channels_last = option == "channels_last"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

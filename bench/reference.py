@@ -128,7 +128,7 @@ def reference_trial(
     started = time.perf_counter()
     training = config.training
     seed_everything(spec.seed)
-    model = build_model(spec.variant, config.model).to(device)
+    model = build_model(spec.variant, config.model, config.image_size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
     loss_function = DiceLoss(sigmoid=True)
     augment = Compose([ReadPng(), RandRotate90d(keys=KEYS, prob=training.rotate_prob, max_k=3)])

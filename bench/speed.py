@@ -72,7 +72,7 @@ def matmul_bound(dtype: torch.dtype, device: torch.device, size: int = 2048, rep
 def make_setup(variant: str, model_config: ModelConfig, size: int, batch: int, channels_last: bool, device) -> Setup:
     """The same seeded model and batch for every setting, in the layout asked for."""
     generator = seed_everything(0)
-    model = build_model(variant, model_config).to(device)
+    model = build_model(variant, model_config, size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     images = torch.rand(batch, 1, size, size, generator=generator).to(device)

@@ -32,7 +32,7 @@ def probe_model(variant: str, study: StudyConfig) -> str | None:
     size, batch = study.image_size, min(PROBE_BATCH, study.training.batch_size)
     try:
         with torch.device("meta"), torch.no_grad():
-            network = build_model(variant, study.model).train()
+            network = build_model(variant, study.model, size).train()
             shape = tuple(network(torch.empty(batch, 1, size, size)).shape)
     except Exception as error:  # any failure here would fail every trial of the variant
         return _first_line(error)

@@ -26,12 +26,12 @@ def _batch() -> torch.Tensor:
 
 
 def test_registry_covers_the_config_variants() -> None:
-    assert set(MODEL_BUILDERS) == set(VARIANTS)
+    assert set(MODEL_BUILDERS) | {"udtransnet"} == set(VARIANTS)  # udtransnet: built with the image size
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_maps_a_batch_to_one_logit_map(variant: str) -> None:
-    net = build_model(variant, SMALL)
+    net = build_model(variant, SMALL, 64)
     out = net(_batch())
     assert isinstance(out, torch.Tensor)
     assert out.shape == (2, 1, 64, 64)
@@ -43,10 +43,15 @@ def test_six_levels(variant: str) -> None:
     assert build_model(variant, SIX_LEVELS)(_batch()).shape == (2, 1, 64, 64)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "udtransnet"])  # its transformer keeps 0.1
 def test_no_dropout(variant: str) -> None:
     net = build_model(variant, SMALL)
     assert all(module.p == 0 for module in net.modules() if isinstance(module, nn.modules.dropout._DropoutNd))
+
+
+def test_udtransnet_needs_the_image_size() -> None:
+    with pytest.raises(ValueError, match="udtransnet needs the image size"):
+        build_model("udtransnet", SMALL)
 
 
 def test_unknown_variant_is_named() -> None:

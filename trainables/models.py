@@ -1,4 +1,4 @@
-"""The six network variants of the study, built on MONAI (random init, no dropout, no residual units).
+"""The network variants of the study: six built on MONAI (random init, no dropout, no residual units), and UDTransNet.
 
 Every variant is 2D, takes one input channel and returns one channel of logits, a tensor of
 shape (B, 1, H, W); the loss applies the sigmoid. What a ``ModelConfig`` field reaches:
@@ -12,10 +12,14 @@ shape (B, 1, H, W); the loss applies the sigmoid. What a ``ModelConfig`` field r
 | `noskip_vnet`    | no: fixed by MONAI (16 to 256)  | fixed: batch norm | yes            | fixed: no bias (MONAI) |
 | `unet_plus_plus` | no: ``unet_plus_plus_features`` | yes               | yes            | yes                    |
 | `unet_skips_0111`| yes                             | yes               | yes            | yes                    |
+| `udtransnet`     | no: fixed (trainables.udtransnet) | fixed: batch norm | fixed: ReLU  | fixed                  |
 
 ``unet_skips_<flags>`` is the U-Net with the skip connection of level ``i`` (shallowest first, one
 flag per stride) kept where flag ``i`` is 1: ``unet_skips_0000`` is ``noskip_unet``,
 ``unet_skips_1111`` is ``unet`` (UDTransNet's skip-subset ablation, Wang et al. 2024).
+``udtransnet`` is UDTransNet itself (:mod:`trainables.udtransnet`): a ResNet-34 encoder whose skips are replaced
+by a dual attention transformer and decoder-guided recalibration, at the authors' widths, with their dropout
+(0.1) in the transformer; it needs the image size (``build_model(..., image_size=...)``, divisible by 16).
 
 The released medical scripts build the U-Nets and UNet++ with ``bias=False`` (``model.bias:
 false``) and leave the V-Nets and the attention U-Net at MONAI's defaults, as here.
@@ -38,6 +42,7 @@ from torch import nn
 
 from trainables.config import ModelConfig
 from trainables.config.names import is_skip_subset, skip_flags
+from trainables.udtransnet import UDTransNet
 
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -283,12 +288,14 @@ MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 }
 
 
-def build_model(variant: str, model: ModelConfig) -> nn.Module:
+def build_model(variant: str, model: ModelConfig, image_size: int | None = None) -> nn.Module:
     """Build one variant with random weights (seed torch beforehand for a reproducible init).
 
     Args:
         variant: one of ``MODEL_BUILDERS`` (the names in ``trainables.config.VARIANTS``).
         model: the network shape; see the module docstring for which fields reach which variant.
+        image_size: the square input's side; ``udtransnet`` needs it (its token grids follow from it), the
+            others take any size their strides divide.
 
     Returns:
         A module mapping a (B, 1, H, W) float tensor to (B, 1, H, W) logits.
@@ -298,10 +305,14 @@ def build_model(variant: str, model: ModelConfig) -> nn.Module:
     """
     if is_skip_subset(variant):
         return _build_skip_subset_unet(variant, model)
+    if variant == "udtransnet":
+        if image_size is None:
+            raise ValueError("udtransnet needs the image size (build_model(..., image_size=...))")
+        return UDTransNet(in_channels=1, out_channels=1, image_size=image_size)
     try:
         builder = MODEL_BUILDERS[variant]
     except KeyError:
-        known = ", ".join([*MODEL_BUILDERS, "unet_skips_<0|1 per level>"])
+        known = ", ".join([*MODEL_BUILDERS, "udtransnet", "unet_skips_<0|1 per level>"])
         raise ValueError(f"unknown model variant '{variant}'; known: {known}") from None
     return builder(model)
 

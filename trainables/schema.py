@@ -54,7 +54,7 @@ PROVENANCE_TAGS = (CONFIG_HASH_TAG, SPLIT_HASH_TAG, GIT_COMMIT_TAG)
 RUN_COLOUR_TAG = "mlflow.runColor"  # the colour MLflow's UI draws a run in: its variant's, as in the report's figures
 
 # Variants, in the papers' order, and the colour each is drawn in (the report's figures and the MLflow UI)
-VARIANT_ORDER = ("noskip_unet", "unet", "attention_unet", "vnet", "noskip_vnet", "unet_plus_plus")
+VARIANT_ORDER = ("noskip_unet", "unet", "attention_unet", "vnet", "noskip_vnet", "unet_plus_plus", "udtransnet")
 PALETTE = ("#1b1b1b", "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442")  # Okabe-Ito
 
 

@@ -90,7 +90,7 @@ def train_model(
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = training.cudnn_benchmark
     generator = seed_everything(spec.seed)
-    model = build_model(spec.variant, config.model).to(runtime.device)
+    model = build_model(spec.variant, config.model, config.image_size).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)

@@ -17,7 +17,8 @@ from trainables.schema import is_skip_subset as is_skip_subset
 BUILTIN_TEXTURES = ("grass", "gravel", "brick")
 MICCAI_VARIANTS = ("noskip_unet", "unet", "attention_unet")
 JOURNAL_VARIANTS = ("vnet", "noskip_vnet", "unet_plus_plus")
-VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS
+LEARNED_SKIP_VARIANTS = ("udtransnet",)  # UDTransNet (Wang et al. 2024): skips replaced by attention; fixed widths
+VARIANTS = MICCAI_VARIANTS + JOURNAL_VARIANTS + LEARNED_SKIP_VARIANTS
 ALL_SKIP_SUBSETS = "unet_skips_*"  # in a study's variants: every subset of the model's levels (2**levels variants)
 TEST_LEVEL_ORDER = ("hardest", "harder", "in_domain", "easier", "easiest")
 MEDICAL_DATASETS = ("busi", "spleen", "heart", "glas")

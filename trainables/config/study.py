@@ -139,6 +139,9 @@ class StudyConfig(Section):
             raise ValueError(
                 f"training.train_range: a texture range needs synthetic alpha levels; {ranged} are medical data sets"
             )
+        learned = [v for v in self.variants if v in names.LEARNED_SKIP_VARIANTS]
+        if learned and self.image_size % 16:
+            raise ValueError(f"image_size {self.image_size} must be divisible by 16 for {learned}")
         fixed_depth = [v for v in self.variants if v in names.JOURNAL_VARIANTS]
         if fixed_depth and self.image_size % 32:
             raise ValueError(f"image_size {self.image_size} must be divisible by 32 for {fixed_depth}")
