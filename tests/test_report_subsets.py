@@ -76,6 +76,40 @@ def test_the_subset_that_loses_least_out_of_domain_is_marked_and_ranked_per_alph
     assert "**The most robust subset changes with difficulty: INCONCLUSIVE.**" in flat
 
 
+FULL = ("unet_skips_00", "unet_skips_01", "unet_skips_10", "unet_skips_11")  # every subset of 2 skips
+
+
+def _full_report(tmp_path, gains: dict) -> str:
+    noise = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}
+    scenario = ClaimScenario(variants=FULL, gains=gains, seed_noise=noise, jagged={}, ood_loss={})
+    runs, images = scenario_frames(scenario)
+    folder = write_export(tmp_path / "export", runs, images, study="subsets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_report(folder, baseline="unet_skips_00", n_resamples=100).report.read_text()
+
+
+def test_a_skip_that_adds_dice_where_the_other_does_not_supports_that_skips_contribute_differently(tmp_path) -> None:
+    alphas = ClaimScenario().alphas
+    gains = {variant: {a: 0.08 for a in alphas} for variant in ("unet_skips_01", "unet_skips_11")}  # the 2nd skip
+    report = _full_report(tmp_path, gains)
+    assert (
+        "**Each skip contributes differently (UDTransNet): SUPPORTS.** skip 1 and skip 2 contribute differently"
+        in report
+    )
+    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_contributions_synthetic.csv").set_index("skip")
+    assert table.loc["skip 2", "contribution"] > 0.05 > abs(table.loc["skip 1", "contribution"])
+    flat = _full_report(tmp_path / "flat", {})
+    assert (
+        "**Each skip contributes differently (UDTransNet): CONTRADICTS.** every pair of skips contributes alike" in flat
+    )
+
+
+def test_contributions_need_every_subset(tmp_path) -> None:
+    report = _report(tmp_path, {})  # noskip_unet and three subsets: not the full factorial
+    assert "**Each skip contributes differently (UDTransNet): INCONCLUSIVE.** needs every subset" in report
+
+
 @pytest.mark.slow
 def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) -> None:
     import shutil

@@ -28,9 +28,11 @@ from scipy import stats as scipy_stats
 from analysis.claims import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.report.formatting import format_number
 from analysis.statistics.paired import holm
-from analysis.statistics.seeds import MIN_SEEDS, seed_effect
+from analysis.statistics.seeds import EQUIVALENT, MIN_SEEDS, equivalence, seed_effect
 from analysis.tables.relative import seed_level_scores
-from trainables.schema import is_skip_subset
+from trainables.schema import SKIP_SUBSET_PREFIX, is_skip_subset
+
+CONTRIBUTION_MARGIN = 0.02  # absolute Dice: two skips whose contributions differ by less contribute alike
 
 
 def subset_scores(images: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +134,60 @@ def best_changes(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
     return (CONTRADICTS if np.nanmax(p_values) <= level else INCONCLUSIVE), text
 
 
+def skip_contributions(scores: pd.DataFrame) -> pd.DataFrame | None:
+    """Each skip's contribution per seed: the mean in-domain Dice (over the alphas) of the subsets that keep it minus
+    that of the subsets that drop it (the main effect of a 2^k factorial design). Rows: seeds; columns: the skip
+    levels, shallowest first (``skip 1`` ...). None unless every subset of the depth is there (a partial set of
+    subsets would confound the skips with each other)."""
+    means = scores.groupby(["variant", "seed"])["dice"].mean().unstack("seed")
+    flags = {variant: variant.removeprefix(SKIP_SUBSET_PREFIX) for variant in means.index}
+    depths = {len(flag) for flag in flags.values()}
+    if len(depths) != 1 or len(flags) != 2 ** next(iter(depths)):
+        return None
+    columns = {}
+    for level in range(next(iter(depths))):
+        kept = [variant for variant, flag in flags.items() if flag[level] == "1"]
+        dropped = [variant for variant, flag in flags.items() if flag[level] == "0"]
+        columns[f"skip {level + 1}"] = means.loc[kept].mean() - means.loc[dropped].mean()
+    return pd.DataFrame(columns)
+
+
+def contributions_differ(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str, pd.DataFrame | None]:
+    """UDTransNet's "each skip connection has different contribution", for one data set: the verdict, what was
+    measured, and the per-skip contributions (mean and 95% t interval over seeds).
+
+    SUPPORTS when two skips' contributions differ (paired seed-level t-test, Holm over the pairs); CONTRADICTS
+    when every pair is equivalent within +-CONTRIBUTION_MARGIN Dice (TOST); INCONCLUSIVE otherwise.
+    """
+    per_seed = skip_contributions(scores)
+    if per_seed is None:
+        return INCONCLUSIVE, "needs every subset of the skips (unet_skips_*) to separate the skips' contributions", None
+    per_seed = per_seed.dropna()
+    rows = []
+    for skip in per_seed.columns:
+        effect = seed_effect(per_seed[skip].to_numpy())
+        rows.append({"skip": skip, "contribution": effect.mean, "ci_low": effect.ci_low, "ci_high": effect.ci_high})
+    table = pd.DataFrame(rows)
+    if len(per_seed) < MIN_SEEDS:
+        return INCONCLUSIVE, f"needs {MIN_SEEDS}+ seeds per subset", table
+    pairs = list(itertools.combinations(per_seed.columns, 2))
+    differences = [per_seed[a] - per_seed[b] for a, b in pairs]
+    adjusted = holm([seed_effect(d.to_numpy()).p_value for d in differences])
+    smallest = int(np.nanargmin(adjusted))
+    a, b = pairs[smallest]
+    if adjusted[smallest] <= level:
+        return SUPPORTS, f"{a} and {b} contribute differently (Holm p = {format_number(adjusted[smallest], 3)})", table
+    equal = [equivalence(d.to_numpy(), CONTRIBUTION_MARGIN, level).outcome == EQUIVALENT for d in differences]
+    if all(equal):
+        return CONTRADICTS, f"every pair of skips contributes alike within +-{CONTRIBUTION_MARGIN} Dice (TOST)", table
+    return (
+        INCONCLUSIVE,
+        f"no pair differs significantly (smallest Holm p = {format_number(adjusted[smallest], 3)}, {a} vs {b}) and "
+        f"{len(equal) - sum(equal)} of {len(equal)} pairs are not shown equal within +-{CONTRIBUTION_MARGIN} Dice",
+        table,
+    )
+
+
 def plot_subsets(table: pd.DataFrame, dataset: str, drops: bool = False) -> Figure:
     """Subsets (rows) x training alpha (columns): each cell's mean in-domain Dice (or, ``drops``, its out-of-domain
     drop) written in it, coloured by how far it is from the best subset of that alpha (so the ranking within each
@@ -188,11 +244,28 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
         verdict, measured = best_changes(sub, level)
         parts.append(f"### {dataset}\n")
         parts.append(f"**The best subset changes with difficulty: {verdict}.** {measured}.\n")
+        parts += _contributions_part(writer, sub, str(dataset), level)
         parts.append(_markdown(table) + f"\n\n([CSV]({link}))\n")
         writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
         parts.append(writer.sections.pop())
         parts += _drops_part(writer, drops[drops["dataset"] == dataset], str(dataset), level)
     return "\n".join(parts) + "\n"
+
+
+def _contributions_part(writer, scores: pd.DataFrame, dataset: str, level: float) -> list[str]:
+    """UDTransNet's "each skip connection has different contribution" for one data set: verdict and table."""
+    verdict, measured, table = contributions_differ(scores, level)
+    lines = [f"**Each skip contributes differently (UDTransNet): {verdict}.** {measured}.\n"]
+    if table is not None:
+        link = writer.csv(f"skip_contributions_{dataset}.csv", table)
+        interval = [f"[{format_number(r.ci_low, 3)}, {format_number(r.ci_high, 3)}]" for r in table.itertuples()]
+        rows = [f"| {r.skip} | {r.contribution:+.3f} {i} |" for r, i in zip(table.itertuples(), interval, strict=True)]
+        lines.append(
+            "A skip's contribution: the mean in-domain Dice (over the alphas) of the subsets that keep it minus that "
+            "of the subsets that drop it, per seed; mean and 95% t interval over seeds (skip 1 is the shallowest).\n"
+        )
+        lines.append("| skip | contribution |\n|---|---|\n" + "\n".join(rows) + f"\n\n([CSV]({link}))\n")
+    return lines
 
 
 def _drops_part(writer, drops: pd.DataFrame, dataset: str, level: float) -> list[str]:
