@@ -33,7 +33,7 @@ from trainables.tracking import (
     only_our_retries,
     trial_summaries,
 )
-from trainables.tracking.view import VIEW_TAG, study_view, view_address
+from trainables.tracking.view import TUNING_VIEW_TAG, VIEW_TAG, study_view, tuning_view, view_address
 
 DISK_FULL = 74  # sysexits' EX_IOERR: free space, then run the same command
 
@@ -103,7 +103,10 @@ def experiment_tags(study, config: str, uri: str) -> dict[str, str]:
     """The experiment tags MLflow's UI reads: the description, and the study's view (its charts and columns)."""
     synthetic = any(name not in study.datasets.medical for name in study.datasets.names)
     view = study_view(list(study.test_levels), synthetic, study.datasets.names, sorted(study.sweep))
-    return {NOTE_TAG: experiment_note(study, config, uri), VIEW_TAG: view}
+    tags = {NOTE_TAG: experiment_note(study, config, uri), VIEW_TAG: view}
+    if study.tune is not None:
+        tags[TUNING_VIEW_TAG] = tuning_view(list(study.tune.space), study.datasets.names)
+    return tags
 
 
 def runs_page(experiment_id: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -367,8 +368,9 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
                 ray.shutdown()
     path = write_resolved(args.config, resolved_study(args.config, study, tuned))
     _print_tuned(study, groups, tuned)
+    _print_view(uri, experiment_id)
     print(f"resolved:    {path}")
-    print(f"next:        python -m orchestrator.run --config {path}")
+    print(f"next:        python -m orchestrator.run --config {shlex.quote(str(path))}")
     return 0
 
 
@@ -385,6 +387,16 @@ def _print_tuned(study: StudyConfig, groups: list[TuningGroup], tuned: dict) -> 
         entry = tuned.get(group.variant, {}).get(group.dataset)
         if entry is not None:
             print(f"{group.run_name:<40} {_entry_text(entry)}")
+
+
+def _print_view(uri: str, experiment_id: str) -> None:
+    """Where MLflow's UI shows the tuning: the configurations against each searched field."""
+    from trainables.tracking.view import TUNING_VIEW_KEY, view_address
+
+    local = uri.startswith("sqlite")
+    server = "http://127.0.0.1:5000" if local else uri.rstrip("/")
+    print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
+    print(f"             then open {server}/{view_address(experiment_id, TUNING_VIEW_KEY)}")
 
 
 def check_tunable(study: StudyConfig, source: str) -> None:

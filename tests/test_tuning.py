@@ -358,3 +358,19 @@ def test_the_dry_run_of_a_tuned_study_lists_each_variants_values(tmp_path: Path,
     out = capsys.readouterr().out
     assert "tuned unet on synthetic: training.batch_size = 2, training.learning_rate = 0.002" in out  # as the file
     assert "tuned noskip_unet" not in out
+
+
+def test_the_tuning_view_charts_each_searched_field_for_tuning_trials_only() -> None:
+    from orchestrator.driver import experiment_tags
+    from trainables.tracking.view import TUNING_VIEW_TAG, VIEW_TAG
+
+    study = parse_study(tuned_study("view"))
+    tags = experiment_tags(study, "conf/quick.yaml", "sqlite:///m.db")
+    view = json.loads(tags[TUNING_VIEW_TAG])
+    assert view["searchFilter"] == f"tags.`{KIND_TAG}` = '{TUNING_TRIAL_KIND}'"
+    scatters = {(c["xaxis"]["key"], c["yaxis"]["key"]) for c in view["compareRunCharts"] if c["type"] == "SCATTER"}
+    assert scatters == {("training.learning_rate", "best_val_dice"), ("training.batch_size", "best_val_dice")}
+    assert "params.`training.learning_rate`" in view["selectedColumns"]
+    assert json.loads(tags[VIEW_TAG])["searchFilter"] == f"tags.`{KIND_TAG}` = '{TRIAL_KIND}'"  # the grid's own
+    plain = experiment_tags(parse_study(small_study("plain")), "conf/quick.yaml", "sqlite:///m.db")
+    assert TUNING_VIEW_TAG not in plain

@@ -35,6 +35,7 @@ TUNING_TRIAL_KIND = "tuning_trial"  # one configuration tried while tuning: a ch
 TUNING_GROUP_TAG = "skipsweep.tuning_group"  # on both: the stable id of (study, data set, variant, search)
 TUNE_OUTCOME_TAG = "skipsweep.tune_outcome"  # a tuning trial's end: completed, stopped_early (ASHA) or failed
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's UI nests a run under this one
+EPOCHS_TRAINED = "epochs_trained"  # a tuning trial's summary metric: how far it got before it ended or was stopped
 TRIAL_ID_TAG = "skipsweep.trial_id"  # the stable id of the trial key: a trial's run is found by it
 STATUS_TAG = "skipsweep.status"  # running, finished, failed or killed
 STOP_REASON_TAG = "skipsweep.stop_reason"  # why a driver stopped the run (KILLED); removed when the run finishes

@@ -27,6 +27,7 @@ from trainables.schema import (
     BEST_EPOCH,
     BEST_VAL_DICE,
     CONFIG_HASH_TAG,
+    EPOCHS_TRAINED,
     GIT_COMMIT_TAG,
     PARENT_RUN_TAG,
     RUN_COLOUR_TAG,
@@ -43,8 +44,6 @@ from trainables.training import EpochReport, train_model
 from trainables.trial import git_commit, trial_params
 
 log = logging.getLogger(__name__)
-
-EPOCHS_TRAINED = "epochs_trained"  # a tuning trial's summary metric: how far it got before it ended or was stopped
 
 
 @dataclass(frozen=True)

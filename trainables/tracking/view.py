@@ -30,10 +30,13 @@ from trainables.schema import (
     DICE_IN_DOMAIN,
     DICE_OUT_OF_DOMAIN,
     EPOCH_SECONDS,
+    EPOCHS_TRAINED,
     IN_DOMAIN,
     MEAN_EPOCH_SECONDS,
     TRAIN_LOSS,
     TRIAL_KIND,
+    TUNE_OUTCOME_TAG,
+    TUNING_TRIAL_KIND,
     VAL_DICE,
     condition_metric,
     kind_filter,
@@ -41,6 +44,8 @@ from trainables.schema import (
 
 VIEW_KEY = "skipsweep"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"  # on the experiment
+TUNING_VIEW_KEY = "skipsweep-tuning"
+TUNING_VIEW_TAG = f"mlflow.sharedViewState.{TUNING_VIEW_KEY}"  # on the experiment of a study with a tune: section
 RESOURCE_METRICS = (
     "system/process_cpu_percent",
     "system/process_rss_megabytes",
@@ -50,12 +55,13 @@ RESOURCE_METRICS = (
 ALL_RUNS = 1000  # charts draw this many runs (MLflow's default is the first 10)
 
 
-def view_address(experiment_id: str) -> str:
-    """The part of the UI's address after the server that opens the study's view, as model training.
+def view_address(experiment_id: str, key: str = VIEW_KEY) -> str:
+    """The part of the UI's address after the server that opens the study's view (or another saved view of
+    ``key``: the tuning's), as model training.
 
     No other search setting may be in the address: MLflow then ignores the saved view.
     """
-    query = f"viewStateShareKey={VIEW_KEY}&workflowType=machine_learning&compareRunsMode=CHART"
+    query = f"viewStateShareKey={key}&workflowType=machine_learning&compareRunsMode=CHART"
     return f"#/experiments/{experiment_id}/runs?{query}"
 
 
@@ -93,6 +99,28 @@ def study_view(test_levels: Sequence[str], synthetic: bool, datasets: Sequence[s
 
 
 _CURVES = (VAL_DICE, TRAIN_LOSS, EPOCH_SECONDS)
+
+
+def tuning_view(space: Sequence[str], datasets: Sequence[str]) -> str:
+    """The view of a study's tuning stage: its configurations (``tuning_trial`` runs), each a point of its variant's
+    colour, best validation Dice against each searched field, their validation curves (where ASHA stopped them
+    shows), and a table of the fields, the Dice and the epochs each trained."""
+    sections = {f"field-{n}": f"Best validation Dice against {key}" for n, key in enumerate(space)}
+    sections["curves"] = "Validation Dice per epoch"
+    charts = [_scatter(f"field-{n}-0", f"field-{n}", key, BEST_VAL_DICE) for n, key in enumerate(space)]
+    charts.append(_line("curve-0", "curves", VAL_DICE, "step"))
+    params = ["variant", *(["dataset"] if len(datasets) > 1 else []), *space]
+    state = {
+        "searchFilter": kind_filter(TUNING_TRIAL_KIND),
+        "selectedColumns": [f"params.`{p}`" for p in params]
+        + [f"metrics.`{m}`" for m in (BEST_VAL_DICE, EPOCHS_TRAINED)]
+        + [f"tags.`{TUNE_OUTCOME_TAG}`"],
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "compareRunSections": [_section(uuid, name) for uuid, name in sections.items()],
+        "compareRunCharts": charts,
+    }
+    return json.dumps(state, separators=(",", ":"))
 
 
 def _section(uuid: str, name: str) -> dict:
