@@ -48,6 +48,7 @@ from analysis.report.across import (
 from analysis.report.per_level import per_level_section
 from analysis.report.pictures import predictions_section
 from analysis.report.subsets import subsets_section
+from analysis.report.texture_range import texture_range_section
 from analysis.report.tuning import tuning_section
 from analysis.report.writer import Writer
 from analysis.tables.relative import require_variant
@@ -154,6 +155,9 @@ def _build_across(
         messages = list(dict.fromkeys(m for result in results for m in result.warnings))
         text = _header(study, baseline, messages) + across_section(table, labels, folders, axes)
         text += f"\n([CSV]({link}))\n"
+        texture_range = texture_range_section(writer, study, baseline, level)
+        if texture_range:
+            text += "\n" + texture_range
         report = writer.publish(root, REPORT_FILE, text)
         figures = [path for result in results for path in result.figures]
         tables = writer.tables + [path for result in results for path in result.tables]
