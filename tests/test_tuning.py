@@ -368,6 +368,7 @@ def test_the_tuning_view_charts_each_searched_field_for_tuning_trials_only() -> 
     tags = experiment_tags(study, "conf/quick.yaml", "sqlite:///m.db")
     view = json.loads(tags[TUNING_VIEW_TAG])
     assert view["searchFilter"] == f"tags.`{KIND_TAG}` = '{TUNING_TRIAL_KIND}'"
+    assert view["orderByKey"] == "metrics.`best_val_dice`"  # flat: nested under their parents they chart nothing
     scatters = {(c["xaxis"]["key"], c["yaxis"]["key"]) for c in view["compareRunCharts"] if c["type"] == "SCATTER"}
     assert scatters == {("training.learning_rate", "best_val_dice"), ("training.batch_size", "best_val_dice")}
     assert "params.`training.learning_rate`" in view["selectedColumns"]

@@ -1,6 +1,6 @@
 """Screenshots of a study in MLflow's UI, as a researcher sees it: the runs, the study's view (Dice against
 train_alpha per variant, the curves, the trials' resources), one run's curves and system metrics, and its
-predictions picture.
+predictions picture; for a study with a tuning stage, the tuning's view.
 
     python docs/mlflow_ui/screenshots.py --tracking-uri sqlite:///mlflow.db --experiment quick --out docs/mlflow_ui
 
@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.tracking_latency import free_port, serving
 from orchestrator.driver import runs_page
+from trainables.tracking.view import TUNING_VIEW_KEY, TUNING_VIEW_TAG, view_address
 
 VIEWPORT = {"width": 1500, "height": 950}
 TALL = {"width": 1500, "height": 1900}
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             shoot(page, out / "4_run_system_metrics.png", "its system metrics")
             page.goto(f"{experiment_url}/runs/{run.info.run_id}/artifacts/predictions.png?{MODEL_TRAINING}")
             shoot(page, out / "5_run_predictions.png", "its predictions picture")
+        if TUNING_VIEW_TAG in experiment.tags:  # a study with a tune: section: its tuning's own view
+            page.set_viewport_size(TALL)
+            page.goto(f"{base}/{view_address(experiment.experiment_id, TUNING_VIEW_KEY)}")
+            page.get_by_text("Best validation Dice against", exact=False).first.wait_for(timeout=30_000)
+            shoot(
+                page, out / "7_tuning_view.png", "the tuning's view: best validation Dice against each searched field"
+            )
         browser.close()
     if not found:
         print("error: the study's view did not open (no 'Dice against' section on the page)", file=sys.stderr)

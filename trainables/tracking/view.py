@@ -112,6 +112,10 @@ def tuning_view(space: Sequence[str], datasets: Sequence[str]) -> str:
     params = ["variant", *(["dataset"] if len(datasets) > 1 else []), *space]
     state = {
         "searchFilter": kind_filter(TUNING_TRIAL_KIND),
+        # sorted by a metric, the UI lists the configurations flat instead of nested under their tunings (whose
+        # rows carry none of the searched fields, so the charts would draw nothing)
+        "orderByKey": f"metrics.`{BEST_VAL_DICE}`",
+        "orderByAsc": False,
         "selectedColumns": [f"params.`{p}`" for p in params]
         + [f"metrics.`{m}`" for m in (BEST_VAL_DICE, EPOCHS_TRAINED)]
         + [f"tags.`{TUNE_OUTCOME_TAG}`"],
