@@ -38,7 +38,7 @@ def study(variants: list[str], size: int, epochs: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.learns_easiest", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["unet", "udtransnet"], choices=VARIANTS)
     parser.add_argument("--size", type=int, default=32, help="image side in pixels (divisible by 16)")
     parser.add_argument("--epochs", type=int, default=40)
