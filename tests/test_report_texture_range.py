@@ -6,14 +6,16 @@ robustness gap and its reduction are known.
 
 from __future__ import annotations
 
-import json
 import warnings
+from dataclasses import replace
 
 import pandas as pd
 from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
-from analysis.frames import file_record
+from analysis.claims import CONTRADICTS
+from analysis.frames import load_export
 from analysis.report import build_report
+from analysis.report.texture_range import model_drops, texture_range_section, texture_range_verdict
 
 AXIS = "sweep.training.train_range"
 
@@ -49,15 +51,12 @@ def test_a_gap_that_closes_with_the_wider_range_supports_the_journal(tmp_path) -
 
 def test_the_same_gap_at_both_ranges_contradicts_it(tmp_path) -> None:
     folder = _export(tmp_path, {"noskip_unet": 0.1, "unet": 0.5}, {"noskip_unet": 0.1, "unet": 0.5})
-    report = _report(folder)
-    assert "**CONTRADICTS.** no variant's gap narrows by more than +-0.02 Dice" in report
+    verdict, measured, table = texture_range_verdict(model_drops(load_export(folder)), "noskip_unet")
+    assert verdict == CONTRADICTS and measured.startswith("no variant's gap narrows by more than +-0.02 Dice")
+    assert table.loc[0, "narrow_mean"] > 0 and table.loc[0, "reduction_mean"] == 0
 
 
 def test_a_sweep_of_another_field_has_no_texture_range_section(tmp_path) -> None:
-    folder = _export(tmp_path, {"unet": 0.5}, {"unet": 0.1})
-    runs = pd.read_parquet(folder / "runs.parquet").rename(columns={AXIS: "sweep.training.learning_rate"})
-    runs.to_parquet(folder / "runs.parquet", index=False)
-    manifest = json.loads((folder / "export.json").read_text())
-    manifest["files"]["runs.parquet"] = file_record(folder / "runs.parquet")
-    (folder / "export.json").write_text(json.dumps(manifest))
-    assert "texture range" not in _report(folder)
+    study = load_export(_export(tmp_path, {"unet": 0.5}, {"unet": 0.1}))
+    other = replace(study, runs=study.runs.rename(columns={AXIS: "sweep.training.learning_rate"}))
+    assert texture_range_section(None, other, "noskip_unet") == ""
