@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
+from analysis.claims import CONTRADICTS, INCONCLUSIVE
+from analysis.frames import image_scores
 from analysis.report import build_report
+from analysis.report.subsets import best_changes, contributions_differ, subset_drops, subset_scores
 
 SUBSETS = ("noskip_unet", "unet_skips_01", "unet_skips_10", "unet_skips_11")
 NOISE = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}  # seeds differ, pairs stay clear
@@ -72,8 +75,9 @@ def test_the_subset_that_loses_least_out_of_domain_is_marked_and_ranked_per_alph
     assert means["unet_skips_01"] < means["unet_skips_11"] < means["unet_skips_10"]  # drops follow the losses
     assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
     assert (tmp_path / "export" / "figures" / "skip_subsets_ood_drop_synthetic.png").is_file()
-    flat = _report(tmp_path / "flat", {})  # no test-level losses: no subset is distinguishably more robust
-    assert "**The most robust subset changes with difficulty: INCONCLUSIVE.**" in flat
+    runs, images = scenario_frames(ClaimScenario(variants=SUBSETS, gains={}, seed_noise=NOISE, jagged={}, ood_loss={}))
+    drops = subset_drops(image_scores(runs, images))  # no test-level losses: no subset is more robust
+    assert best_changes(drops.assign(dice=-drops["drop"]))[0] == INCONCLUSIVE
 
 
 FULL = ("unet_skips_00", "unet_skips_01", "unet_skips_10", "unet_skips_11")  # every subset of 2 skips
@@ -99,15 +103,19 @@ def test_a_skip_that_adds_dice_where_the_other_does_not_supports_that_skips_cont
     )
     table = pd.read_csv(tmp_path / "export" / "tables" / "skip_contributions_synthetic.csv").set_index("skip")
     assert table.loc["skip 2", "contribution"] > 0.05 > abs(table.loc["skip 1", "contribution"])
-    flat = _full_report(tmp_path / "flat", {})
-    assert (
-        "**Each skip contributes differently (UDTransNet): CONTRADICTS.** every pair of skips contributes alike" in flat
-    )
+    verdict, measured, _ = contributions_differ(_scores(FULL, {}))
+    assert verdict == CONTRADICTS and measured.startswith("every pair of skips contributes alike")
 
 
-def test_contributions_need_every_subset(tmp_path) -> None:
-    report = _report(tmp_path, {})  # noskip_unet and three subsets: not the full factorial
-    assert "**Each skip contributes differently (UDTransNet): INCONCLUSIVE.** needs every subset" in report
+def _scores(variants: tuple, gains: dict) -> pd.DataFrame:
+    noise = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}
+    runs, images = scenario_frames(ClaimScenario(variants=variants, gains=gains, seed_noise=noise, jagged={}))
+    return subset_scores(image_scores(runs, images))
+
+
+def test_contributions_need_every_subset() -> None:
+    verdict, measured, table = contributions_differ(_scores(SUBSETS, {}))  # three of the four subsets of 2 skips
+    assert verdict == INCONCLUSIVE and measured.startswith("needs every subset") and table is None
 
 
 @pytest.mark.slow
