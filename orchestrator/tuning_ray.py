@@ -49,6 +49,17 @@ def rounded(value: Any) -> Any:
     return value
 
 
+def search_algorithm(tuning, points: list[dict]):
+    """Tune's search algorithm for ``tune.search``: OptunaSearch, or its random search; ``points`` tried first."""
+    if search_algorithm_name(tuning) == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created: noise here
+        return OptunaSearch(points_to_evaluate=points or None, seed=tuning.seed)
+    return tune.search.BasicVariantGenerator(points_to_evaluate=points or None, random_state=tuning.seed)
+
+
 def _domain(search: SearchRange):
     if search.uniform is not None:
         return tune.uniform(*search.uniform)
@@ -163,15 +174,7 @@ def run_tuning(
         tuner = tune.Tuner.restore(str(experiment / group), trainable, resume_unfinished=True, resume_errored=True)
     else:
         points = [as_tune_point(defaults, tuning.space)] if defaults is not None else []
-        if search_algorithm_name(tuning) == "optuna":
-            import optuna
-            from ray.tune.search.optuna import OptunaSearch
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created: noise here
-
-            searcher = OptunaSearch(points_to_evaluate=points or None, seed=tuning.seed)
-        else:
-            searcher = tune.search.BasicVariantGenerator(points_to_evaluate=points or None, random_state=tuning.seed)
+        searcher = search_algorithm(tuning, points)
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=tuning.max_epochs,

@@ -375,3 +375,16 @@ def test_the_tuning_view_charts_each_searched_field_for_tuning_trials_only() -> 
     assert json.loads(tags[VIEW_TAG])["searchFilter"] == f"tags.`{KIND_TAG}` = '{TRIAL_KIND}'"  # the grid's own
     plain = experiment_tags(parse_study(small_study("plain")), "conf/quick.yaml", "sqlite:///m.db")
     assert TUNING_VIEW_TAG not in plain
+
+
+def test_the_search_is_optuna_or_tunes_random_search_each_trying_the_study_values_first() -> None:
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.tuning_ray import search_algorithm
+
+    tuning = parse_study(tuned_study()).tune
+    point = [{"training.learning_rate": 0.001, "training.batch_size": "4"}]
+    assert isinstance(search_algorithm(tuning, point), OptunaSearch)  # auto, with optuna installed (the dev extra)
+    random = search_algorithm(tuning.model_copy(update={"search": "random"}), point)
+    assert isinstance(random, BasicVariantGenerator) and random._points_to_evaluate == point
