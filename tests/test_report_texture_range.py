@@ -6,10 +6,13 @@ robustness gap and its reduction are known.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
+import pytest
 from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
 from analysis.claims import CONTRADICTS
@@ -60,3 +63,17 @@ def test_a_sweep_of_another_field_has_no_texture_range_section(tmp_path) -> None
     study = load_export(_export(tmp_path, {"unet": 0.5}, {"unet": 0.1}))
     other = replace(study, runs=study.runs.rename(columns={AXIS: "sweep.training.learning_rate"}))
     assert texture_range_section(None, other, "noskip_unet") == ""
+
+
+@pytest.mark.slow
+def test_the_committed_texture_range_report_rebuilds_with_the_numbers_its_readme_quotes(tmp_path) -> None:
+    committed = Path(__file__).parents[1] / "docs" / "texture_range_cpu"
+    shutil.copytree(committed, tmp_path / "t", ignore=shutil.ignore_patterns("figures", "tables", "slices", "*.md"))
+    text = _report(tmp_path / "t")
+    assert text == (committed / "report.md").read_text()
+    assert "**INCONCLUSIVE.** unet on synthetic: gap +0.054 narrow, +0.057 wide, reduction -0.003" in text
+    gaps = pd.read_csv(tmp_path / "t" / "tables" / "texture_range_gaps.csv").set_index("variant")
+    assert (
+        round(gaps.loc["unet", "narrow_ci_low"], 3) == 0.013
+        and round(gaps.loc["attention_unet", "narrow_mean"], 3) == -0.040
+    )

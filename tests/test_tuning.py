@@ -388,3 +388,21 @@ def test_the_search_is_optuna_or_tunes_random_search_each_trying_the_study_value
     assert isinstance(search_algorithm(tuning, point), OptunaSearch)  # auto, with optuna installed (the dev extra)
     random = search_algorithm(tuning.model_copy(update={"search": "random"}), point)
     assert isinstance(random, BasicVariantGenerator) and random._points_to_evaluate == point
+
+
+@pytest.mark.slow
+def test_the_committed_tuned_report_rebuilds_with_the_values_its_readme_quotes(tmp_path) -> None:
+    import shutil
+    import warnings
+
+    from analysis.report import build_report
+
+    committed = ROOT / "docs" / "tuned_lr_cpu"
+    shutil.copytree(committed, tmp_path / "t", ignore=shutil.ignore_patterns("figures", "tables", "*.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "t").report.read_text()
+    assert text == (committed / "report.md").read_text()
+    assert "| synthetic | noskip_unet | 4 | 0.00305 | 0.807 | 0.760 | 0.046 |" in text
+    tuned = load_study(ROOT / "conf" / "tuned_lr_cpu_tuned.yaml").tuned
+    assert tuned["unet"]["synthetic"].values == {"training.learning_rate": 0.00073, "training.batch_size": 4}
