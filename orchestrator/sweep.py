@@ -153,6 +153,19 @@ class _OneLine(logging.Filter):
         return True
 
 
+def fit_quietly(tuner: tune.Tuner, verbose: bool = False) -> tune.ResultGrid:
+    """``tuner.fit()`` with Tune's and Train's log records in one line each (:class:`_OneLine`) unless ``verbose``."""
+    one_line = _OneLine()
+    handlers = [] if verbose else logging.getLogger("ray").handlers  # Ray logs through its own handler
+    for handler in handlers:
+        handler.addFilter(one_line)
+    try:
+        return tuner.fit()
+    finally:
+        for handler in handlers:
+            handler.removeFilter(one_line)
+
+
 def run_sweep(
     study: StudyConfig,
     specs: list[TrialSpec],
@@ -206,15 +219,7 @@ def run_sweep(
             verbose=2 if verbose else 0,
         ),
     )
-    one_line = _OneLine()
-    handlers = [] if verbose else logging.getLogger("ray").handlers  # Ray logs through its own handler
-    for handler in handlers:
-        handler.addFilter(one_line)
-    try:
-        results = tuner.fit()
-    finally:
-        for handler in handlers:
-            handler.removeFilter(one_line)
+    results = fit_quietly(tuner, verbose)
     outcome = {spec.trial_id: "NOT_RUN" for spec in specs}  # a trial Tune never started has no config
     for result in results:
         if result.config:

@@ -11,7 +11,6 @@ poor ones at its rungs. The metric is each configuration's best validation Dice 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from orchestrator.sweep import SweepPaths, _node_tags, _OneLine, _tune_checkpoint
+from orchestrator.sweep import SweepPaths, _node_tags, _tune_checkpoint, fit_quietly
 from orchestrator.tuning import search_algorithm_name
 from trainables.config import StudyConfig
 from trainables.config.tuning import SearchRange
@@ -200,15 +199,7 @@ def run_tuning(
                 verbose=2 if verbose else 0,
             ),
         )
-    one_line = _OneLine()
-    handlers = [] if verbose else logging.getLogger("ray").handlers
-    for handler in handlers:
-        handler.addFilter(one_line)
-    try:
-        results = tuner.fit()
-    finally:
-        for handler in handlers:
-            handler.removeFilter(one_line)
+    results = fit_quietly(tuner, verbose)
     tried = []
     for result in results:
         if not result.config:
