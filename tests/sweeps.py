@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -76,12 +78,31 @@ def orchestrate(study: Path, folder: Path, *extra: str, env: dict | None = None,
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def trial_runs(uri: str, experiment: str) -> list:
-    """The trial runs of ``experiment``; none while a SQLite store does not exist yet (a poll never creates it:
-    the driver creates the store under its lock, and a second process migrating a new schema at the same time
-    can leave it half-made, which the driver then waits out)."""
+def store_ready(uri: str, experiment: str) -> bool:
+    """Whether the driver has made its store and ``experiment`` in it (always, for a server's URI).
+
+    A SQLite store is read without MLflow (read-only, no schema work) until the experiment's row exists: the driver
+    creates the store's schema under its lock, and a poll that opened the half-made store with MLflow would migrate
+    it at the same time (seen in CI: the driver then exited 2).
+    """
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).exists():
+    if not uri.startswith(prefix):
+        return True
+    path = Path(uri[len(prefix) :])
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as database:
+            found = database.execute("SELECT 1 FROM experiments WHERE name = ?", (experiment,)).fetchone()
+    except sqlite3.Error:  # no experiments table yet, or the file is mid-write
+        return False
+    return found is not None
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    """The trial runs of ``experiment``; none until the driver has made the store and the experiment
+    (:func:`store_ready`: a poll never creates or migrates a store)."""
+    if not store_ready(uri, experiment):
         return []
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)

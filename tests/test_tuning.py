@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import ROOT, kill_group, subprocess_env
 from mlflow.tracking import MlflowClient
-from sweeps import orchestrate, orchestrate_command, wait_for
+from sweeps import orchestrate, orchestrate_command, store_ready, wait_for
 from trial_studies import merged, small_study
 
 from analysis.export.tables import ExportError, tuned_columns
@@ -214,6 +214,8 @@ def test_tune_dry_run_prints_the_plan_and_a_study_without_tune_is_refused(tmp_pa
 
 
 def _runs(uri: str, experiment: str, kind: str) -> list:
+    if not store_ready(uri, experiment):  # never open a store the driver is still creating
+        return []
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     return [] if found is None else client.search_runs([found.experiment_id], filter_string=kind_filter(kind))
@@ -235,8 +237,7 @@ def test_a_tuning_stopped_mid_way_resumes_then_pins_the_best_values_which_the_gr
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _runs(uri, name, TUNING_TRIAL_KIND) if (tmp_path / "mlflow.db").exists() else None,
-                 240, "a tuning configuration's run", while_running=driver)  # fmt: skip
+        wait_for(lambda: _runs(uri, name, TUNING_TRIAL_KIND), 240, "a tuning configuration's run", while_running=driver)
         os.killpg(driver.pid, signal.SIGINT)
         assert driver.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-3000:]
     finally:
