@@ -53,6 +53,18 @@ def trial_work_dir(storage_path: str, study: str, trial_id: str) -> Path:
     return Path(storage_path) / study / "work" / trial_id
 
 
+def resource_params(cpu: float, gpu: float) -> dict[str, str]:
+    """The share of the cluster Ray gave this trial, as run params: CPUs, GPU fraction, and the CUDA devices it
+    sees (``none`` without one): which runs shared a device can be read back from them."""
+    import ray
+
+    try:
+        devices = ",".join(str(device) for device in ray.get_gpu_ids())
+    except Exception:  # outside a Ray worker
+        devices = ""
+    return {"resources.cpu": f"{cpu:g}", "resources.gpu": f"{gpu:g}", "cuda_devices": devices or "none"}
+
+
 def _node_tags() -> dict[str, str]:
     """Where this attempt of the trial runs; a retry on another node replaces them."""
     import ray
@@ -69,6 +81,7 @@ def _trainable(
     checkpoint_every: int,
     device: str | None = None,
     after_epoch: Callable[[EpochReport], None] | None = None,
+    gpu_per_trial: float = 0.0,
 ) -> None:
     """One trial in a Ray worker: ``settings["trial"]`` is its key; the rest comes from ``tune.with_parameters``."""
     from trainables.state import STATE_FILE  # torch and MONAI: imported in the worker only, once
@@ -108,6 +121,7 @@ def _trainable(
             resume_from=tune_state,
             on_epoch=report,
             extra_tags=_node_tags(),
+            extra_params=resource_params(study.resources.cpu, gpu_per_trial),
             threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
             device=device,
         )
@@ -194,7 +208,13 @@ def run_sweep(
     # validated once, in the driver (absolute data and texture paths): trials get the object, not a dump to re-parse
     device = "cpu" if gpu_per_trial == 0 else None  # a trial given no GPU never takes one on a GPU node
     with_study = tune.with_parameters(
-        _trainable, study=study, paths=paths, checkpoint_every=checkpoint_every, device=device, after_epoch=after_epoch
+        _trainable,
+        study=study,
+        paths=paths,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        after_epoch=after_epoch,
+        gpu_per_trial=gpu_per_trial,
     )
     trainable = tune.with_resources(with_study, {"cpu": study.resources.cpu, "gpu": gpu_per_trial})
     param_space = {"trial": tune.grid_search([asdict(spec) for spec in specs])}  # the key only: Tune's config

@@ -77,3 +77,17 @@ def test_the_committed_texture_range_report_rebuilds_with_the_numbers_its_readme
         round(gaps.loc["unet", "narrow_ci_low"], 3) == 0.013
         and round(gaps.loc["attention_unet", "narrow_mean"], 3) == -0.040
     )
+
+
+def test_the_report_header_lists_the_resource_shapes_the_trials_ran_with() -> None:
+    from analysis.report import resource_shapes
+
+    runs = pd.DataFrame(
+        {
+            "param.resources.cpu": [1.0, 1.0, 0.5],
+            "param.resources.gpu": [0.25, 0.25, 0.0],
+            "param.device": ["cuda", "cuda", "cpu"],
+        }
+    )
+    assert resource_shapes(runs) == "0.5 CPU + 0 GPU, on cpu (1 runs); 1 CPU + 0.25 GPU, on cuda (2 runs)"
+    assert resource_shapes(runs.drop(columns="param.device")) == ""  # runs from before these params

@@ -45,6 +45,9 @@ def test_local_sweep_with_a_killed_trial_finishes_every_trial_once(tmp_path: Pat
         assert sorted(steps) == list(range(EPOCHS)), (run.info.run_name, steps)
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_dice")) == [1, 3]
         assert "test_dice.alpha_0.50" in run.data.metrics and "test_dice.alpha_1.00" in run.data.metrics
+        params = run.data.params  # the share Ray gave it: the cluster has no GPU, so none was asked for
+        assert (params["resources.cpu"], params["resources.gpu"], params["cuda_devices"]) == ("0.5", "0", "none")
+        assert params["device"] == "cpu"
     (killed,) = [run for run in runs if STATE_RECOVERED_TAG in run.data.tags]
     assert "did not load" in killed.data.tags[STATE_RECOVERED_TAG]
     assert killed.data.tags[RESUMED_TAG] == "2"  # from Tune's checkpoint of epoch 1, not from epoch 0

@@ -124,6 +124,7 @@ def run_trial(
     device: str | None = None,
     extra_tags: dict[str, str] | None = None,
     threads: int | None = None,
+    extra_params: dict[str, str] | None = None,
 ) -> TrialResult:
     """Train, evaluate and track one trial; resume it if a checkpoint exists.
 
@@ -138,6 +139,7 @@ def run_trial(
         on_epoch: called after each epoch, once its state is saved in ``checkpoint_dir``.
         device: torch device; default CUDA when visible, else CPU.
         extra_tags: more run tags set by the caller (the sweep records the Ray node id).
+        extra_params: more run params set by the caller (the sweep records the resources Ray gave the trial).
         threads: torch intra-op threads (the sweep passes the CPUs Ray gave the trial); default: torch's setting.
 
     Returns:
@@ -174,7 +176,9 @@ def run_trial(
         "precision": runtime.precision,  # what ran: fp32, bf16 or fp16 (mixed_precision may say auto)
         "channels_last": runtime.channels_last,
         "torch_threads": torch.get_num_threads(),  # results depend on it
+        "device": runtime.device.type,  # what it trained on: cpu or cuda (a resume elsewhere: params_changed)
         **_range_params(config, spec),
+        **(extra_params or {}),
     }
     record = TrialRun(
         uri,

@@ -234,6 +234,17 @@ def _build(
     )
 
 
+def resource_shapes(runs: pd.DataFrame) -> str:
+    """The resource shapes the trials ran with, from their params (``1 CPU + 0.25 GPU, on cpu (36 runs)``); "" when
+    the runs predate those params."""
+    columns = ["param.resources.cpu", "param.resources.gpu", "param.device"]
+    if not all(column in runs for column in columns):
+        return ""
+    shown = runs[columns].map(lambda value: f"{value:g}" if isinstance(value, int | float) else str(value))
+    counts = shown.value_counts(sort=False).sort_index()
+    return "; ".join(f"{cpu} CPU + {gpu} GPU, on {device} ({n} runs)" for (cpu, gpu, device), n in counts.items())
+
+
 def _header(study, baseline: str, messages: list[str], up: str = "") -> str:
     runs = study.runs
     built = (
@@ -253,6 +264,9 @@ def _header(study, baseline: str, messages: list[str], up: str = "") -> str:
     for axis in sweep_axes(runs):
         values = ", ".join(map(str, sorted(runs[axis].unique())))
         lines.append(f"- sweep: {axis.removeprefix(SWEEP_PREFIX)} = {values}")
+    shapes = resource_shapes(runs)
+    if shapes:
+        lines.append(f"- resources per trial: {shapes}")
     tuned = sorted(column.removeprefix(TUNED_PREFIX) for column in runs.columns if column.startswith(TUNED_PREFIX))
     if tuned:
         lines.append(f"- tuned per variant: {', '.join(tuned)} (see Tuning)")
