@@ -27,6 +27,7 @@ from ray import tune
 
 from orchestrator.progress import ProgressPrinter
 from trainables.config import StudyConfig
+from trainables.schema import GPU_UNUSABLE_TAG
 from trainables.spec import TrialSpec
 
 if TYPE_CHECKING:
@@ -63,6 +64,24 @@ def resource_params(cpu: float, gpu: float) -> dict[str, str]:
     except Exception:  # outside a Ray worker
         devices = ""
     return {"resources.cpu": f"{cpu:g}", "resources.gpu": f"{gpu:g}", "cuda_devices": devices or "none"}
+
+
+def _unusable_gpu(gpu_per_trial: float) -> dict[str, str]:
+    """The ``skipsweep.gpu_unusable`` tag (and a warning in the trial's log) when Ray gave this trial a GPU share
+    on a node where CUDA cannot be used (a node that declares GPUs it does not have, a broken driver): the trial
+    then trains on the CPU, and the record says why."""
+    import torch
+
+    if gpu_per_trial <= 0 or torch.cuda.is_available():
+        return {}
+    import ray
+
+    note = (
+        f"given {gpu_per_trial:g} GPU (CUDA devices {resource_params(0, 0)['cuda_devices']}) on node "
+        f"{ray.util.get_node_ip_address()}, but CUDA is not usable there: trained on the CPU"
+    )
+    logging.getLogger("trainables.trial").warning(note)
+    return {GPU_UNUSABLE_TAG: note}
 
 
 def _node_tags() -> dict[str, str]:
@@ -120,7 +139,7 @@ def _trainable(
             cache_root=paths.cache_root,
             resume_from=tune_state,
             on_epoch=report,
-            extra_tags=_node_tags(),
+            extra_tags={**_node_tags(), **_unusable_gpu(gpu_per_trial)},
             extra_params=resource_params(study.resources.cpu, gpu_per_trial),
             threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
             device=device,

@@ -171,7 +171,7 @@ def no_stray_processes():
 
 
 def start_ray_node(
-    temp_dir: str, *, num_cpus: int, head_port: int = 0, dashboard_port: int = 0, address: str = ""
+    temp_dir: str, *, num_cpus: int, head_port: int = 0, dashboard_port: int = 0, address: str = "", num_gpus: int = 0
 ) -> int:
     """``ray start`` in a new session; returns its PID, the process group of every process the node starts."""
     command = [
@@ -179,7 +179,7 @@ def start_ray_node(
         "start",
         f"--temp-dir={temp_dir}",
         f"--num-cpus={num_cpus}",
-        "--num-gpus=0",
+        f"--num-gpus={num_gpus}",  # declared only: no GPU exists here (the scheduling is what is tested)
         "--disable-usage-stats",
         "--min-worker-port=20000",
         "--max-worker-port=29999",

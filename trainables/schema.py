@@ -44,6 +44,7 @@ COMPILED_TAG = "skipsweep.compiled"  # whether torch.compile ran, when the study
 STATE_RECOVERED_TAG = "skipsweep.state_recovered"  # an unreadable state.pt was set aside (where to)
 PARAMS_CHANGED_TAG = "skipsweep.params_changed"  # params a later attempt ran with (MLflow keeps the first)
 ERROR_TAG = "error"  # the error of a failed attempt
+GPU_UNUSABLE_TAG = "skipsweep.gpu_unusable"  # given a GPU share where CUDA is not usable: trained on the CPU (why)
 TUNED_TAG = "skipsweep.tuned"  # the values tuning pinned for the run's variant, and what tuning measured (JSON)
 SWEEP_TAG = "skipsweep.sweep"  # the trial's sweep values, JSON {"training.learning_rate": 0.001}; absent without
 KEY_TAGS = ("study", "dataset", "variant", "train_alpha", "seed")  # the trial key; train_alpha empty for medical

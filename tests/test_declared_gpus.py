@@ -1,0 +1,42 @@
+"""The fractional-GPU path on a real local Ray cluster that declares a GPU it does not have (``--num-gpus``).
+
+No GPU exists here: what is tested is Ray's scheduling of fractional shares and what each trial records of its
+share. Concurrency is read from the runs' start and end times, never from a timed assertion.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import LOOPBACK_HEAD, free_port, kill_group, start_ray_node
+from sweeps import orchestrate, trial_runs, write_study
+
+from trainables.schema import GPU_UNUSABLE_TAG
+
+
+@pytest.mark.slow
+def test_four_quarter_gpu_trials_share_one_declared_gpu_at_once_and_record_their_share(tmp_path: Path) -> None:
+    epochs = 6  # long enough that the four overlap once all have started
+    study = write_study(tmp_path, "quarters", epochs=epochs, resources={"cpu": 0.5, "gpu": 0.25, "max_failures": 0})
+    port = free_port()
+    head = start_ray_node(
+        tempfile.mkdtemp(prefix="gq", dir="/tmp"), num_cpus=2, num_gpus=1, head_port=port, dashboard_port=free_port()
+    )
+    try:
+        result = orchestrate(study, tmp_path, "--address", f"{LOOPBACK_HEAD}:{port}")
+    finally:
+        kill_group(head)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "running on CPU instead" not in result.stdout + result.stderr  # the cluster has a GPU: it was asked for
+    runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "quarters")
+    assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}
+    latest_start = max(run.info.start_time for run in runs)
+    earliest_end = min(run.info.end_time for run in runs)
+    assert latest_start < earliest_end, "the four 0.25-GPU trials never ran at the same time"
+    for run in runs:
+        params, tags = run.data.params, run.data.tags
+        assert (params["resources.gpu"], params["resources.cpu"], params["cuda_devices"]) == ("0.25", "0.5", "0")
+        assert params["device"] == "cpu"  # the declared GPU is not there: CUDA is not usable, so the CPU trained it
+        assert "CUDA is not usable there: trained on the CPU" in tags[GPU_UNUSABLE_TAG]
