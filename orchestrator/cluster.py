@@ -92,19 +92,35 @@ def connect_ray(address: str | None, verbose: bool):
     return ray
 
 
-def check_trial_fits(cpu_per_trial: float, nodes: list[dict], source: str) -> None:
-    """Refuse a study whose trials ask more CPUs than the largest alive node has: they would pend forever.
+def check_trial_fits(cpu_per_trial: float, nodes: list[dict], source: str, gpu_per_trial: float = 0.0) -> None:
+    """Refuse a study whose trials ask more than any alive node has (CPUs, or CPUs and GPU share together): they
+    would pend forever.
 
     Args:
         cpu_per_trial: the study's ``resources.cpu``.
         nodes: ``ray.nodes()``.
         source: the study file, for the message.
+        gpu_per_trial: the GPU share each trial will ask (0 when the cluster has no GPU: it then runs on CPUs).
     """
-    largest = max((node["Resources"].get("CPU", 0.0) for node in nodes if node.get("Alive")), default=0.0)
+    alive = [node["Resources"] for node in nodes if node.get("Alive")]
+    largest = max((resources.get("CPU", 0.0) for resources in alive), default=0.0)
     if cpu_per_trial > largest:
         raise StudyConfigError(
             f"{source}: resources.cpu: {cpu_per_trial:g} CPUs per trial, but the largest node of the Ray cluster"
             f" has {largest:g}: no trial could start"
+        )
+    if gpu_per_trial <= 0:
+        return
+    gpus = max((resources.get("GPU", 0.0) for resources in alive), default=0.0)
+    if gpu_per_trial > gpus:
+        raise StudyConfigError(
+            f"{source}: resources.gpu: {gpu_per_trial:g} GPUs per trial, but no node of the Ray cluster has more"
+            f" than {gpus:g}: no trial could start (a trial runs on one node; ask a share of one node's GPUs)"
+        )
+    if not any(r.get("CPU", 0.0) >= cpu_per_trial and r.get("GPU", 0.0) >= gpu_per_trial for r in alive):
+        raise StudyConfigError(
+            f"{source}: resources: no node of the Ray cluster has both {cpu_per_trial:g} CPUs and {gpu_per_trial:g}"
+            " GPUs for one trial: no trial could start"
         )
 
 

@@ -162,8 +162,8 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
     if todo:
         ray = _connect(args)
         try:
-            check_trial_fits(study.resources.cpu, ray.nodes(), args.config)
             gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
+            check_trial_fits(study.resources.cpu, ray.nodes(), args.config, gpu)
             started = time.monotonic()
             outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose, after_epoch)
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")

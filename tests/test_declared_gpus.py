@@ -10,24 +10,30 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import LOOPBACK_HEAD, free_port, kill_group, start_ray_node
+from conftest import LOOPBACK_HEAD, LOOPBACK_WORKER, free_port, kill_group, start_ray_node
 from sweeps import orchestrate, trial_runs, write_study
 
 from trainables.schema import GPU_UNUSABLE_TAG
 
 
 @pytest.mark.slow
-def test_four_quarter_gpu_trials_share_one_declared_gpu_at_once_and_record_their_share(tmp_path: Path) -> None:
+def test_quarter_gpu_trials_go_to_the_gpu_node_share_its_gpu_at_once_and_record_their_share(tmp_path: Path) -> None:
     epochs = 6  # long enough that the four overlap once all have started
     study = write_study(tmp_path, "quarters", epochs=epochs, resources={"cpu": 0.5, "gpu": 0.25, "max_failures": 0})
     port = free_port()
-    head = start_ray_node(
-        tempfile.mkdtemp(prefix="gq", dir="/tmp"), num_cpus=2, num_gpus=1, head_port=port, dashboard_port=free_port()
-    )
+    nodes = [  # a CPU-only head and a worker that declares one GPU
+        start_ray_node(
+            tempfile.mkdtemp(prefix="gq", dir="/tmp"), num_cpus=1, head_port=port, dashboard_port=free_port()
+        )
+    ]
     try:
-        result = orchestrate(study, tmp_path, "--address", f"{LOOPBACK_HEAD}:{port}")
+        address = f"{LOOPBACK_HEAD}:{port}"
+        worker = tempfile.mkdtemp(prefix="gw", dir="/tmp")
+        nodes.append(start_ray_node(worker, num_cpus=2, num_gpus=1, address=address))  # declares one GPU
+        result = orchestrate(study, tmp_path, "--address", address)
     finally:
-        kill_group(head)
+        for node in nodes:
+            kill_group(node)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "running on CPU instead" not in result.stdout + result.stderr  # the cluster has a GPU: it was asked for
     runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "quarters")
@@ -39,4 +45,5 @@ def test_four_quarter_gpu_trials_share_one_declared_gpu_at_once_and_record_their
         params, tags = run.data.params, run.data.tags
         assert (params["resources.gpu"], params["resources.cpu"], params["cuda_devices"]) == ("0.25", "0.5", "0")
         assert params["device"] == "cpu"  # the declared GPU is not there: CUDA is not usable, so the CPU trained it
+        assert tags["ray.node_ip"] == LOOPBACK_WORKER  # the only node with a GPU, though the head had a free CPU
         assert "CUDA is not usable there: trained on the CPU" in tags[GPU_UNUSABLE_TAG]

@@ -220,6 +220,20 @@ def test_a_trial_larger_than_every_node_is_refused() -> None:
         check_trial_fits(64, nodes, "s.yaml")
 
 
+def test_a_gpu_share_larger_than_every_node_is_refused() -> None:
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0}},  # a CPU-only head
+        {"Alive": True, "Resources": {"CPU": 2.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 8.0}},
+    ]
+    check_trial_fits(2, nodes, "s.yaml", 0.25)
+    check_trial_fits(2, nodes, "s.yaml", 1.0)
+    with pytest.raises(ValueError, match=r"s.yaml: resources.gpu: 2 GPUs per trial, but no node .* more than 1"):
+        check_trial_fits(1, nodes, "s.yaml", 2.0)
+    with pytest.raises(ValueError, match=r"no node of the Ray cluster has both 4 CPUs and 0.5 GPUs"):
+        check_trial_fits(4, nodes, "s.yaml", 0.5)  # 8 CPUs on one node, the GPU on another
+
+
 @pytest.mark.slow
 def test_resources_cpu_beyond_the_cluster_is_refused_after_ray_starts_not_waited_on(tmp_path: Path) -> None:
     study = write_study(tmp_path, "toobig", epochs=1, resources={"cpu": 64, "gpu": 0})
