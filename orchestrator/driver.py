@@ -48,8 +48,14 @@ def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def _gpu_fraction(requested: float, cluster: dict) -> float:
-    """The GPU fraction to ask for: 0, with one warning, when the cluster has no GPU (else trials pend forever)."""
+def _gpu_fraction(requested: float, cluster: dict, required: bool = False, source: str = "") -> float:
+    """The GPU fraction to ask for: 0, with one warning, when the cluster has no GPU (else trials pend forever);
+    a ``StudyConfigError`` instead when the study sets ``resources.require_gpu``."""
+    if required and cluster.get("GPU", 0) == 0:
+        raise StudyConfigError(
+            f"{source}: resources.require_gpu: the Ray cluster has no GPU; connect to one that has (--address), "
+            "or drop require_gpu to run on CPUs"
+        )
     if requested > 0 and cluster.get("GPU", 0) == 0:
         warnings.warn(
             f"the study asks {requested:g} GPU per trial but the Ray cluster has no GPU: running on CPU instead",
@@ -162,7 +168,7 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
     if todo:
         ray = _connect(args)
         try:
-            gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
+            gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources(), study.resources.require_gpu, args.config)
             check_trial_fits(study.resources.cpu, ray.nodes(), args.config, gpu)
             started = time.monotonic()
             outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose, after_epoch)

@@ -59,27 +59,31 @@ def resource_params(cpu: float, gpu: float) -> dict[str, str]:
     sees (``none`` without one): which runs shared a device can be read back from them."""
     import ray
 
-    try:
-        devices = ",".join(str(device) for device in ray.get_gpu_ids())
-    except Exception:  # outside a Ray worker
-        devices = ""
+    devices = ",".join(str(d) for d in ray.get_gpu_ids()) if ray.is_initialized() else ""  # (it would start Ray)
     return {"resources.cpu": f"{cpu:g}", "resources.gpu": f"{gpu:g}", "cuda_devices": devices or "none"}
 
 
-def _unusable_gpu(gpu_per_trial: float) -> dict[str, str]:
+def _unusable_gpu(gpu_per_trial: float, required: bool = False) -> dict[str, str]:
     """The ``skipsweep.gpu_unusable`` tag (and a warning in the trial's log) when Ray gave this trial a GPU share
     on a node where CUDA cannot be used (a node that declares GPUs it does not have, a broken driver): the trial
-    then trains on the CPU, and the record says why."""
+    then trains on the CPU, and the record says why. With ``resources.require_gpu`` it fails at once instead.
+
+    Raises:
+        RuntimeError: ``required`` and CUDA is not usable here.
+    """
     import torch
 
     if gpu_per_trial <= 0 or torch.cuda.is_available():
         return {}
     import ray
 
-    note = (
+    where = (
         f"given {gpu_per_trial:g} GPU (CUDA devices {resource_params(0, 0)['cuda_devices']}) on node "
-        f"{ray.util.get_node_ip_address()}, but CUDA is not usable there: trained on the CPU"
+        f"{ray.util.get_node_ip_address()}, but CUDA is not usable there"
     )
+    if required:
+        raise RuntimeError(f"resources.require_gpu: {where}; not training on the CPU")
+    note = f"{where}: trained on the CPU"
     logging.getLogger("trainables.trial").warning(note)
     return {GPU_UNUSABLE_TAG: note}
 
@@ -139,7 +143,7 @@ def _trainable(
             cache_root=paths.cache_root,
             resume_from=tune_state,
             on_epoch=report,
-            extra_tags={**_node_tags(), **_unusable_gpu(gpu_per_trial)},
+            extra_tags={**_node_tags(), **_unusable_gpu(gpu_per_trial, study.resources.require_gpu)},
             extra_params=resource_params(study.resources.cpu, gpu_per_trial),
             threads=max(1, round(study.resources.cpu)),  # torch uses exactly the CPUs Ray gave the trial
             device=device,

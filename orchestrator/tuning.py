@@ -330,7 +330,8 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
                     continue
                 if ray is None:
                     ray = _connect(args)
-                    gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources())
+                    resources = study.resources
+                    gpu = _gpu_fraction(resources.gpu, ray.cluster_resources(), resources.require_gpu, args.config)
                     check_trial_fits(study.resources.cpu, ray.nodes(), args.config, gpu)
                 print(f"[{study.study}] tuning {number}/{len(groups)}: {group.run_name} ({study.tune.samples} configs)")
                 defaults = study_defaults(study, group.dataset) if study.tune.include_defaults else None

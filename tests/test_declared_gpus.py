@@ -47,3 +47,19 @@ def test_quarter_gpu_trials_go_to_the_gpu_node_share_its_gpu_at_once_and_record_
         assert params["device"] == "cpu"  # the declared GPU is not there: CUDA is not usable, so the CPU trained it
         assert tags["ray.node_ip"] == LOOPBACK_WORKER  # the only node with a GPU, though the head had a free CPU
         assert "CUDA is not usable there: trained on the CPU" in tags[GPU_UNUSABLE_TAG]
+
+
+def test_require_gpu_refuses_a_cluster_without_gpus_and_fails_a_trial_where_cuda_is_not_usable() -> None:
+    from orchestrator.driver import _gpu_fraction
+    from orchestrator.sweep import _unusable_gpu
+    from trainables.config import StudyConfigError
+
+    assert _gpu_fraction(0.25, {"CPU": 2.0, "GPU": 1.0}, required=True) == 0.25
+    with pytest.warns(UserWarning, match="running on CPU instead"):
+        assert _gpu_fraction(0.25, {"CPU": 2.0}) == 0.0
+    with pytest.raises(StudyConfigError, match=r"s.yaml: resources.require_gpu: the Ray cluster has no GPU"):
+        _gpu_fraction(0.25, {"CPU": 2.0}, required=True, source="s.yaml")
+    assert _unusable_gpu(0.0, required=True) == {}  # asked no GPU: nothing to say
+    assert "trained on the CPU" in _unusable_gpu(0.25)[GPU_UNUSABLE_TAG]  # this machine has no CUDA
+    with pytest.raises(RuntimeError, match=r"resources.require_gpu: given 0.25 GPU .* CUDA is not usable there"):
+        _unusable_gpu(0.25, required=True)

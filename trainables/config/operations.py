@@ -21,6 +21,11 @@ class ResourcesConfig(Section):
         None, ge=1, description="Cap on trials running at once; null = as resources allow."
     )
     max_failures: int = Field(2, ge=0, description="Retries of a failed trial from its last checkpoint.")
+    require_gpu: bool = Field(
+        False,
+        description="Refuse to train on a CPU: a cluster without GPUs is refused before any trial starts (instead "
+        "of running on CPUs), and a trial given a GPU share on a node where CUDA is not usable fails at once.",
+    )
 
 
 class TrackingConfig(Section):
