@@ -12,10 +12,17 @@ import pandas as pd
 import pytest
 from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
-from analysis.claims import CONTRADICTS, INCONCLUSIVE
+from analysis.claims import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.frames import image_scores
 from analysis.report import build_report
-from analysis.report.subsets import best_changes, contributions_differ, subset_drops, subset_scores
+from analysis.report.subsets import (
+    best_changes,
+    contributions_differ,
+    drop_table,
+    subset_drops,
+    subset_scores,
+    subset_table,
+)
 
 SUBSETS = ("noskip_unet", "unet_skips_01", "unet_skips_10", "unet_skips_11")
 NOISE = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}  # seeds differ, pairs stay clear
@@ -48,73 +55,56 @@ def test_two_alphas_whose_best_subsets_cross_support_that_the_best_changes(tmp_p
     assert (tmp_path / "export" / "figures" / "skip_subsets_synthetic.png").is_file()
 
 
-def test_one_subset_best_everywhere_by_a_clear_margin_contradicts_it(tmp_path) -> None:
+def _images(variants: tuple, gains: dict, ood_loss: dict | None = None) -> pd.DataFrame:
+    """Per-image scores of a hand-made scenario (the verdicts below are tested on them directly; the whole report's
+    wiring is the test above and the committed report's rebuild)."""
+    scenario = ClaimScenario(variants=variants, gains=gains, seed_noise=NOISE, jagged={}, ood_loss=ood_loss or {})
+    return image_scores(*scenario_frames(scenario))
+
+
+def test_one_subset_best_everywhere_by_a_clear_margin_contradicts_it() -> None:
     alphas = ClaimScenario().alphas
-    report = _report(tmp_path, {"unet_skips_11": {a: 0.08 for a in alphas}})
-    assert "**The best subset changes with difficulty: CONTRADICTS.** unet_skips_11 is best at every alpha" in report
+    verdict, measured = best_changes(subset_scores(_images(SUBSETS, {"unet_skips_11": {a: 0.08 for a in alphas}})))
+    assert verdict == CONTRADICTS and measured.startswith("unet_skips_11 is best at every alpha")
 
 
-def test_subsets_that_cannot_be_told_apart_leave_it_inconclusive_and_tied(tmp_path) -> None:
-    report = _report(tmp_path, {})
-    assert "**The best subset changes with difficulty: INCONCLUSIVE.**" in report
-    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_synthetic.csv")
+def test_subsets_that_cannot_be_told_apart_leave_it_inconclusive_and_tied() -> None:
+    scores = subset_scores(_images(SUBSETS, {}))
+    assert best_changes(scores)[0] == INCONCLUSIVE
+    table = subset_table(scores)
     assert table.groupby("train_alpha")["tied"].sum().min() >= 2  # the best and at least one it cannot beat
 
 
-def test_the_subset_that_loses_least_out_of_domain_is_marked_and_ranked_per_alpha(tmp_path) -> None:
+def test_the_subset_that_loses_least_out_of_domain_is_marked_and_ranked_per_alpha() -> None:
     losses = {"noskip_unet": 0.5, "unet_skips_01": 0.05, "unet_skips_10": 0.5, "unet_skips_11": 0.3}
-    report = _report(tmp_path, {}, losses)
-    section = report[report.index("#### synthetic: out-of-domain drop") :]
-    assert (
-        "**The most robust subset changes with difficulty: CONTRADICTS.** unet_skips_01 is most robust at every"
-        in section
-    )
-    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_subsets_ood_drop_synthetic.csv")
+    drops = subset_drops(_images(SUBSETS, {}, losses))
+    verdict, measured = best_changes(drops.assign(dice=-drops["drop"]))
+    assert verdict == CONTRADICTS and measured.startswith("unet_skips_01 is best at every alpha")
+    table = drop_table(drops)
     assert set(table.loc[table["best"], "variant"]) == {"unet_skips_01"}
     means = table.groupby("variant")["mean"].mean()
     assert means["unet_skips_01"] < means["unet_skips_11"] < means["unet_skips_10"]  # drops follow the losses
     assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
-    assert (tmp_path / "export" / "figures" / "skip_subsets_ood_drop_synthetic.png").is_file()
-    runs, images = scenario_frames(ClaimScenario(variants=SUBSETS, gains={}, seed_noise=NOISE, jagged={}, ood_loss={}))
-    drops = subset_drops(image_scores(runs, images))  # no test-level losses: no subset is more robust
-    assert best_changes(drops.assign(dice=-drops["drop"]))[0] == INCONCLUSIVE
+    flat = subset_drops(_images(SUBSETS, {}))  # no test-level losses: no subset is more robust
+    assert best_changes(flat.assign(dice=-flat["drop"]))[0] == INCONCLUSIVE
 
 
 FULL = ("unet_skips_00", "unet_skips_01", "unet_skips_10", "unet_skips_11")  # every subset of 2 skips
 
 
-def _full_report(tmp_path, gains: dict) -> str:
-    noise = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}
-    scenario = ClaimScenario(variants=FULL, gains=gains, seed_noise=noise, jagged={}, ood_loss={})
-    runs, images = scenario_frames(scenario)
-    folder = write_export(tmp_path / "export", runs, images, study="subsets")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return build_report(folder, baseline="unet_skips_00", n_resamples=100).report.read_text()
-
-
-def test_a_skip_that_adds_dice_where_the_other_does_not_supports_that_skips_contribute_differently(tmp_path) -> None:
+def test_a_skip_that_adds_dice_where_the_other_does_not_supports_that_skips_contribute_differently() -> None:
     alphas = ClaimScenario().alphas
     gains = {variant: {a: 0.08 for a in alphas} for variant in ("unet_skips_01", "unet_skips_11")}  # the 2nd skip
-    report = _full_report(tmp_path, gains)
-    assert (
-        "**Each skip contributes differently (UDTransNet): SUPPORTS.** skip 1 and skip 2 contribute differently"
-        in report
-    )
-    table = pd.read_csv(tmp_path / "export" / "tables" / "skip_contributions_synthetic.csv").set_index("skip")
+    verdict, measured, table = contributions_differ(subset_scores(_images(FULL, gains)))
+    assert verdict == SUPPORTS and measured.startswith("skip 1 and skip 2 contribute differently")
+    table = table.set_index("skip")
     assert table.loc["skip 2", "contribution"] > 0.05 > abs(table.loc["skip 1", "contribution"])
-    verdict, measured, _ = contributions_differ(_scores(FULL, {}))
+    verdict, measured, _ = contributions_differ(subset_scores(_images(FULL, {})))
     assert verdict == CONTRADICTS and measured.startswith("every pair of skips contributes alike")
 
 
-def _scores(variants: tuple, gains: dict) -> pd.DataFrame:
-    noise = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}
-    runs, images = scenario_frames(ClaimScenario(variants=variants, gains=gains, seed_noise=noise, jagged={}))
-    return subset_scores(image_scores(runs, images))
-
-
 def test_contributions_need_every_subset() -> None:
-    verdict, measured, table = contributions_differ(_scores(SUBSETS, {}))  # three of the four subsets of 2 skips
+    verdict, measured, table = contributions_differ(subset_scores(_images(SUBSETS, {})))  # 3 of the 4 subsets
     assert verdict == INCONCLUSIVE and measured.startswith("needs every subset") and table is None
 
 
