@@ -163,7 +163,7 @@ def run_tuning(
             parent_run_id=parent_run_id,
             paths=paths,
             device=device,
-        ),  # fmt: skip
+        ),
         {"cpu": study.resources.cpu, "gpu": gpu_per_trial},
     )
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C stops the driver (orchestrator.interrupts), not Tune
