@@ -23,12 +23,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy import stats as scipy_stats
 
 from analysis.claims import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.report.formatting import format_number
 from analysis.statistics.paired import holm
-from analysis.statistics.seeds import EQUIVALENT, MIN_SEEDS, equivalence, seed_effect
+from analysis.statistics.seeds import EQUIVALENT, MIN_SEEDS, equivalence, seed_effect, seed_p
 from analysis.tables.relative import seed_level_scores
 from trainables.schema import SKIP_SUBSET_PREFIX, is_skip_subset
 
@@ -308,10 +307,4 @@ def _markdown(table: pd.DataFrame) -> str:
 def _paired_p(better: pd.Series, other: pd.Series, one_sided: bool = False) -> float:
     """p of a paired t-test over seeds (both defined), two-sided or that ``better`` is larger."""
     both = pd.concat([better, other], axis=1).dropna()
-    if len(both) < 2:
-        return np.nan
-    differences = both.iloc[:, 0] - both.iloc[:, 1]
-    if np.allclose(differences, differences.iloc[0]):
-        return 0.0 if differences.iloc[0] > 0 else 1.0
-    alternative = "greater" if one_sided else "two-sided"
-    return float(scipy_stats.ttest_1samp(differences, 0.0, alternative=alternative).pvalue)
+    return seed_p((both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(), "greater" if one_sided else "two-sided")

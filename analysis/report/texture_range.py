@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from analysis.claims import CONTRADICTS, INCONCLUSIVE, SUPPORTS
 from analysis.frames import SWEEP_PREFIX, ExportedStudy, image_scores, ordered_variants
 from analysis.report.formatting import format_number, markdown_table
 from analysis.statistics.paired import holm
-from analysis.statistics.seeds import EQUIVALENT, MIN_SEEDS, equivalence, seed_effect
+from analysis.statistics.seeds import EQUIVALENT, MIN_SEEDS, equivalence, seed_effect, seed_p
 
 RANGE_AXIS = f"{SWEEP_PREFIX}training.train_range"
 MARGIN = 0.02  # absolute Dice: a change of the robustness gap smaller than this is negligible
@@ -49,16 +48,6 @@ def model_drops(study: ExportedStudy) -> pd.DataFrame:
     keys = study.runs.set_index("run_id")[["dataset", "variant", "train_alpha", "seed"]]
     frame = keys.join(drop, how="inner").join(ranges.rename("range"))
     return frame.reset_index(drop=True)
-
-
-def _one_sided_p(values: np.ndarray) -> float:
-    """p of a t-test that the mean of ``values`` (one per seed) is above 0; NaN for fewer than 2."""
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return np.nan
-    if np.allclose(values, values[0]):
-        return 0.0 if values[0] > 0 else 1.0
-    return float(scipy_stats.ttest_1samp(values, 0.0, alternative="greater").pvalue)
 
 
 def range_gaps(drops: pd.DataFrame, baseline: str) -> dict[str, dict[str, pd.Series]]:
@@ -92,10 +81,10 @@ def texture_range_verdict(drops: pd.DataFrame, baseline: str, level: float = 0.0
             effect = seed_effect(parts[name].to_numpy())
             row |= {f"{name}_mean": effect.mean, f"{name}_ci_low": effect.ci_low, f"{name}_ci_high": effect.ci_high}
         row["n_seeds"] = len(parts["reduction"])
-        row["p_narrow_gap"] = _one_sided_p(parts["narrow"].to_numpy())
-        row["p_reduction"] = _one_sided_p(parts["reduction"].to_numpy())
+        row["p_narrow_gap"] = seed_p(parts["narrow"].to_numpy(), "greater")
+        row["p_reduction"] = seed_p(parts["reduction"].to_numpy(), "greater")
         row["reduction_equivalent"] = equivalence(parts["reduction"].to_numpy(), MARGIN, level).outcome == EQUIVALENT
-        row["p_increase"] = _one_sided_p(-parts["reduction"].to_numpy())
+        row["p_increase"] = seed_p(-parts["reduction"].to_numpy(), "greater")
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:

@@ -52,6 +52,17 @@ def _finite(values) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def seed_p(effects, alternative: str = "two-sided") -> float:
+    """p of a t-test of per-seed effects against 0 (``two-sided`` or ``greater``); NaN below 2 seeds. When every
+    seed agrees, 0 if their shared effect is positive, else 1."""
+    x = _finite(effects)
+    if x.size < 2:
+        return np.nan
+    if np.allclose(x, x[0]):
+        return 0.0 if x[0] > 0 else 1.0
+    return float(scipy_stats.ttest_1samp(x, 0.0, alternative=alternative).pvalue)
+
+
 def seed_effect(effects, confidence: float = 0.95) -> SeedEffect:
     """Mean, Student-t interval and t-test of per-seed effects.
 
