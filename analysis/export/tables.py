@@ -83,21 +83,31 @@ def run_row(run) -> dict:
     return row
 
 
+def _json_object_tag(run, tag: str, name: str) -> dict | None:
+    """A run tag that holds a JSON object, parsed (None when the run has no such tag).
+
+    Raises:
+        ExportError: The tag is not a JSON object.
+    """
+    text = run.data.tags.get(tag)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ExportError(f"run {name} ({run.info.run_id}): tag {tag} is not a JSON object: {text!r}")
+    return value
+
+
 def sweep_values(run, name: str) -> dict[str, object]:
     """A run's sweep values by dotted key, from its ``skipsweep.sweep`` tag ({} for a run without a sweep).
 
     Raises:
         ExportError: The tag is not a JSON object.
     """
-    text = run.data.tags.get(SWEEP_TAG)
-    if not text:
-        return {}
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError:
-        values = None
-    if not isinstance(values, dict):
-        raise ExportError(f"run {name} ({run.info.run_id}): tag {SWEEP_TAG} is not a JSON object: {text!r}")
+    values = _json_object_tag(run, SWEEP_TAG, name) or {}
     return {key: json.dumps(value) if isinstance(value, list) else value for key, value in values.items()}
 
 
@@ -107,15 +117,11 @@ def tuned_columns(run, name: str) -> dict[str, object]:
     Raises:
         ExportError: The tag is not the JSON object the trial wrote.
     """
-    text = run.data.tags.get(TUNED_TAG)
-    if not text:
+    entry = _json_object_tag(run, TUNED_TAG, name)
+    if entry is None:
         return {}
-    try:
-        entry = json.loads(text)
-    except json.JSONDecodeError:
-        entry = None
-    if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
-        raise ExportError(f"run {name} ({run.info.run_id}): tag {TUNED_TAG} is not a JSON object with values: {text!r}")
+    if not isinstance(entry.get("values"), dict):
+        raise ExportError(f"run {name} ({run.info.run_id}): tag {TUNED_TAG} has no 'values' object: {entry!r}")
     columns = {
         f"{TUNED_PREFIX}{key}": json.dumps(value) if isinstance(value, list) else value
         for key, value in entry["values"].items()
