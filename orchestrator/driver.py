@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import interrupts
@@ -140,18 +141,44 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]
     return rows
 
 
-def run_study(args: argparse.Namespace, study, specs: list, uri: str, after_epoch=None) -> int:
-    """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a real run (the grid, or the tuning stage) has once its checks passed and its data are ready."""
+
+    storage: str  # absolute
+    cache: str  # absolute
+    policy: RetryPolicy  # the driver's tracking calls; each trial takes the same from the study
+    ui_tags: dict[str, str]  # the experiment's note and views
+
+
+def prepare_run(args: argparse.Namespace, study, uri: str) -> Prepared:
+    """The checks before any work (address, local fit, preflight) and the study's data, prepared once."""
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     check_ray_address(args.address)
     check_local_fit(study.resources.cpu, args.address, args.config)
-    policy = RetryPolicy.from_config(study.tracking)  # the driver's calls; each trial takes the same from the study
+    policy = RetryPolicy.from_config(study.tracking)
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
-    ui_tags = experiment_tags(study, args.config, uri)
-    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy, ui_tags=ui_tags):
-        return _sweep(args, study, specs, uri, cache, storage, policy, after_epoch)
+    return Prepared(storage, cache, policy, experiment_tags(study, args.config, uri))
+
+
+def trial_gpu(ray, study, source: str) -> float:
+    """The GPU share each trial asks the connected cluster for (:func:`_gpu_fraction`), once the trial is known to fit
+    a node (:func:`check_trial_fits`)."""
+    resources = study.resources
+    gpu = _gpu_fraction(resources.gpu, ray.cluster_resources(), resources.require_gpu, source)
+    check_trial_fits(resources.cpu, ray.nodes(), source, gpu)
+    return gpu
+
+
+def run_study(args: argparse.Namespace, study, specs: list, uri: str, after_epoch=None) -> int:
+    """Everything after validation: checks, data, MLflow, the sweep on Ray, the summary; returns the exit status."""
+    run = prepare_run(args, study, uri)
+    with claim_study(
+        study.study, run.storage, uri, study.experiment_name, retry_policy=run.policy, ui_tags=run.ui_tags
+    ):
+        return _sweep(args, study, specs, uri, run.cache, run.storage, run.policy, after_epoch)
 
 
 def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, storage: str, policy, after_epoch):
@@ -168,8 +195,7 @@ def _sweep(args: argparse.Namespace, study, specs: list, uri: str, cache: str, s
     if todo:
         ray = _connect(args)
         try:
-            gpu = _gpu_fraction(study.resources.gpu, ray.cluster_resources(), study.resources.require_gpu, args.config)
-            check_trial_fits(study.resources.cpu, ray.nodes(), args.config, gpu)
+            gpu = trial_gpu(ray, study, args.config)
             started = time.monotonic()
             outcome = run_sweep(study, todo, paths, gpu, args.checkpoint_every, args.verbose, after_epoch)
             print(f"[{study.study}] sweep took {time.monotonic() - started:.1f} s")

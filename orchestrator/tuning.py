@@ -287,37 +287,22 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
     """Checks, data, the study's lease, each tuning on Ray, the resolved study file; the exit status."""
     from mlflow import MlflowClient
 
-    from orchestrator.cluster import check_local_fit, check_ray_address, check_trial_fits
-    from orchestrator.driver import (
-        DISK_FULL,
-        _absolute,
-        _connect,
-        _gpu_fraction,
-        _written_folders,
-        experiment_tags,
-        prepare_data,
-    )
+    from orchestrator.driver import DISK_FULL, _connect, _written_folders, prepare_run, trial_gpu
     from orchestrator.ownership import claim_study
-    from orchestrator.preflight import preflight
     from trainables.files import disk_full
-    from trainables.tracking import RetryPolicy, ensure_experiment, only_our_retries
 
-    storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
-    check_ray_address(args.address)
-    check_local_fit(study.resources.cpu, args.address, args.config)
-    policy = RetryPolicy.from_config(study.tracking)
-    only_our_retries()
-    preflight(study, args.config, uri, storage, cache, address=args.address)
-    prepare_data(study, args.config, cache)
-    ui_tags = experiment_tags(study, args.config, uri)
+    run = prepare_run(args, study, uri)
+    storage, cache, policy = run.storage, run.cache, run.policy
     groups = tuning_groups(study)
     tuned: dict[str, dict[str, dict]] = {}
-    with claim_study(study.study, storage, uri, study.experiment_name, retry_policy=policy, ui_tags=ui_tags):
+    with claim_study(
+        study.study, storage, uri, study.experiment_name, retry_policy=policy, ui_tags=run.ui_tags
+    ) as lease:
         from orchestrator.sweep import SweepPaths
         from orchestrator.tuning_ray import run_tuning
 
         client = MlflowClient(uri)
-        experiment_id = ensure_experiment(uri, study.experiment_name, ui_tags)
+        experiment_id = lease.experiment_id  # the lease opened the store and the experiment
         paths = SweepPaths(uri, cache, storage)
         ray = None
         try:
@@ -330,9 +315,7 @@ def run_tuning_stage(args: argparse.Namespace, study: StudyConfig, uri: str) -> 
                     continue
                 if ray is None:
                     ray = _connect(args)
-                    resources = study.resources
-                    gpu = _gpu_fraction(resources.gpu, ray.cluster_resources(), resources.require_gpu, args.config)
-                    check_trial_fits(study.resources.cpu, ray.nodes(), args.config, gpu)
+                    gpu = trial_gpu(ray, study, args.config)
                 print(f"[{study.study}] tuning {number}/{len(groups)}: {group.run_name} ({study.tune.samples} configs)")
                 defaults = study_defaults(study, group.dataset) if study.tune.include_defaults else None
                 started = time.monotonic()
