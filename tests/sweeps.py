@@ -99,16 +99,16 @@ def store_ready(uri: str, experiment: str) -> bool:
     return found is not None
 
 
-def trial_runs(uri: str, experiment: str) -> list:
-    """The trial runs of ``experiment``; none until the driver has made the store and the experiment
-    (:func:`store_ready`: a poll never creates or migrates a store)."""
+def trial_runs(uri: str, experiment: str, kind: str = TRIAL_KIND) -> list:
+    """The trial runs of ``experiment`` (or its runs of another ``skipsweep.kind``); none until the driver has made
+    the store and the experiment (:func:`store_ready`: a poll never creates or migrates a store)."""
     if not store_ready(uri, experiment):
         return []
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    return client.search_runs([found.experiment_id], filter_string=kind_filter(TRIAL_KIND))
+    return client.search_runs([found.experiment_id], filter_string=kind_filter(kind))
 
 
 def epochs_logged(client: MlflowClient, run_id: str, key: str = "train_loss") -> list[int]:

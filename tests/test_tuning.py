@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import ROOT, kill_group, subprocess_env
 from mlflow.tracking import MlflowClient
-from sweeps import orchestrate, orchestrate_command, store_ready, wait_for
+from sweeps import orchestrate, orchestrate_command, trial_runs, wait_for
 from trial_studies import merged, small_study
 
 from analysis.export.tables import ExportError, tuned_columns
@@ -35,7 +35,6 @@ from trainables.schema import (
     TUNING_GROUP_TAG,
     TUNING_KIND,
     TUNING_TRIAL_KIND,
-    kind_filter,
 )
 from trainables.spec import TrialSpec
 from trainables.trial import run_trial
@@ -213,14 +212,6 @@ def test_tune_dry_run_prints_the_plan_and_a_study_without_tune_is_refused(tmp_pa
     assert not (tmp_path / "m.db").exists()
 
 
-def _runs(uri: str, experiment: str, kind: str) -> list:
-    if not store_ready(uri, experiment):  # never open a store the driver is still creating
-        return []
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id], filter_string=kind_filter(kind))
-
-
 @pytest.mark.slow
 def test_a_tuning_stopped_mid_way_resumes_then_pins_the_best_values_which_the_grid_trains_with(tmp_path: Path) -> None:
     name = "tuning"
@@ -237,7 +228,9 @@ def test_a_tuning_stopped_mid_way_resumes_then_pins_the_best_values_which_the_gr
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _runs(uri, name, TUNING_TRIAL_KIND), 240, "a tuning configuration's run", while_running=driver)
+        wait_for(
+            lambda: trial_runs(uri, name, TUNING_TRIAL_KIND), 240, "a tuning configuration's run", while_running=driver
+        )
         os.killpg(driver.pid, signal.SIGINT)
         assert driver.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-3000:]
     finally:
@@ -245,16 +238,16 @@ def test_a_tuning_stopped_mid_way_resumes_then_pins_the_best_values_which_the_gr
     first = (tmp_path / "first.log").read_text()
     assert "stopped by SIGINT" in first and "--tune" in first.splitlines()[-1], first[-2000:]
     assert not any(
-        run.info.status == "RUNNING" for kind in (TUNING_KIND, TUNING_TRIAL_KIND) for run in _runs(uri, name, kind)
+        run.info.status == "RUNNING" for kind in (TUNING_KIND, TUNING_TRIAL_KIND) for run in trial_runs(uri, name, kind)
     )
 
     again = orchestrate(config, tmp_path, "--tune")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    parents = _runs(uri, name, TUNING_KIND)
-    children = _runs(uri, name, TUNING_TRIAL_KIND)
+    parents = trial_runs(uri, name, TUNING_KIND)
+    children = trial_runs(uri, name, TUNING_TRIAL_KIND)
     assert sorted(run.data.tags["variant"] for run in parents) == ["noskip_unet", "unet"]
     assert all(run.info.status == "FINISHED" for run in parents + children)
-    assert not _runs(uri, name, TRIAL_KIND)  # tuning never makes a run the grid would count
+    assert not trial_runs(uri, name, TRIAL_KIND)  # tuning never makes a run the grid would count
     resolved = yaml.safe_load(resolved_path(str(config)).read_text())
     for parent in parents:
         group = parent.data.tags[TUNING_GROUP_TAG]
@@ -287,7 +280,7 @@ def test_a_tuning_stopped_mid_way_resumes_then_pins_the_best_values_which_the_gr
     started = time.monotonic()
     kept = orchestrate(config, tmp_path, "--tune")  # finished tunings are not run again
     assert kept.returncode == 0 and kept.stdout.count("tuned already") == 2, kept.stdout[-2000:]
-    assert len(_runs(uri, name, TUNING_TRIAL_KIND)) == 6 and time.monotonic() - started < 120
+    assert len(trial_runs(uri, name, TUNING_TRIAL_KIND)) == 6 and time.monotonic() - started < 120
 
     grid = load_study(resolved_path(str(config)))  # the final grid: one of its trials, as the sweep runs it
     spec = next(spec for spec in expand(grid) if spec.variant == "unet" and spec.train_alpha == 1.0)
