@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shlex
 import shutil
 import signal
@@ -19,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import interrupts
+from orchestrator.calibrate import saved_forecast
 from orchestrator.cluster import check_local_fit, check_ray_address, check_trial_fits, connect_ray
 from orchestrator.ownership import claim_study
 from orchestrator.preflight import preflight
 from trainables.config import StudyConfigError
 from trainables.datasets.registry import prepare_dataset
 from trainables.files import NO_SPACE, disk_full
-from trainables.schema import NOTE_TAG
+from trainables.schema import FORECAST_TAG, NOTE_TAG
 from trainables.tracking import (
     DEFAULT_RETRY_POLICY,
     RetryPolicy,
@@ -160,7 +162,11 @@ def prepare_run(args: argparse.Namespace, study, uri: str) -> Prepared:
     only_our_retries()  # before the first MLflow call (each trial sets it too)
     preflight(study, args.config, uri, storage, cache, address=args.address)
     prepare_data(study, args.config, cache)  # a corrupt data file is refused before the store is touched
-    return Prepared(storage, cache, policy, experiment_tags(study, args.config, uri))
+    tags = experiment_tags(study, args.config, uri)
+    forecast = saved_forecast(storage, study.study)  # ``--dry-run --calibrate``'s: the report compares
+    if forecast is not None:
+        tags[FORECAST_TAG] = json.dumps(forecast, sort_keys=True)
+    return Prepared(storage, cache, policy, tags)
 
 
 def trial_gpu(ray, study, source: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from orchestrator.forecast import Forecast, Node, TrialCost, forecast
 from trainables.config import SYNTHETIC_DATASETS, StudyConfig
 from trainables.config.names import axis_text
 from trainables.schema import format_alpha
@@ -111,6 +112,32 @@ def implausible_estimate(
         f"implausible estimate: {' and '.join(too_much)}; check {key} ({epochs[longest]}) and "
         f"--epoch-seconds ({longest.variant}={seconds_per_epoch[longest.variant]:g} seconds per epoch)"
     )
+
+
+def given_forecast(
+    study: StudyConfig, specs: list[TrialSpec], seconds_per_epoch: dict[str, float], nodes: list[Node]
+) -> Forecast:
+    """The forecast of ``specs`` on ``nodes`` from ``--epoch-seconds`` alone: epochs only, no validation, test or
+    start-up (``--calibrate`` measures those); the study's GPU share where the nodes have GPUs."""
+    epochs = _epochs(specs, study)
+    gpu = study.resources.gpu if any(node.gpu for node in nodes) else 0.0
+    trials = [
+        (spec.variant, TrialCost(seconds_per_epoch.get(spec.variant, 0.0), 0.0, 0.0), epochs[spec], 1) for spec in specs
+    ]
+    result = forecast(
+        study.study,
+        study.config_hash(),
+        trials,
+        nodes,
+        study.resources.cpu,
+        gpu,
+        cap=study.resources.max_concurrent_trials,
+        measured_on="--epoch-seconds",
+    )
+    result.assumptions = "epochs take --epoch-seconds on every node, with nothing else counted; " + (
+        "trials sharing a device do not slow each other; no trial fails or is retried"
+    )
+    return result
 
 
 def _epochs(specs: list[TrialSpec], study: StudyConfig) -> dict[TrialSpec, int]:

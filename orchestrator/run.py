@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 
 from orchestrator import interrupts
-from orchestrator.expand import expand, implausible_estimate, trial_table
+from orchestrator.expand import expand, given_forecast, implausible_estimate, trial_table
+from orchestrator.forecast import forecast_text, parse_cluster
 from trainables.config import VARIANTS, StudyConfigError, load_study
 from trainables.datasets.registry import check_data
 from trainables.schema import resolve_tracking_uri
@@ -61,6 +62,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else start a local cluster)")
     parser.add_argument("--epoch-seconds", help="for --dry-run estimates: VARIANT=SECONDS,... per epoch")
     parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --dry-run: time each kind of trial on the cluster (a few steps each), forecast the study's wall "
+        "time and device-hours, and save the forecast for the run's report",
+    )
+    parser.add_argument(
+        "--cluster",
+        help="with --calibrate or --epoch-seconds: forecast for this cluster instead of the connected one, "
+        "e.g. '8 GPUs, 32 CPUs' or '4 x (8 GPUs, 32 CPUs); 2 x 64 CPUs'",
+    )
+    parser.add_argument(
         "--checkpoint-every", type=int, default=5, help="hand Tune a checkpoint every N epochs (default 5)"
     )
     parser.add_argument(
@@ -82,8 +94,8 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
     for ours in ("orchestrator", "trainables"):  # (torch logs its cache statistics at INFO when Python exits)
         logging.getLogger(ours).setLevel(logging.INFO)
-    if not args.dry_run:  # MLflow and the rest of a real run, before arming: a stop mid-import would leave it unusable
-        from orchestrator import driver, tuning  # noqa: F401 (tuning: --tune)
+    if not args.dry_run or args.calibrate:  # MLflow and the rest of a real run, before arming: a stop mid-import
+        from orchestrator import calibrate, driver, tuning  # noqa: F401 (would leave them unusable; tuning: --tune)
     previous_handlers = interrupts.arm()  # from here on, a stop signal ends in one line, whatever the phase
     started_ms = int(time.time() * 1000)
     study = uri = None
@@ -95,6 +107,7 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
         seconds = _epoch_seconds(args.epoch_seconds)
         if args.checkpoint_every < 1:
             raise StudyConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+        _check_forecast_flags(args, seconds)
         if args.tune:
             from orchestrator import tuning
 
@@ -110,6 +123,10 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
             implausible = implausible_estimate(specs, study, seconds)
             for warning in [*unchecked, *([implausible] if implausible else [])]:
                 print(f"warning: {warning}", file=sys.stderr)
+            if args.calibrate:
+                return _calibrated(args, study, specs)
+            if args.cluster:
+                print(forecast_text(given_forecast(study, specs, seconds, parse_cluster(args.cluster))))
             return 0
         uri = resolve_tracking_uri(args.tracking_uri or study.tracking.uri)
 
@@ -121,6 +138,29 @@ def main(argv: list[str] | None = None, *, after_epoch: Callable | None = None) 
         return _stopped(interrupts.as_interrupted(stop), study, uri, started_ms, argv)
     finally:
         interrupts.restore(previous_handlers)
+
+
+def _check_forecast_flags(args: argparse.Namespace, seconds: dict[str, float]) -> None:
+    """``--calibrate`` and ``--cluster`` only where they mean something; a bad ``--cluster`` before any work."""
+    if args.calibrate and not args.dry_run:
+        raise StudyConfigError("--calibrate goes with --dry-run (it forecasts a study instead of running it)")
+    if args.calibrate and args.tune:
+        raise StudyConfigError("--calibrate forecasts the study's grid, not its tuning stage: leave out --tune")
+    if args.cluster and not (args.calibrate or seconds):
+        raise StudyConfigError("--cluster needs --calibrate (measured trial costs) or --epoch-seconds")
+    if args.cluster:
+        parse_cluster(args.cluster)
+
+
+def _calibrated(args: argparse.Namespace, study, specs: list) -> int:
+    """``--dry-run --calibrate``: measure, forecast, print, say where the forecast is kept."""
+    from orchestrator.calibrate import calibrate
+
+    result, path = calibrate(args, study, specs)
+    print(forecast_text(result))
+    where = f"saved: {path} (the run's report sets it against what the run took)" if path else "not saved"
+    print(f"  {where}")
+    return 0
 
 
 def _stopped(stop: interrupts.Interrupted, study, uri: str | None, started_ms: int, argv: list[str] | None) -> int:

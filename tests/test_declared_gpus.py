@@ -6,14 +6,16 @@ share. Concurrency is read from the runs' start and end times, never from a time
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import LOOPBACK_HEAD, LOOPBACK_WORKER, free_port, kill_group, start_ray_node
+from mlflow import MlflowClient
 from sweeps import orchestrate, trial_runs, write_study
 
-from trainables.schema import GPU_UNUSABLE_TAG
+from trainables.schema import FORECAST_TAG, GPU_UNUSABLE_TAG
 
 
 @pytest.mark.slow
@@ -30,12 +32,32 @@ def test_quarter_gpu_trials_go_to_the_gpu_node_share_its_gpu_at_once_and_record_
         address = f"{LOOPBACK_HEAD}:{port}"
         worker = tempfile.mkdtemp(prefix="gw", dir="/tmp")
         nodes.append(start_ray_node(worker, num_cpus=2, num_gpus=1, address=address))  # declares one GPU
+        calibrated = orchestrate(study, tmp_path, "--address", address, "--dry-run", "--calibrate")
         result = orchestrate(study, tmp_path, "--address", address)
     finally:
         for node in nodes:
             kill_group(node)
+    assert calibrated.returncode == 0, (calibrated.stdout + calibrated.stderr)[-3000:]
+    forecast = json.loads((tmp_path / "results" / "quarters" / "forecast.json").read_text())
+    # measured through Ray with the trials' share: 4 workers at 0.25 GPU fit only the worker (2 CPUs / 0.5)
+    assert (
+        "calibrating 2 kind(s) of trial on 2 nodes (2 CPU, 1 GPU; 1 CPU) (0.5 CPU and 0.25 GPU each)"
+        in calibrated.stdout
+    )
+    assert "4 worker(s) started" in calibrated.stdout
+    assert (forecast["parallel"], forecast["gpu"], forecast["binding"]) == (4, 0.25, "CPUs and GPUs")
+    assert "4 at once on 2 nodes (2 CPU, 1 GPU; 1 CPU), training on cpu" in forecast["assumptions"]  # no CUDA here
+    for entry in forecast["per_variant"].values():
+        parts = entry["parts"]
+        assert entry["trials"] == 2 and parts["epochs"] == epochs and parts["validations"] == 3
+        assert all(parts[name] > 0 for name in ("epoch", "validation", "test", "startup"))
+        assert entry["seconds_per_trial"] == pytest.approx(
+            parts["setup"] + epochs * parts["epoch"] + 3 * parts["validation"] + parts["test"]
+        )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "running on CPU instead" not in result.stdout + result.stderr  # the cluster has a GPU: it was asked for
+    experiment = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_experiment_by_name("quarters")
+    assert json.loads(experiment.tags[FORECAST_TAG]) == forecast  # the run keeps the forecast for its report
     runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "quarters")
     assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}
     latest_start = max(run.info.start_time for run in runs)

@@ -26,6 +26,7 @@ STUDY_TAG = "skipsweep.study"  # on the experiment (found by it when its name di
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # on the experiment: the UI opens it as model training, not GenAI
 MODEL_TRAINING_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # on the experiment: the description the UI shows (the study, how to report it)
+FORECAST_TAG = "skipsweep.forecast"  # on the experiment: the saved --calibrate forecast (JSON), set by each run
 LEASE_TAG = "skipsweep.driver"  # on the experiment: the driver that owns the study, and until when
 KIND_TAG = "skipsweep.kind"  # what a run is: TRIAL_KIND or REPORT_KIND
 TRIAL_KIND = "trial"

@@ -73,7 +73,7 @@ from analysis.frames import (
     folder_lock,
 )
 from trainables.files import replacing
-from trainables.schema import resolve_tracking_uri
+from trainables.schema import FORECAST_TAG, resolve_tracking_uri
 
 __all__ = [
     "HEALTH_PROBE_SECONDS",
@@ -212,9 +212,30 @@ def _export_locked(
     }
     manifest = {"study": study, "n_runs": len(rows), "excluded": excluded, "warnings": notes, "files": files}
     manifest["where"] = where
+    forecast = study_forecast(client, experiment_id)
+    if forecast is not None:
+        manifest["forecast"] = forecast
     manifest["predictions"] = _write_pictures(kept, out / PREDICTIONS_FOLDER)
     _write_atomic(out / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return ExportResult(out_dir=out, n_runs=len(rows), excluded=excluded, warnings=notes)
+
+
+def study_forecast(client: MlflowClient, experiment_id: str) -> dict | None:
+    """The ``--dry-run --calibrate`` forecast a run of the study recorded on its experiment; None without one.
+
+    A tag that is not a JSON object is named in a warning and left out: the forecast is an aside, not data.
+    """
+    text = client.get_experiment(experiment_id).tags.get(FORECAST_TAG)
+    if text is None:
+        return None
+    try:
+        forecast = json.loads(text)
+    except ValueError:
+        forecast = None
+    if not isinstance(forecast, dict):
+        warnings.warn(f"experiment tag {FORECAST_TAG} is not a JSON object: forecast left out", MissingDataWarning, 3)
+        return None
+    return forecast
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> dict:

@@ -45,6 +45,7 @@ from analysis.report.across import (
     slices,
     sweep_axes,
 )
+from analysis.report.forecast import forecast_section
 from analysis.report.per_level import per_level_section
 from analysis.report.pictures import predictions_section
 from analysis.report.subsets import subsets_section
@@ -158,6 +159,9 @@ def _build_across(
         texture_range = texture_range_section(writer, study, baseline, level)
         if texture_range:
             text += "\n" + texture_range
+        cost = forecast_section(writer, study.runs, study.manifest.get("forecast"))
+        if cost:
+            text += "\n" + cost
         report = writer.publish(root, REPORT_FILE, text)
         figures = [path for result in results for path in result.figures]
         tables = writer.tables + [path for result in results for path in result.tables]
@@ -219,6 +223,9 @@ def _build(
         pictures = predictions_section(study.pictures, f"{up}{PREDICTIONS_FOLDER}")
         if pictures:
             writer.text(pictures)
+        cost = "" if up else forecast_section(writer, study.runs, study.manifest.get("forecast"))  # the study's
+        if cost:
+            writer.text(cost)
         verdicts = evaluate_claims(evidence)
         writer.sections.insert(0, report_notes.claims_section(writer, verdicts))
         writer.sections.insert(0, summary.summary_section(study.runs, evidence, verdicts, baseline))
