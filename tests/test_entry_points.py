@@ -24,6 +24,7 @@ TINY = ROOT / "conf" / "example_medical_tiny.yaml"
 
 BENCH = [  # each loads torch and MONAI before its arguments: seconds apiece, so in the full suite only
     "bench.epoch_times",
+    "bench.gpu",
     "bench.learns_easiest",
     "bench.precision",
     "bench.speed",
