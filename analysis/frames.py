@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -284,6 +285,22 @@ def cross_alpha_rows(images: pd.DataFrame) -> pd.DataFrame:
         & images["test_alpha"].notna()
     )
     return images[selected]
+
+
+MISSING = "NaN"  # a missing cell, in Markdown, LaTeX, CSV and figures alike
+INFINITE = "inf"  # an infinite ratio (division by a zero baseline), likewise; negative: -inf
+
+
+def format_number(value: float, digits: int = 3) -> str:
+    """A number with fixed decimals; ``NaN`` when missing, ``inf`` or ``-inf`` when infinite."""
+    if value is None or value is pd.NA:
+        return MISSING
+    number = float(value)
+    if math.isnan(number):
+        return MISSING
+    if math.isinf(number):
+        return INFINITE if number > 0 else f"-{INFINITE}"
+    return f"{number:.{digits}f}"
 
 
 def ordered_variants(variants) -> list[str]:

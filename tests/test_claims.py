@@ -28,6 +28,10 @@ from trainables import files
 
 TRUE = ClaimScenario(medical=("busi", "spleen"), hd95=True)
 NEVER_DECIDED = {"journal_training_texture_range"}
+SUBSET_CLAIMS = {  # about skip-subset variants, which these scenarios lack: decided three ways in test_report_subsets
+    "skips_contribute_differently",
+    "best_subset_differs_by_difficulty",
+}
 NO_SKIP_WORST = {"noskip_unet": 0.9, "unet": 0.1, "attention_unet": 0.1}
 FALSE = {  # claim -> a scenario where that sentence is false
     "parity_above_0.3": dict(gains={"attention_unet": dict.fromkeys(TRUE.alphas, 0.08)}),
@@ -65,7 +69,7 @@ def by_claim(verdicts: pd.DataFrame) -> dict[str, set[str]]:
 
 
 def test_every_claim_quotes_its_sentence_and_has_a_false_case():
-    assert {claim.name for claim in CLAIMS} == set(FALSE) | NEVER_DECIDED
+    assert {claim.name for claim in CLAIMS} == set(FALSE) | NEVER_DECIDED | SUBSET_CLAIMS
     for claim in CLAIMS:
         assert claim.quote and claim.paper and claim.source, claim.name
 
@@ -73,7 +77,8 @@ def test_every_claim_quotes_its_sentence_and_has_a_false_case():
 def test_every_claim_supported_where_the_data_make_it_true(tmp_path):
     verdicts = verdicts_of(TRUE, tmp_path)
     assert list(verdicts.columns) == VERDICT_COLUMNS
-    expected = {claim.name: {INCONCLUSIVE if claim.name in NEVER_DECIDED else SUPPORTS} for claim in CLAIMS}
+    undecided = NEVER_DECIDED | SUBSET_CLAIMS
+    expected = {claim.name: {INCONCLUSIVE if claim.name in undecided else SUPPORTS} for claim in CLAIMS}
     assert by_claim(verdicts) == expected
     rows = verdicts.set_index(["claim", "dataset"])
     # attention gains 0.20 over noskip's 0.54 at alpha 0.1: seeds move noskip by +-0.004 x (1, -1, .5, -.5, 0)
@@ -101,7 +106,7 @@ def test_a_one_seed_study_decides_nothing_about_differences(tmp_path):
     """The default quick study (1 seed) must not report any claim about variant differences as decided."""
     verdicts = verdicts_of(dataclasses.replace(TRUE, seeds=(0,)), tmp_path)
     assert set(verdicts["verdict"]) == {INCONCLUSIVE}
-    seeded = verdicts[~verdicts["claim"].str.startswith("journal")]
+    seeded = verdicts[~verdicts["claim"].str.startswith("journal") & ~verdicts["claim"].isin(SUBSET_CLAIMS)]
     assert seeded["measured"].str.startswith("1 seed(s): a difference between variants needs at least 3").all()
     runs, per_image = scenario_frames(dataclasses.replace(TRUE, seeds=(0,), medical=()))
     with warnings.catch_warnings():

@@ -12,17 +12,13 @@ import pandas as pd
 import pytest
 from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 
-from analysis.claims import CONTRADICTS, INCONCLUSIVE, SUPPORTS
+from analysis.claims import CLAIMS, CONTRADICTS, INCONCLUSIVE, SUPPORTS, evaluate_claims
+from analysis.claims.evidence import Evidence
+from analysis.claims.model import UDTRANSNET
+from analysis.claims.subsets import best_changes, contributions_differ, subset_drops, subset_scores
 from analysis.frames import image_scores
 from analysis.report import build_report
-from analysis.report.subsets import (
-    best_changes,
-    contributions_differ,
-    drop_table,
-    subset_drops,
-    subset_scores,
-    subset_table,
-)
+from analysis.report.subsets import drop_table, subset_table
 
 SUBSETS = ("noskip_unet", "unet_skips_01", "unet_skips_10", "unet_skips_11")
 NOISE = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}  # seeds differ, pairs stay clear
@@ -123,3 +119,38 @@ def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) ->
     table = pd.read_csv(committed / "tables" / "skip_subsets_synthetic.csv")
     assert len(table) == 16 * 5 and (~table["tied"]).sum() == 1  # the README's one distinguishable cell
     assert table.loc[~table["tied"], ["variant", "train_alpha"]].values.tolist() == [["unet_skips_0100", 0.7]]
+
+
+UDTRANSNET_CLAIMS = tuple(claim for claim in CLAIMS if claim.paper == UDTRANSNET)
+
+
+def _claims(variants: tuple, gains: dict) -> dict[str, tuple[str, str]]:
+    verdicts = evaluate_claims(Evidence(_images(variants, gains), n_resamples=20), UDTRANSNET_CLAIMS)
+    return {row.claim: (row.verdict, row.measured) for row in verdicts.itertuples()}
+
+
+def test_udtransnets_sentences_are_rows_of_the_claims_table_decided_three_ways() -> None:
+    alphas = ClaimScenario().alphas
+    assert {claim.name for claim in UDTRANSNET_CLAIMS} == {
+        "skips_contribute_differently",
+        "best_subset_differs_by_difficulty",
+    }
+    # the 2nd skip adds 0.08, both add 0.12: skip 2 contributes 0.10, skip 1 0.02; 11 is best at every alpha
+    second_skip = {"unet_skips_01": dict.fromkeys(alphas, 0.08), "unet_skips_11": dict.fromkeys(alphas, 0.12)}
+    crossing = {
+        "unet_skips_01": {a: 0.08 for a in alphas if a <= 0.3},
+        "unet_skips_10": {a: 0.08 for a in alphas if a > 0.3},
+    }
+    found = _claims(FULL, second_skip)
+    assert found["skips_contribute_differently"][0] == SUPPORTS
+    assert found["best_subset_differs_by_difficulty"][0] == CONTRADICTS
+    found = _claims(FULL, crossing)
+    assert found["best_subset_differs_by_difficulty"][0] == SUPPORTS
+    found = _claims(FULL, {})
+    assert found["skips_contribute_differently"] == (
+        CONTRADICTS,
+        "every pair of skips contributes alike within +-0.02 Dice (TOST)",
+    )
+    assert found["best_subset_differs_by_difficulty"][0] == INCONCLUSIVE
+    without = _claims(("noskip_unet", "unet", "attention_unet"), {})  # a study of no subsets: the reason, no crash
+    assert set(without.values()) == {(INCONCLUSIVE, "the study has fewer than two skip-subset variants (unet_skips_*)")}

@@ -23,6 +23,7 @@ from scipy import stats as scipy_stats
 
 from analysis.claims.evidence import Evidence
 from analysis.claims.model import CONTRADICTS, INCONCLUSIVE, SUPPORTS, Claim, Finding, Verdict, inconclusive
+from analysis.claims.subsets import CONTRIBUTION_MARGIN, best_changes, contributions_differ, subset_scores
 from analysis.frames import (
     BASELINE_FLOOR,
     LOWER_IS_BETTER,
@@ -46,12 +47,15 @@ class Kind:
         rule: The verdict rule, formatted with the claim as ``c``.
         scope: ``synthetic``, ``medical``, ``levels`` or ``study``.
         seeds: Whether the check needs seed-level inference (fewer than 3 seeds: INCONCLUSIVE).
+        named: Whether the claim's variants and baseline are names the study must hold (else the check finds its
+            own variants, such as every skip subset, and says itself what it lacks).
     """
 
     check: Callable[[Claim, Evidence, str], Finding]
     rule: str
     scope: str = "synthetic"
     seeds: bool = True
+    named: bool = True
 
     def __call__(self, claim: Claim, evidence: Evidence) -> list[Verdict]:
         variant = ", ".join(claim.variants) or "-"
@@ -81,7 +85,7 @@ class Kind:
         return f"the study has no test levels{named}"
 
     def _checked(self, claim: Claim, evidence: Evidence, dataset: str) -> Finding:
-        if dataset != "all":
+        if dataset != "all" and self.named:
             wanted = (claim.baseline, *claim.variants)
             absent = evidence.absent(dataset, wanted, levels=self.scope != "synthetic")
             if absent:
@@ -592,6 +596,42 @@ def not_expressible(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     )
 
 
+SUBSET_BEST_RULE = (
+    "per seed, in-domain {c.metric} of each skip subset (unet_skips_*) at each training alpha, the best subset per "
+    "alpha by its mean; SUPPORTS when two alphas' best subsets cross, each significantly better than the other at "
+    "its own alpha (one-sided paired t on seeds, Holm over the pairs of alphas, 5%); CONTRADICTS when one subset is "
+    "best at every alpha and significantly better than the runner-up at each (Holm); else INCONCLUSIVE"
+)
+
+
+def best_subset_changes(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
+    """UDTransNet's "optimal combinations ... are different", read across difficulty levels of one data set."""
+    scores = subset_scores(evidence.images)
+    scores = scores[scores["dataset"] == dataset]
+    if scores["variant"].nunique() < 2:
+        return inconclusive("the study has fewer than two skip-subset variants (unet_skips_*)")
+    verdict, measured = best_changes(scores, evidence.level)
+    return Finding(verdict, np.nan, measured)
+
+
+CONTRIBUTION_RULE = (
+    "per seed, each skip's contribution: the mean in-domain {c.metric} over the alphas of the subsets that keep it "
+    "minus that of the subsets that drop it (all 2^k subsets needed); SUPPORTS when two skips' contributions differ "
+    "(paired t on seeds, Holm over the pairs, 5%); CONTRADICTS when every pair is equivalent within "
+    f"+-{CONTRIBUTION_MARGIN} Dice (TOST); else INCONCLUSIVE"
+)
+
+
+def skips_contribute_differently(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
+    """UDTransNet's "each skip connection has different contribution", on one data set's skip subsets."""
+    scores = subset_scores(evidence.images)
+    scores = scores[scores["dataset"] == dataset]
+    if scores["variant"].nunique() < 2:
+        return inconclusive("the study has fewer than two skip-subset variants (unet_skips_*)")
+    verdict, measured, _ = contributions_differ(scores, evidence.level)
+    return Finding(verdict, np.nan, measured)
+
+
 KINDS: dict[str, Kind] = {
     "parity_above": Kind(parity_above, PARITY_RULE),
     "gain_below": Kind(gain_below, GAIN_RULE),
@@ -605,6 +645,8 @@ KINDS: dict[str, Kind] = {
     "drops_more": Kind(drops_more, DROP_RULE, scope="medical"),
     "group_best_on_levels": Kind(group_best_on_levels, GROUP_RULE, scope="study"),
     "cov_ranking": Kind(cov_ranking, COV_RULE, scope="study"),
+    "best_subset_changes": Kind(best_subset_changes, SUBSET_BEST_RULE, named=False),
+    "skips_contribute_differently": Kind(skips_contribute_differently, CONTRIBUTION_RULE, named=False),
     "not_expressible": Kind(
         not_expressible, "not checked within one slice: see the across-sweep report", scope="study", seeds=False
     ),

@@ -14,6 +14,7 @@ import numpy as np
 SUPPORTS, CONTRADICTS, INCONCLUSIVE = "SUPPORTS", "CONTRADICTS", "INCONCLUSIVE"
 MICCAI = "Kamath et al., MICCAI 2023"
 JOURNAL = "Kamath et al., journal 2025 (abstract)"
+UDTRANSNET = "Wang et al., Neural Networks 2024 (UDTransNet)"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ that V-Net and its no-skip version agree above alpha 0.5::
 
 from __future__ import annotations
 
-from analysis.claims.model import JOURNAL, MICCAI, Claim
+from analysis.claims.model import JOURNAL, MICCAI, UDTRANSNET, Claim
 
 PARITY = (
     "It is worth noting that for α values > 0.3, there is negligible difference between the dice score "
@@ -181,6 +181,22 @@ CLAIMS: tuple[Claim, ...] = (
         "that include more skip connections. The robustness gap between architectures reduces when trained on a "
         "larger TD range",
         kind="not_expressible",
+    ),
+    Claim(
+        name="skips_contribute_differently",
+        paper=UDTRANSNET,
+        source="Abstract; Sec. 3, Fig. 4 (every subset of the 4 skips)",
+        quote="not all skip connections are useful, each skip connection has different contribution",
+        kind="skips_contribute_differently",
+        variants=("unet_skips_*",),
+    ),
+    Claim(
+        name="best_subset_differs_by_difficulty",
+        paper=UDTRANSNET,
+        source="Abstract; Sec. 3, Fig. 4 (reading: across difficulty levels, where the paper compares data sets)",
+        quote="the optimal combinations of skip connections are different, relying on the specific datasets",
+        kind="best_subset_changes",
+        variants=("unet_skips_*",),
     ),
 )
 

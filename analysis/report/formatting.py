@@ -8,32 +8,20 @@ are written ``NaN`` and infinite ones ``inf`` or ``-inf``, in tables, CSV files 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from analysis.frames import INFINITE as INFINITE
 from analysis.frames import METRIC_NAMES, TESTED_ON, TRAINED_ON, format_alpha, ordered_variants
+from analysis.frames import MISSING as MISSING
+from analysis.frames import format_number as format_number
 from analysis.tables.ood import METRIC_DIGITS
 
 MATRIX_CORNER = f"{TRAINED_ON} (rows) / {TESTED_ON} (columns)"
 DAGGER_MD = " †"
 DAGGER_TEX = r"$^\dagger$"
-MISSING = "NaN"  # a missing cell, in Markdown, LaTeX, CSV and figures alike
-INFINITE = "inf"  # an infinite ratio (division by a zero baseline), likewise; negative: -inf
-
-
-def format_number(value: float, digits: int = 3) -> str:
-    """A number with fixed decimals; ``NaN`` when missing, ``inf`` or ``-inf`` when infinite."""
-    if value is None or value is pd.NA:
-        return MISSING
-    number = float(value)
-    if math.isnan(number):
-        return MISSING
-    if math.isinf(number):
-        return INFINITE if number > 0 else f"-{INFINITE}"
-    return f"{number:.{digits}f}"
 
 
 def mean_std(mean: float, std: float, digits: int = 3) -> str:
