@@ -228,10 +228,12 @@ def ray_head():
 
 
 class MlflowServer:
-    """A real ``mlflow server`` on 127.0.0.1 (SQLite back end, served artifacts) that a test stops and restarts."""
+    """A real ``mlflow server`` on 127.0.0.1 (a SQLite back end, or ``backend``; served artifacts) that a test stops
+    and restarts."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str | None = None) -> None:
         self.root = root
+        self.backend = backend or f"sqlite:///{root}/server.db"
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.group: int | None = None
@@ -242,7 +244,7 @@ class MlflowServer:
             str(BIN / "mlflow"),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{self.root}/server.db",
+            self.backend,
             "--artifacts-destination",
             str(self.root / "artifacts"),
             "--host",
@@ -287,6 +289,35 @@ def mlflow_server(tmp_path: Path):
     root = tmp_path / "mlflow_server"
     root.mkdir()
     server = MlflowServer(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres():
+    """A throw-away PostgreSQL server on loopback (bench.postgres); the test is skipped, saying why, without one."""
+    from bench.postgres import PostgresUnavailable, ThrowawayPostgres
+
+    try:
+        database = ThrowawayPostgres()
+    except PostgresUnavailable as missing:
+        pytest.skip(f"no PostgreSQL here: {missing}")
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+@pytest.fixture
+def mlflow_server_postgres(tmp_path: Path, postgres):
+    """A real ``mlflow server`` whose back end is a PostgreSQL database of its own (``postgres`` fixture)."""
+    root = tmp_path / "mlflow_server"
+    root.mkdir()
+    server = MlflowServer(root, backend=postgres.create("mlflow"))
+    server.database = postgres
     try:
         server.start()
         yield server

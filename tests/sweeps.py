@@ -111,6 +111,19 @@ def trial_runs(uri: str, experiment: str, kind: str = TRIAL_KIND) -> list:
     return client.search_runs([found.experiment_id], filter_string=kind_filter(kind))
 
 
+def assert_every_epoch_once(uri: str, study: str, trials: int, epochs: int) -> list:
+    """The study's ``trials`` trial runs, each FINISHED once with every epoch logged once; the runs."""
+    runs = trial_runs(uri, study)
+    assert len(runs) == trials, [run.info.run_name for run in runs]
+    assert len({run.data.tags["skipsweep.trial_id"] for run in runs}) == trials
+    client = MlflowClient(uri)
+    for run in runs:
+        assert run.info.status == "FINISHED", (run.info.run_name, run.data.tags.get("error"))
+        for key in ("train_loss", "epoch_seconds"):
+            assert epochs_logged(client, run.info.run_id, key) == list(range(epochs)), (run.info.run_name, key)
+    return runs
+
+
 def epochs_logged(client: MlflowClient, run_id: str, key: str = "train_loss") -> list[int]:
     return sorted(metric.step for metric in client.get_metric_history(run_id, key))
 

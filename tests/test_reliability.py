@@ -25,7 +25,15 @@ from conftest import (
     subprocess_env,
 )
 from mlflow.tracking import MlflowClient
-from sweeps import epochs_logged, orchestrate, orchestrate_command, trial_runs, wait_for, write_study
+from sweeps import (
+    assert_every_epoch_once,
+    epochs_logged,
+    orchestrate,
+    orchestrate_command,
+    trial_runs,
+    wait_for,
+    write_study,
+)
 
 from analysis.export import export_study
 
@@ -42,18 +50,6 @@ def start_driver(study: Path, folder: Path, *extra: str, tracking_uri: str | Non
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def assert_every_epoch_once(uri: str, study: str, trials: int, epochs: int) -> list:
-    runs = trial_runs(uri, study)
-    assert len(runs) == trials, [run.info.run_name for run in runs]
-    assert len({run.data.tags["skipsweep.trial_id"] for run in runs}) == trials
-    client = MlflowClient(uri)
-    for run in runs:
-        assert run.info.status == "FINISHED", (run.info.run_name, run.data.tags.get("error"))
-        for key in ("train_loss", "epoch_seconds"):
-            assert epochs_logged(client, run.info.run_id, key) == list(range(epochs)), (run.info.run_name, key)
-    return runs
 
 
 def running_epoch(uri: str, study: str, at_least: int, **tags: str):
@@ -90,6 +86,32 @@ def test_remote_server_stopped_and_restarted_mid_study_loses_nothing(tmp_path: P
             "checkpoints/last.pt",
         }
     assert sorted((mlflow_server.root / "artifacts").rglob("per_image.parquet")), "artifacts did not reach the server"
+
+
+def test_a_postgresql_backed_server_carries_a_study_through_a_database_restart(
+    tmp_path: Path, mlflow_server_postgres
+) -> None:
+    server = mlflow_server_postgres
+    epochs = 8
+    study = write_study(tmp_path, "pg", epochs=epochs, tracking={"retries": 10, "retry_wait": 0.5})
+    driver = start_driver(study, tmp_path, tracking_uri=server.uri)
+    try:
+        wait_for(lambda: running_epoch(server.uri, "pg", 1), 240, "a trial at epoch 1", while_running=driver)
+        server.database.restart()  # the database behind the server goes away and comes back (pg_ctl, its PID)
+        assert driver.wait(timeout=400) == 0
+    finally:
+        kill_group(driver.pid)
+
+    runs = assert_every_epoch_once(server.uri, "pg", 4, epochs)
+    database = server.database
+    assert database.sql("SELECT count(*) FROM runs WHERE status = 'FINISHED'", "mlflow").strip() == "4"
+    rows = database.sql(
+        "SELECT count(*), count(DISTINCT (run_uuid, step)) FROM metrics WHERE key = 'train_loss'", "mlflow"
+    )
+    assert rows.strip() == f"{4 * epochs}|{4 * epochs}"  # in PostgreSQL itself: every epoch once, none twice
+    exported = export_study("pg", tmp_path / "export", tracking_uri=server.uri)
+    assert exported.n_runs == 4
+    assert set(pd.read_parquet(tmp_path / "export" / "runs.parquet")["run_id"]) == {run.info.run_id for run in runs}
 
 
 def test_server_down_past_the_retry_budget_fails_clearly_and_the_rerun_completes(tmp_path: Path, mlflow_server) -> None:

@@ -157,6 +157,12 @@ class TrialRun:
         )
         return self
 
+    @property
+    def writer(self) -> MetricWriter | None:
+        """The run's background metric writer (its ``write_seconds`` and ``backlog_max``); None when writing in the
+        caller's thread or once the run has ended."""
+        return self._writer
+
     def _retry(self, call: Callable[[], T], what: str) -> T:
         return with_retries(call, what, self.retry_policy)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
@@ -50,6 +51,8 @@ class MetricWriter:
         self.run_id = run_id
         self.policy = policy
         self.error: BaseException | None = None
+        self.write_seconds: list[float] = []  # each call's wall time, retries included (what the store costs)
+        self.backlog_max = 0  # the most batches ever waiting behind a call (0: the writer kept up)
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._work, name=f"mlflow-writer-{run_id[:8]}", daemon=True)
         self._thread.start()
@@ -78,6 +81,7 @@ class MetricWriter:
         waiting = None  # an item taken from the queue that did not fit into the last call
         while True:
             item, waiting = (waiting if waiting is not None else self._queue.get()), None
+            self.backlog_max = max(self.backlog_max, self._queue.qsize())
             if item is _STOP:
                 self._queue.task_done()
                 return
@@ -102,4 +106,6 @@ class MetricWriter:
                     self._queue.task_done()
 
     def _write(self, what: str, batch: list[Metric]) -> None:
+        started = time.perf_counter()
         with_retries(lambda: self.client.log_batch(self.run_id, metrics=batch), what, self.policy)
+        self.write_seconds.append(time.perf_counter() - started)
