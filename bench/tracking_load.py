@@ -8,12 +8,14 @@
 For each back end and each N of ``--trials``: a fresh ``mlflow server`` on 127.0.0.1
 (``--workers`` processes; served artifacts in a temporary folder) over a fresh SQLite file
 or a fresh database in a throw-away PostgreSQL server (``bench.postgres``: made, dropped and
-stopped here). N separate processes then each do what a trial does, through the trial's own
-``TrialRun``: create (or find) its run by trial key with its params and tags, sample system
-metrics every ``--system-seconds``, log one batch of 3 epoch metrics every ``--epoch-seconds``
-(its background writer), upload ``--artifacts`` files of ``--artifact-kb`` at the end and
-finish. The processes start together (a barrier after their imports): the burst of a study's
-start.
+stopped here). N simulated trials then each do what a trial does, through the trial's own
+``TrialRun`` and its own client: create (or find) its run by trial key with its params and tags,
+sample system metrics every ``--system-seconds``, log one batch of 3 epoch metrics every
+``--epoch-seconds`` (its background writer), upload ``--artifacts`` files of ``--artifact-kb``
+at the end and finish. They run as threads spread over at most ``--processes`` client
+processes (a process imports MLflow: ~100 MB each, so 128 processes would not fit 24 GiB) and
+start together (a barrier after the imports): the burst of a study's start. On one machine the
+clients share its cores with the server: the figures are a lower bound for a server of its own.
 
 Per configuration it prints and writes (``--out``, CSV) a row: epochs logged vs expected, read
 back from the store (``lost``: missing steps; ``duplicated``: extra rows of a step), the
@@ -70,6 +72,7 @@ class Load:
     artifact_kb: int
     retries: int
     retry_wait: float
+    processes: int = 1  # client processes the trials run in, as threads spread evenly over them
     fault: str = "none"  # none, server or database
     fault_after: float = 5.0
 
@@ -105,25 +108,38 @@ class _Retries(logging.Handler):
             self.count += 1
 
 
-def simulated_trial(uri: str, index: int, load: Load, barrier, results) -> None:
-    """One trial's tracking, as ``run_trial`` does it, without the training (a sleep stands for each epoch)."""
-    from trainables.tracking import RetryPolicy, TrialRun
+def trial_process(uri: str, indices: list[int], load: Load, barrier, results) -> None:
+    """A process of simulated trials (one thread each): what ``run_trial`` does with MLflow, without the training.
 
+    Puts one outcome per trial on ``results``, then ``{"retries": n}``: the retries its trials logged.
+    """
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - MLflow prints a "View run" line per finished run
     retries = _Retries()
     logging.getLogger("trainables.tracking").addHandler(retries)
-    folder = Path(tempfile.mkdtemp(prefix=f"load-{index}-"))
+    from trainables.tracking import TrialRun  # noqa: F401  (imported before the barrier: not part of the burst)
+
+    folder = Path(tempfile.mkdtemp(prefix="load-"))
     files = []
     for number in range(load.artifacts):
         path = folder / f"artifact_{number}.bin"
         path.write_bytes(bytes(load.artifact_kb * 1024))
         files.append(path)
     barrier.wait()
-    outcome = {"index": index, "writes": [], "backlog": 0, "retries": 0, "error": ""}
+    threads = [threading.Thread(target=lambda i=i: results.put(_one_trial(uri, i, load, files))) for i in indices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put({"retries": retries.count})
+
+
+def _one_trial(uri: str, index: int, load: Load, files: list[Path]) -> dict:
+    from trainables.tracking import RetryPolicy, TrialRun
+
+    outcome = {"index": index, "writes": [], "backlog": 0, "error": ""}
     try:
         params = {"learning_rate": 0.001, "batch_size": 8, "epochs": load.epochs, "variant": "unet", "seed": index}
         tags = {"study": EXPERIMENT, "variant": "unet", "seed": str(index)}
-        policy = RetryPolicy(load.retries, load.retry_wait)
         with TrialRun(
             uri,
             EXPERIMENT,
@@ -132,7 +148,7 @@ def simulated_trial(uri: str, index: int, load: Load, barrier, results) -> None:
             tags,
             params,
             system_metrics_seconds=load.system_seconds,
-            retry_policy=policy,
+            retry_policy=RetryPolicy(load.retries, load.retry_wait),
             epochs=load.epochs,
         ) as run:
             for epoch in range(load.epochs):
@@ -147,8 +163,7 @@ def simulated_trial(uri: str, index: int, load: Load, barrier, results) -> None:
                 run.log_artifact(path)
     except Exception as error:  # a trial that fails is counted, its first line kept
         outcome["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-    outcome["retries"] = retries.count
-    results.put(outcome)
+    return outcome
 
 
 class _Server:
@@ -252,10 +267,11 @@ def run_load(load: Load, root: Path, database: ThrowawayPostgres | None, timeout
     processes = []
     try:
         server.start()
-        barrier, results = context.Barrier(load.trials + 1), context.Queue()
+        groups = [list(range(load.trials))[start :: load.processes] for start in range(load.processes)]
+        groups = [group for group in groups if group]
+        barrier, results = context.Barrier(len(groups) + 1), context.Queue()
         processes = [
-            context.Process(target=simulated_trial, args=(server.uri, index, load, barrier, results))
-            for index in range(load.trials)
+            context.Process(target=trial_process, args=(server.uri, group, load, barrier, results)) for group in groups
         ]
         for process in processes:
             process.start()
@@ -263,7 +279,11 @@ def run_load(load: Load, root: Path, database: ThrowawayPostgres | None, timeout
         cpu_before, started = server.cpu(), time.monotonic()
         if load.fault != "none":
             threading.Thread(target=_fault, args=(load, server, database), daemon=True).start()
-        found = [results.get(timeout=max(1.0, timeout - (time.monotonic() - started))) for _ in processes]
+        messages = [
+            results.get(timeout=max(1.0, timeout - (time.monotonic() - started)))
+            for _ in range(load.trials + len(processes))
+        ]
+        found = [message for message in messages if "index" in message]
         outcome.wall_seconds = time.monotonic() - started
         outcome.server_cores = (server.cpu() - cpu_before) / outcome.wall_seconds
         for process in processes:
@@ -282,7 +302,7 @@ def run_load(load: Load, root: Path, database: ThrowawayPostgres | None, timeout
         outcome.p95_ms = writes[int(0.95 * (len(writes) - 1))]
         outcome.max_ms = writes[-1]
     outcome.backlog_max = max(entry["backlog"] for entry in found)
-    outcome.retries = sum(entry["retries"] for entry in found)
+    outcome.retries = sum(message["retries"] for message in messages if "retries" in message)
     outcome.errors = sorted({entry["error"] for entry in found if entry["error"]})
     outcome.failed = sum(1 for entry in found if entry["error"])
     outcome.keeps_up = (
@@ -342,13 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact-kb", type=int, default=256)
     parser.add_argument("--retries", type=int, default=8, help="the retry policy of each trial (tracking.retries)")
     parser.add_argument("--retry-wait", type=float, default=0.5)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=32,
+        help="at most this many client processes, the trials as threads in them (memory: ~100 MB each; default 32)",
+    )
     parser.add_argument("--fault", choices=["none", "server", "database"], default="none")
     parser.add_argument("--fault-after", type=float, default=5.0, help="seconds into the epochs")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a configuration may take")
     parser.add_argument("--out", type=Path, help="CSV of the rows (appended as each ends)")
     args = parser.parse_args(argv)
-    if min(args.trials) < 1 or args.epochs < 1 or args.epoch_seconds < 0:
-        parser.error("--trials and --epochs must be >= 1, --epoch-seconds >= 0")
+    if min(args.trials) < 1 or args.epochs < 1 or args.processes < 1 or args.epoch_seconds < 0:
+        parser.error("--trials, --epochs and --processes must be >= 1, --epoch-seconds >= 0")
     rows = []
     with tempfile.TemporaryDirectory(prefix="tracking-load-") as folder:
         for backend in args.backends:
@@ -362,9 +388,20 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for trials in args.trials:
                     load = Load(
-                        backend, trials, args.epochs, args.epoch_seconds, args.workers, args.system_seconds,
-                        args.artifacts, args.artifact_kb, args.retries, args.retry_wait, args.fault, args.fault_after,
-                    )  # fmt: skip
+                        backend=backend,
+                        trials=trials,
+                        epochs=args.epochs,
+                        epoch_seconds=args.epoch_seconds,
+                        workers=args.workers,
+                        system_seconds=args.system_seconds,
+                        artifacts=args.artifacts,
+                        artifact_kb=args.artifact_kb,
+                        retries=args.retries,
+                        retry_wait=args.retry_wait,
+                        processes=min(trials, args.processes),
+                        fault=args.fault,
+                        fault_after=args.fault_after,
+                    )
                     print(
                         f"{backend}: {trials} trials x {args.epochs} epochs of {args.epoch_seconds:g} s ...", flush=True
                     )

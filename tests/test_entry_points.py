@@ -32,6 +32,7 @@ BENCH = [  # each loads torch and MONAI before its arguments: seconds apiece, so
     "bench.sweep_quick",
     "bench.system_metrics_cost",
     "bench.tracking_latency",
+    "bench.tracking_load",
 ]
 MODULES = [
     ["orchestrator.run"],
