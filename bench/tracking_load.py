@@ -86,7 +86,7 @@ class Outcome:
     lost: int = 0
     duplicated: int = 0
     failed: int = 0
-    retries: int = 0
+    retried: int = 0  # tracking calls the trials retried
     p50_ms: float = float("nan")
     p95_ms: float = float("nan")
     max_ms: float = float("nan")
@@ -302,7 +302,7 @@ def run_load(load: Load, root: Path, database: ThrowawayPostgres | None, timeout
         outcome.p95_ms = writes[int(0.95 * (len(writes) - 1))]
         outcome.max_ms = writes[-1]
     outcome.backlog_max = max(entry["backlog"] for entry in found)
-    outcome.retries = sum(message["retries"] for message in messages if "retries" in message)
+    outcome.retried = sum(message["retries"] for message in messages if "retries" in message)
     outcome.errors = sorted({entry["error"] for entry in found if entry["error"]})
     outcome.failed = sum(1 for entry in found if entry["error"])
     outcome.keeps_up = (
@@ -343,7 +343,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['trials']} | {r['fault']} | {r['logged']} / {r['expected']} | {r['lost']} "
-            f"| {r['duplicated']} | {r['failed']} | {r['retries']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
+            f"| {r['duplicated']} | {r['failed']} | {r['retried']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
             f"| {r['max_ms']:.0f} | {r['backlog_max']} | {r['server_cores']:.2f} "
             f"| {r['wall_seconds']:.1f} ({r['ideal_seconds']:.0f}) | {'yes' if r['keeps_up'] else 'no'} |"
         )
