@@ -73,6 +73,8 @@ class Load:
     retries: int
     retry_wait: float
     processes: int = 1  # client processes the trials run in, as threads spread evenly over them
+    pool_size: int = 0  # the server's SQLAlchemy pool per worker (MLFLOW_SQLALCHEMYSTORE_POOL_SIZE); 0: MLflow's 5
+    max_overflow: int = 0  # connections beyond it (MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW); 0: MLflow's 10
     fault: str = "none"  # none, server or database
     fault_after: float = 5.0
 
@@ -169,8 +171,12 @@ def _one_trial(uri: str, index: int, load: Load, files: list[Path]) -> dict:
 class _Server:
     """An ``mlflow server`` on a free loopback port, in a process group of its own; restarted on the same port."""
 
-    def __init__(self, backend_uri: str, folder: Path, workers: int) -> None:
+    def __init__(self, backend_uri: str, folder: Path, workers: int, pool: tuple[int, int] = (0, 0)) -> None:
         self.folder = folder
+        self.env = dict(os.environ)
+        for name, value in zip(("POOL_SIZE", "MAX_OVERFLOW"), pool, strict=True):
+            if value:
+                self.env[f"MLFLOW_SQLALCHEMYSTORE_{name}"] = str(value)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.command = [
@@ -194,7 +200,9 @@ class _Server:
     def start(self, timeout: float = 120) -> None:
         self.starts += 1
         log = (self.folder / f"server-{self.starts}.log").open("w")
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -263,7 +271,7 @@ def run_load(load: Load, root: Path, database: ThrowawayPostgres | None, timeout
     backend_uri = database.create(name) if database is not None else f"sqlite:///{folder}/server.db"
     outcome = Outcome(expected=load.trials * load.epochs * len(METRICS), ideal_seconds=load.epochs * load.epoch_seconds)
     context = multiprocessing.get_context("spawn")
-    server = _Server(backend_uri, folder, load.workers)
+    server = _Server(backend_uri, folder, load.workers, (load.pool_size, load.max_overflow))
     processes = []
     try:
         server.start()
@@ -335,18 +343,16 @@ def row(load: Load, outcome: Outcome) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     """The RESULTS.md table: one line per configuration."""
-    lines = [
-        "| back end | trials | fault | logged / expected | lost | dup | failed | retries | p50 ms | p95 ms | max ms "
-        "| backlog | server cores | wall s (ideal) | keeps up |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
+    header = ["back end", "trials", "pool", "fault", "logged / expected", "lost", "dup", "failed", "retries"]
+    header += ["p50 ms", "p95 ms", "max ms", "backlog", "server cores", "wall s (ideal)", "keeps up"]
+    lines = ["| " + " | ".join(header) + " |", "| --- | ---: | ---: | --- |" + " ---: |" * 11 + " --- |"]
     for r in rows:
-        lines.append(
-            f"| {r['backend']} | {r['trials']} | {r['fault']} | {r['logged']} / {r['expected']} | {r['lost']} "
-            f"| {r['duplicated']} | {r['failed']} | {r['retried']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
-            f"| {r['max_ms']:.0f} | {r['backlog_max']} | {r['server_cores']:.2f} "
-            f"| {r['wall_seconds']:.1f} ({r['ideal_seconds']:.0f}) | {'yes' if r['keeps_up'] else 'no'} |"
-        )
+        pool = f"{r['pool_size'] or 5}+{r['max_overflow'] or 10}"
+        cells = [r["backend"], str(r["trials"]), pool, r["fault"], f"{r['logged']} / {r['expected']}", str(r["lost"])]
+        cells += [str(r["duplicated"]), str(r["failed"]), str(r["retried"]), f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}"]
+        cells += [f"{r['max_ms']:.0f}", str(r["backlog_max"]), f"{r['server_cores']:.2f}"]
+        cells += [f"{r['wall_seconds']:.1f} ({r['ideal_seconds']:.0f})", "yes" if r["keeps_up"] else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -368,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         default=32,
         help="at most this many client processes, the trials as threads in them (memory: ~100 MB each; default 32)",
     )
+    parser.add_argument("--pool-size", type=int, default=0, help="server's SQLAlchemy pool per worker (0: MLflow's 5)")
+    parser.add_argument("--max-overflow", type=int, default=0, help="connections beyond the pool (0: MLflow's 10)")
     parser.add_argument("--fault", choices=["none", "server", "database"], default="none")
     parser.add_argument("--fault-after", type=float, default=5.0, help="seconds into the epochs")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a configuration may take")
@@ -399,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                         retries=args.retries,
                         retry_wait=args.retry_wait,
                         processes=min(trials, args.processes),
+                        pool_size=args.pool_size,
+                        max_overflow=args.max_overflow,
                         fault=args.fault,
                         fault_after=args.fault_after,
                     )

@@ -83,4 +83,4 @@ def test_tracking_load_on_postgresql_logs_every_epoch_once_across_a_server_resta
     assert (found["expected"], found["logged"], found["lost"], found["duplicated"]) == (36, 36, 0, 0)
     assert found["failed"] == 0 and found["fault"] == "server", found["errors"]
     assert "fault: restarting the mlflow server at 1 s" in done.stdout
-    assert "| postgresql | 2 | server | 36 / 36 | 0 | 0 | 0 |" in done.stdout
+    assert "| postgresql | 2 | 5+10 | server | 36 / 36 | 0 | 0 | 0 |" in done.stdout
