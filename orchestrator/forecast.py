@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from trainables.config import StudyConfigError
+from trainables.schema import duration_text
 
 UNITS = 10_000  # Ray's fixed-point resolution for resource quantities
 ASSUMPTIONS = (
@@ -255,15 +256,6 @@ def forecast(
         assumptions=ASSUMPTIONS.format(measured_at=measured_at, measured_on=measured_on or "this cluster"),
         created=created,
     )
-
-
-def duration_text(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``2 h 04 min``: a wall time as a reader says it."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def forecast_text(result: Forecast) -> str:

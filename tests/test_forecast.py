@@ -223,3 +223,5 @@ def test_the_report_section_shows_the_ratios_device_hours_and_a_changed_study(tm
     changed = forecast_section(Writer(tmp_path), runs.assign(config_hash="def"), FORECAST)
     assert "made for config hash abc, the runs have def: the study changed" in changed
     assert forecast_section(Writer(tmp_path), runs, None) == ""  # not calibrated: no section
+    partial = forecast_section(Writer(tmp_path), runs, {"per_variant": {}})  # a forecast missing its figures
+    assert "| all (wall time) | 0 | 4 | - | 55.0 | - |" in partial and "workers' start: unknown." in partial

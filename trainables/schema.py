@@ -189,3 +189,14 @@ def search_all_runs(
         token = page.token
         if not token:
             return runs
+
+
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 04 min``: a wall time as a reader says it (``unknown`` for NaN)."""
+    if seconds != seconds:  # NaN: a forecast that lacks the figure
+        return "unknown"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"

@@ -15,14 +15,7 @@ import pandas as pd
 
 from analysis.frames import ordered_variants
 from analysis.report.formatting import markdown_table
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+from trainables.schema import duration_text
 
 
 def _ratio(actual: float, forecast: float) -> float:
@@ -123,7 +116,7 @@ def forecast_section(writer, runs: pd.DataFrame, forecast: dict | None) -> str:
         f"([CSV]({link})) A trial's actual time is its run's, start to end; the wall time is from the first run's "
         "start to the last run's end (a study stopped and resumed counts its pause); neither counts the driver's "
         "start or the workers'. Forecast wall time including the workers' start: "
-        f"{_duration(float(forecast.get('wall_seconds', np.nan)))}.",
+        f"{duration_text(float(forecast.get('wall_seconds', np.nan)))}.",
     ]
     hours = _device_hours(runs, forecast)
     if hours:
