@@ -66,16 +66,17 @@ def cost_key(spec: TrialSpec, view: StudyConfig) -> str:
     )
 
 
-def trial_groups(study: StudyConfig, specs: list[TrialSpec]) -> tuple[dict[str, Group], list[str]]:
-    """The groups of ``specs`` by :func:`cost_key`, in order of first appearance, and each spec's key."""
+def trial_groups(study: StudyConfig, specs: list[TrialSpec]) -> tuple[dict[str, Group], list[tuple[str, int, int]]]:
+    """The groups of ``specs`` by :func:`cost_key`, in order of first appearance, and each spec's key, epochs and
+    validation cadence (from the one view of the study each spec is given)."""
     groups: dict[str, Group] = {}
-    keys = []
+    per_spec = []
     for spec in specs:
         view = study.for_trial(spec.dataset, spec.field_values)
         key = cost_key(spec, view)
         groups.setdefault(key, Group(spec, view))
-        keys.append(key)
-    return groups, keys
+        per_spec.append((key, view.training.epochs, view.training.val_every))
+    return groups, per_spec
 
 
 def forecast_path(storage: str, study: str) -> Path | None:
@@ -171,7 +172,7 @@ def calibrate(args: argparse.Namespace, study: StudyConfig, specs: list[TrialSpe
     check_ray_address(args.address)
     check_local_fit(study.resources.cpu, args.address, args.config)
     prepare_data(study, args.config, cache)
-    groups, keys = trial_groups(study, specs)
+    groups, per_spec = trial_groups(study, specs)
     sizes = {
         key: DataSizes.of(trial_data(group.view, group.spec.dataset, group.spec.train_alpha, cache))
         for key, group in groups.items()
@@ -194,10 +195,10 @@ def calibrate(args: argparse.Namespace, study: StudyConfig, specs: list[TrialSpe
         ray.shutdown()
     nodes = nodes_asked or here
     share = gpu if nodes_asked is None else study.resources.gpu if any(node.gpu for node in nodes) else 0.0
-    trials = []
-    for spec, key in zip(specs, keys, strict=True):
-        training = study.for_trial(spec.dataset, spec.field_values).training
-        trials.append((spec.variant, costs[key], training.epochs, training.val_every))
+    trials = [
+        (spec.variant, costs[key], epochs, val_every)
+        for spec, (key, epochs, val_every) in zip(specs, per_spec, strict=True)
+    ]
     result = forecast(
         study.study,
         study.config_hash(),

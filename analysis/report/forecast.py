@@ -18,14 +18,18 @@ from analysis.report.formatting import markdown_table
 from trainables.schema import duration_text
 
 
+def _run_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's time, start to end, in seconds."""
+    return (runs["end_time"] - runs["start_time"]).dt.total_seconds()
+
+
 def _ratio(actual: float, forecast: float) -> float:
     return actual / forecast if forecast > 0 else float("nan")
 
 
 def forecast_table(runs: pd.DataFrame, forecast: dict) -> pd.DataFrame:
     """One row per variant and one ``all`` row: trials and seconds forecast and actual, and their ratio."""
-    seconds = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
-    timed = runs.assign(seconds=seconds)
+    timed = runs.assign(seconds=_run_seconds(runs))
     predicted = forecast.get("per_variant", {})
     rows = []
     for variant in ordered_variants(sorted(set(predicted) | set(timed["variant"]))):
@@ -64,7 +68,7 @@ def forecast_table(runs: pd.DataFrame, forecast: dict) -> pd.DataFrame:
 
 def _device_hours(runs: pd.DataFrame, forecast: dict) -> str:
     """Forecast and actual GPU-hours (a study that asked a GPU share) or CPU-hours, as one sentence."""
-    seconds = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
+    seconds = _run_seconds(runs)
     gpu = float(forecast.get("gpu", 0.0))
     kind, column, expected = ("GPU", "param.resources.gpu", "gpu_hours") if gpu else ("CPU", "param.resources.cpu", "")
     if column not in runs:
