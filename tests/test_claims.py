@@ -31,6 +31,7 @@ NEVER_DECIDED = {"journal_training_texture_range"}
 SUBSET_CLAIMS = {  # about skip-subset variants, which these scenarios lack: decided three ways in test_report_subsets
     "skips_contribute_differently",
     "best_subset_differs_by_difficulty",
+    "best_subset_differs_by_dataset",
 }
 NO_SKIP_WORST = {"noskip_unet": 0.9, "unet": 0.1, "attention_unet": 0.1}
 FALSE = {  # claim -> a scenario where that sentence is false

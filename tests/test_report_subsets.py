@@ -15,7 +15,13 @@ from analysis_fixtures import ClaimScenario, scenario_frames, write_export
 from analysis.claims import CLAIMS, CONTRADICTS, INCONCLUSIVE, SUPPORTS, evaluate_claims
 from analysis.claims.evidence import Evidence
 from analysis.claims.model import UDTRANSNET
-from analysis.claims.subsets import best_changes, contributions_differ, subset_drops, subset_scores
+from analysis.claims.subsets import (
+    best_between_datasets,
+    best_changes,
+    contributions_differ,
+    subset_drops,
+    subset_scores,
+)
 from analysis.frames import image_scores
 from analysis.report import build_report
 from analysis.report.subsets import drop_table, subset_table
@@ -134,6 +140,7 @@ def test_udtransnets_sentences_are_rows_of_the_claims_table_decided_three_ways()
     assert {claim.name for claim in UDTRANSNET_CLAIMS} == {
         "skips_contribute_differently",
         "best_subset_differs_by_difficulty",
+        "best_subset_differs_by_dataset",
     }
     # the 2nd skip adds 0.08, both add 0.12: skip 2 contributes 0.10, skip 1 0.02; 11 is best at every alpha
     second_skip = {"unet_skips_01": dict.fromkeys(alphas, 0.08), "unet_skips_11": dict.fromkeys(alphas, 0.12)}
@@ -154,3 +161,70 @@ def test_udtransnets_sentences_are_rows_of_the_claims_table_decided_three_ways()
     assert found["best_subset_differs_by_difficulty"][0] == INCONCLUSIVE
     without = _claims(("noskip_unet", "unet", "attention_unet"), {})  # a study of no subsets: the reason, no crash
     assert set(without.values()) == {(INCONCLUSIVE, "the study has fewer than two skip-subset variants (unet_skips_*)")}
+
+
+def _with_glas(glas_gains: dict, synthetic_gains: dict | None = None, alphas: tuple = (), ood_loss=None):
+    """Per-run and per-image frames of every subset of 2 skips on a medical data set ``glas`` (no training alpha),
+    with a synthetic one at ``alphas`` beside it when given."""
+    scenario = ClaimScenario(
+        variants=FULL,
+        gains=synthetic_gains or {},
+        medical_gains=glas_gains,
+        seed_noise=NOISE,
+        jagged={},
+        ood_loss=ood_loss or {},
+        medical=("glas",),
+        alphas=alphas,
+    )
+    return scenario_frames(scenario)
+
+
+def test_a_medical_data_set_gets_its_subset_table_contributions_and_drops_without_an_alpha(tmp_path) -> None:
+    # the 2nd skip adds 0.08, the 1st 0.02 more on top: 11 is best, skip 2 contributes 0.09 and skip 1 0.01
+    losses = {"unet_skips_00": 0.5, "unet_skips_01": 0.05, "unet_skips_10": 0.5, "unet_skips_11": 0.3}
+    runs, images = _with_glas({"unet_skips_01": 0.08, "unet_skips_11": 0.10}, ood_loss=losses)
+    scores = subset_scores(image_scores(runs, images))
+    assert set(scores["dataset"]) == {"glas"} and scores["train_alpha"].isna().all() and len(scores) == 4 * 5
+    folder = write_export(tmp_path / "export", runs, images, study="glas_subsets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = build_report(folder, baseline="unet_skips_00", n_resamples=100).report.read_text()
+    section = report[report.index("## Skip subsets") :]
+    assert "### glas" in section and "| skips kept | in-domain |" in section
+    assert "**The best subset changes with difficulty: INCONCLUSIVE.** a medical data set has one difficulty" in section
+    assert "**Each skip contributes differently (UDTransNet): SUPPORTS.** skip 1 and skip 2 contribute" in section
+    assert "#### glas: out-of-domain drop" in section and "### Between data sets" not in section
+    table = pd.read_csv(folder / "tables" / "skip_subsets_glas.csv")
+    assert table.loc[table["best"], "variant"].tolist() == ["unet_skips_11"] and table["train_alpha"].isna().all()
+    drops = pd.read_csv(folder / "tables" / "skip_subsets_ood_drop_glas.csv")
+    assert drops.loc[drops["best"], "variant"].tolist() == ["unet_skips_01"]  # the one that loses least
+    contributions = pd.read_csv(folder / "tables" / "skip_contributions_glas.csv").set_index("skip")["contribution"]
+    assert contributions["skip 2"] == pytest.approx(0.09, abs=1e-3) and contributions["skip 1"] == pytest.approx(
+        0.01, abs=1e-3
+    )
+    for name in ("skip_subsets_glas", "skip_subsets_ood_drop_glas"):
+        assert (folder / "figures" / f"{name}.png").is_file()
+    verdicts = evaluate_claims(Evidence(image_scores(runs, images), n_resamples=20), UDTRANSNET_CLAIMS)
+    found = {(row.claim, row.dataset): (row.verdict, row.measured) for row in verdicts.itertuples()}
+    assert found[("skips_contribute_differently", "glas")][0] == SUPPORTS
+    assert found[("best_subset_differs_by_dataset", "all")] == (
+        INCONCLUSIVE,
+        "needs skip subsets trained on 2+ data sets",
+    )
+
+
+def test_the_best_subset_between_data_sets_is_decided_three_ways() -> None:
+    alphas = ClaimScenario().alphas
+    crossing = best_between_datasets(
+        subset_scores(
+            image_scores(*_with_glas({"unet_skips_01": 0.08}, {"unet_skips_10": dict.fromkeys(alphas, 0.08)}, alphas))
+        )
+    )
+    assert crossing[0] == SUPPORTS and "at glas: unet_skips_01" in crossing[1] and "of data sets whose" in crossing[1]
+    same = best_between_datasets(
+        subset_scores(
+            image_scores(*_with_glas({"unet_skips_11": 0.08}, {"unet_skips_11": dict.fromkeys(alphas, 0.08)}, alphas))
+        )
+    )
+    assert same[0] == CONTRADICTS and same[1].startswith("unet_skips_11 is best at every data set")
+    assert best_between_datasets(subset_scores(image_scores(*_with_glas({}, {}, alphas))))[0] == INCONCLUSIVE

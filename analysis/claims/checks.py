@@ -23,7 +23,13 @@ from scipy import stats as scipy_stats
 
 from analysis.claims.evidence import Evidence
 from analysis.claims.model import CONTRADICTS, INCONCLUSIVE, SUPPORTS, Claim, Finding, Verdict, inconclusive
-from analysis.claims.subsets import CONTRIBUTION_MARGIN, best_changes, contributions_differ, subset_scores
+from analysis.claims.subsets import (
+    CONTRIBUTION_MARGIN,
+    best_between_datasets,
+    best_changes,
+    contributions_differ,
+    subset_scores,
+)
 from analysis.frames import (
     BASELINE_FLOOR,
     LOWER_IS_BETTER,
@@ -45,7 +51,7 @@ class Kind:
     Attributes:
         check: ``(claim, evidence, dataset) -> Finding``; ``dataset`` is ``"all"`` for ``scope="study"``.
         rule: The verdict rule, formatted with the claim as ``c``.
-        scope: ``synthetic``, ``medical``, ``levels`` or ``study``.
+        scope: ``synthetic``, ``medical``, ``levels``, ``any`` (every data set) or ``study``.
         seeds: Whether the check needs seed-level inference (fewer than 3 seeds: INCONCLUSIVE).
         named: Whether the claim's variants and baseline are names the study must hold (else the check finds its
             own variants, such as every skip subset, and says itself what it lacks).
@@ -72,6 +78,8 @@ class Kind:
     def _datasets(self, claim: Claim, evidence: Evidence) -> list[str]:
         if self.scope == "synthetic":
             found = evidence.synthetic_datasets()
+        elif self.scope == "any":
+            found = sorted({*evidence.synthetic_datasets(), *evidence.level_datasets()})
         else:
             found = evidence.level_datasets(medical=self.scope == "medical")
         return [d for d in found if not claim.datasets or d in claim.datasets]
@@ -82,6 +90,8 @@ class Kind:
             return "the study has no cross-alpha (synthetic) results"
         if self.scope == "medical":
             return f"the sentence is about medical test sets{named}; this study has none"
+        if self.scope == "any":
+            return f"the study has no in-domain results{named}"
         return f"the study has no test levels{named}"
 
     def _checked(self, claim: Claim, evidence: Evidence, dataset: str) -> Finding:
@@ -614,6 +624,24 @@ def best_subset_changes(claim: Claim, evidence: Evidence, dataset: str) -> Findi
     return Finding(verdict, np.nan, measured)
 
 
+SUBSET_DATASETS_RULE = (
+    "per seed, in-domain {c.metric} of each skip subset (unet_skips_*) on each data set (each synthetic training "
+    "alpha a task of its own), the best subset per task by its mean; SUPPORTS when two tasks of different data sets "
+    "have best subsets that cross, each significantly better than the other on its own task (one-sided paired t on "
+    "seeds, Holm over those pairs, 5%); CONTRADICTS when one subset is best on every task and significantly better "
+    "than the runner-up on each (Holm); else INCONCLUSIVE"
+)
+
+
+def best_subset_between_datasets(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
+    """UDTransNet's "optimal combinations ... are different, relying on the specific datasets", between data sets."""
+    scores = subset_scores(evidence.images)
+    if scores["variant"].nunique() < 2:
+        return inconclusive("the study has fewer than two skip-subset variants (unet_skips_*)")
+    verdict, measured = best_between_datasets(scores, evidence.level)
+    return Finding(verdict, np.nan, measured)
+
+
 CONTRIBUTION_RULE = (
     "per seed, each skip's contribution: the mean in-domain {c.metric} over the alphas of the subsets that keep it "
     "minus that of the subsets that drop it (all 2^k subsets needed); SUPPORTS when two skips' contributions differ "
@@ -646,7 +674,10 @@ KINDS: dict[str, Kind] = {
     "group_best_on_levels": Kind(group_best_on_levels, GROUP_RULE, scope="study"),
     "cov_ranking": Kind(cov_ranking, COV_RULE, scope="study"),
     "best_subset_changes": Kind(best_subset_changes, SUBSET_BEST_RULE, named=False),
-    "skips_contribute_differently": Kind(skips_contribute_differently, CONTRIBUTION_RULE, named=False),
+    "best_subset_between_datasets": Kind(
+        best_subset_between_datasets, SUBSET_DATASETS_RULE, scope="study", named=False
+    ),
+    "skips_contribute_differently": Kind(skips_contribute_differently, CONTRIBUTION_RULE, scope="any", named=False),
     "not_expressible": Kind(
         not_expressible, "not checked within one slice: see the across-sweep report", scope="study", seeds=False
     ),

@@ -198,6 +198,14 @@ CLAIMS: tuple[Claim, ...] = (
         kind="best_subset_changes",
         variants=("unet_skips_*",),
     ),
+    Claim(
+        name="best_subset_differs_by_dataset",
+        paper=UDTRANSNET,
+        source="Abstract; Sec. 3, Fig. 4 (no skips competitive on GlaS and Synapse, worse on ISIC-2018)",
+        quote="the optimal combinations of skip connections are different, relying on the specific datasets",
+        kind="best_subset_between_datasets",
+        variants=("unet_skips_*",),
+    ),
 )
 
 TABLE1_VARIANTS = {"AGU-Net": "attention_unet", "U-Net": "unet", "NoSkipU-Net": "noskip_unet"}

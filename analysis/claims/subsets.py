@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims.model import CONTRADICTS, INCONCLUSIVE, SUPPORTS
-from analysis.frames import format_number
+from analysis.frames import dataset_label, format_number
 from analysis.statistics.paired import holm
 from analysis.statistics.seeds import EQUIVALENT, MIN_SEEDS, equivalence, seed_effect, seed_p
 from analysis.tables.relative import seed_level_scores
@@ -37,14 +37,24 @@ CONTRIBUTION_MARGIN = 0.02  # absolute Dice: two skips whose contributions diffe
 
 
 def subset_scores(images: pd.DataFrame) -> pd.DataFrame:
-    """In-domain Dice per (dataset, skip-subset variant, train_alpha, seed): the mean over the model's test images."""
+    """In-domain Dice per (dataset, skip-subset variant, train_alpha, seed): the mean over the model's test images.
+
+    A medical data set has no training alpha (NaN): its in-domain Dice is the mean over its ``in_domain`` test level.
+    """
     columns = ["dataset", "variant", "train_alpha", "seed", "dice"]
-    if not images["variant"].map(is_skip_subset).astype(bool).any():
-        return pd.DataFrame({column: [] for column in columns})  # (a medical-only study has no alpha either)
-    scores = seed_level_scores(images)
-    scores = scores[scores["variant"].map(is_skip_subset).astype(bool)]
-    in_domain = scores[np.isclose(scores["train_alpha"], scores["test_alpha"])]
-    return in_domain[columns].reset_index(drop=True)
+    subsets = images[images["variant"].map(is_skip_subset).astype(bool)]
+    frames = []
+    if subsets["train_alpha"].notna().any():
+        scores = seed_level_scores(subsets[subsets["train_alpha"].notna()])
+        in_domain = scores[np.isclose(scores["train_alpha"], scores["test_alpha"])]
+        frames.append(in_domain[columns].reset_index(drop=True))
+    medical = subsets[subsets["train_alpha"].isna() & (subsets["condition"] == "in_domain")]
+    if not medical.empty:
+        means = medical.groupby(["dataset", "variant", "seed"])["dice"].mean().reset_index()
+        frames.append(means.assign(train_alpha=np.nan)[columns])
+    if not frames:
+        return pd.DataFrame({column: [] for column in columns})
+    return pd.concat(frames, ignore_index=True)
 
 
 def subset_drops(images: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +66,7 @@ def subset_drops(images: pd.DataFrame) -> pd.DataFrame:
     if subsets.empty or not (subsets["condition"] == "in_domain").any() or subsets["condition"].nunique() < 2:
         return pd.DataFrame({column: [] for column in columns})
     keys = ["dataset", "variant", "train_alpha", "seed"]
-    means = subsets.groupby([*keys, "condition"])["dice"].mean().unstack("condition")
+    means = subsets.groupby([*keys, "condition"], dropna=False)["dice"].mean().unstack("condition")
     others = [condition for condition in means.columns if condition != "in_domain"]
     drops = (means["in_domain"] - means[others].mean(axis=1)).rename("drop").reset_index()
     return drops[columns]
@@ -64,32 +74,64 @@ def subset_drops(images: pd.DataFrame) -> pd.DataFrame:
 
 def best_changes(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
     """The verdict on "the best subset changes with difficulty" for one data set, and what was measured."""
-    alphas = sorted(scores["train_alpha"].unique())
-    wide = {a: scores[scores["train_alpha"] == a].pivot(index="seed", columns="variant", values="dice") for a in alphas}
+    alphas = sorted(scores["train_alpha"].dropna().unique())
+    if scores["train_alpha"].isna().all() and not scores.empty:
+        return INCONCLUSIVE, "a medical data set has one difficulty level (no training alpha) to compare subsets across"
+    wide = {f"alpha {a:g}": _wide(scores[scores["train_alpha"] == a]) for a in alphas}
     if len(alphas) < 2 or min(len(w.dropna()) for w in wide.values()) < MIN_SEEDS:
         return INCONCLUSIVE, f"needs 2+ alphas and {MIN_SEEDS}+ seeds per subset"
-    best = {a: wide[a].mean().idxmax() for a in alphas}
-    pairs = [(a, b) for a, b in itertools.combinations(alphas, 2) if best[a] != best[b]]
-    if pairs:
-        # a crossing: at a, best[a] beats best[b]; at b, best[b] beats best[a] (the larger one-sided p decides)
+    return _best_across(wide, list(itertools.combinations(wide, 2)), level, "alpha", "alphas")
+
+
+def best_between_datasets(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
+    """UDTransNet's "the optimal combinations ... are different, relying on the specific datasets", read literally:
+    between the study's data sets (each synthetic training alpha a task of its own; only pairs of tasks from two
+    different data sets count). The same rule as :func:`best_changes`."""
+    tasks, owner = {}, {}
+    for (dataset, alpha), cell in scores.groupby(["dataset", "train_alpha"], dropna=False, sort=True):
+        label = dataset_label(str(dataset), alpha)
+        tasks[label], owner[label] = _wide(cell), dataset
+    if len(set(owner.values())) < 2:
+        return INCONCLUSIVE, "needs skip subsets trained on 2+ data sets"
+    if min(len(w.dropna()) for w in tasks.values()) < MIN_SEEDS:
+        return INCONCLUSIVE, f"needs {MIN_SEEDS}+ seeds per subset on each data set"
+    pairs = [(a, b) for a, b in itertools.combinations(tasks, 2) if owner[a] != owner[b]]
+    return _best_across(tasks, pairs, level, "data set", "data sets")
+
+
+def _wide(cell: pd.DataFrame) -> pd.DataFrame:
+    """Seeds x subsets of one task's in-domain Dice."""
+    return cell.pivot(index="seed", columns="variant", values="dice")
+
+
+def _best_across(
+    wide: dict[str, pd.DataFrame], pairs: list[tuple[str, str]], level: float, task: str, tasks: str
+) -> tuple[str, str]:
+    """SUPPORTS when two tasks' best subsets cross, each significantly better than the other on its own task (the
+    larger one-sided paired p of the two, Holm over the ``pairs`` whose best subsets differ); CONTRADICTS when one
+    subset is best on every task and significantly better than the runner-up on each (Holm); else INCONCLUSIVE."""
+    best = {name: frame.mean().idxmax() for name, frame in wide.items()}
+    crossings = [(a, b) for a, b in pairs if best[a] != best[b]]
+    if crossings:
         p_values = [
             max(paired_p(wide[a][best[a]], wide[a][best[b]], True), paired_p(wide[b][best[b]], wide[b][best[a]], True))
-            for a, b in pairs
+            for a, b in crossings
         ]
         adjusted = holm(p_values)
         crossing = int(np.nanargmin(adjusted))
-        a, b = pairs[crossing]
+        a, b = crossings[crossing]
         text = (
-            f"best at alpha {a:g}: {best[a]}, at alpha {b:g}: {best[b]}; that each beats the other at its own "
-            f"alpha has Holm p = {format_number(adjusted[crossing], 3)}, the smallest over {len(pairs)} pair(s) of "
-            "alphas whose best subsets differ"
+            f"best at {a}: {best[a]}, at {b}: {best[b]}; that each beats the other at its own "
+            f"{task} has Holm p = {format_number(adjusted[crossing], 3)}, the smallest over {len(crossings)} pair(s) "
+            f"of {tasks} whose best subsets differ"
         )
         return (SUPPORTS if adjusted[crossing] <= level else INCONCLUSIVE), text
-    winner = best[alphas[0]]
-    runners = {a: wide[a].mean().drop(winner).idxmax() for a in alphas}
-    p_values = holm([paired_p(wide[a][winner], wide[a][runners[a]], True) for a in alphas])
-    text = f"{winner} is best at every alpha; against the runner-up, Holm p = " + ", ".join(
-        f"{format_number(p, 3)} (alpha {a:g}, {runners[a]})" for a, p in zip(alphas, p_values, strict=True)
+    names = list(dict.fromkeys(name for pair in pairs for name in pair))
+    winner = best[names[0]]
+    runners = {name: wide[name].mean().drop(winner).idxmax() for name in names}
+    p_values = holm([paired_p(wide[name][winner], wide[name][runners[name]], True) for name in names])
+    text = f"{winner} is best at every {task}; against the runner-up, Holm p = " + ", ".join(
+        f"{format_number(p, 3)} ({name}, {runners[name]})" for name, p in zip(names, p_values, strict=True)
     )
     return (CONTRADICTS if np.nanmax(p_values) <= level else INCONCLUSIVE), text
 

@@ -20,7 +20,14 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.claims.subsets import best_changes, contributions_differ, paired_p, subset_drops, subset_scores
+from analysis.claims.subsets import (
+    best_between_datasets,
+    best_changes,
+    contributions_differ,
+    paired_p,
+    subset_drops,
+    subset_scores,
+)
 from analysis.report.formatting import format_number
 from analysis.statistics.paired import holm
 from analysis.statistics.seeds import seed_effect
@@ -40,7 +47,7 @@ def subset_table(scores: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
     from it at ``level`` after Holm over the other subsets of that alpha (the best is tied with itself).
     """
     rows = []
-    for alpha, cell in scores.groupby("train_alpha"):
+    for alpha, cell in scores.groupby("train_alpha", dropna=False):
         wide = cell.pivot(index="seed", columns="variant", values="dice")
         means = wide.mean()
         best = means.idxmax()
@@ -69,9 +76,11 @@ def plot_subsets(table: pd.DataFrame, dataset: str, drops: bool = False) -> Figu
     """Subsets (rows) x training alpha (columns): each cell's mean in-domain Dice (or, ``drops``, its out-of-domain
     drop) written in it, coloured by how far it is from the best subset of that alpha (so the ranking within each
     alpha shows, whatever the alpha's overall level); * the best per alpha, = not distinguishable from it."""
-    matrix = table.pivot(index="variant", columns="train_alpha", values="mean")
-    marks = table.pivot(index="variant", columns="train_alpha", values="best")
-    tied = table.pivot(index="variant", columns="train_alpha", values="tied")
+    table = table.assign(level=table["train_alpha"].map(_level_name))
+    order = [_level_name(a) for a in sorted(table["train_alpha"].unique())]
+    matrix, marks, tied = (
+        table.pivot(index="variant", columns="level", values=v)[order] for v in ("mean", "best", "tied")
+    )
     values = matrix.to_numpy(dtype="float64")
     # distance from the alpha's best subset, >= 0: Dice below the best, or drop above the smallest
     distance = (
@@ -79,7 +88,7 @@ def plot_subsets(table: pd.DataFrame, dataset: str, drops: bool = False) -> Figu
         if drops
         else (np.nanmax(values, axis=0, keepdims=True) - values)
     )
-    figure = Figure(figsize=(2.4 + 0.9 * matrix.shape[1], 1.8 + 0.3 * matrix.shape[0]))
+    figure = Figure(figsize=(max(5.6, 2.4 + 0.9 * matrix.shape[1]), 1.8 + 0.3 * matrix.shape[0]))  # room for the title
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     high = max(float(np.nanmax(distance)), 1e-3)
@@ -88,17 +97,19 @@ def plot_subsets(table: pd.DataFrame, dataset: str, drops: bool = False) -> Figu
         mark = "*" if marks.iat[row, column] else ("=" if tied.iat[row, column] else "")
         colour = "black" if distance[row, column] < high / 2 else "white"
         axes.text(column, row, f"{value:.2f}{mark}", ha="center", va="center", fontsize=7, color=colour)
-    axes.set_xticks(range(matrix.shape[1]), [f"{a:g}" for a in matrix.columns])
+    axes.set_xticks(range(matrix.shape[1]), [a.removeprefix("alpha ") for a in matrix.columns])
     axes.set_yticks(range(matrix.shape[0]), [v.removeprefix("unet_skips_") for v in matrix.index])
-    axes.set_xlabel("trained (and tested in-domain) at alpha")
+    medical = table["train_alpha"].isna().all()
+    axes.set_xlabel("tested in-domain (no training alpha)" if medical else "trained (and tested in-domain) at alpha")
     axes.set_ylabel("skips kept\n(shallowest first)")
     what = "out-of-domain drop (in-domain minus test levels)" if drops else "in-domain Dice"
     best = "smallest drop" if drops else "best"
+    per, the = ("", "the") if medical else (" per alpha", "the alpha's")
     axes.set_title(
-        f"{dataset}: {what} per skip subset (mean over seeds)\n* {best} per alpha, = not distinguishable from it",
+        f"{dataset}: {what}\nper skip subset, mean over seeds; * {best}{per}, = not distinguishable from it",
         fontsize=9,
     )
-    figure.colorbar(image, ax=axes, label="drop above the alpha's smallest" if drops else "Dice below the alpha's best")
+    figure.colorbar(image, ax=axes, label=f"drop above {the} smallest" if drops else f"Dice below {the} best")
     figure.tight_layout()
     return figure
 
@@ -126,6 +137,12 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
         writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
         parts.append(writer.sections.pop())
         parts += _drops_part(writer, drops[drops["dataset"] == dataset], str(dataset), level)
+    if scores["dataset"].nunique() > 1:
+        verdict, measured = best_between_datasets(scores, level)
+        parts.append("### Between data sets\n")
+        parts.append(
+            f"**The best subset differs between data sets (UDTransNet's own reading): {verdict}.** {measured}.\n"
+        )
     return "\n".join(parts) + "\n"
 
 
@@ -169,13 +186,18 @@ def _drops_part(writer, drops: pd.DataFrame, dataset: str, level: float) -> list
     ]
 
 
+def _level_name(alpha: float) -> str:
+    """A column of the subset tables: ``alpha 0.3`` for a synthetic training level, ``in-domain`` for a medical set."""
+    return "in-domain" if pd.isna(alpha) else f"alpha {alpha:g}"
+
+
 def _markdown(table: pd.DataFrame) -> str:
     alphas = sorted(table["train_alpha"].unique())
-    lines = ["| skips kept | " + " | ".join(f"alpha {a:g}" for a in alphas) + " |", "|---" * (len(alphas) + 1) + "|"]
+    lines = ["| skips kept | " + " | ".join(map(_level_name, alphas)) + " |", "|---" * (len(alphas) + 1) + "|"]
     for variant, rows in table.groupby("variant", sort=True):
         cells = []
         for alpha in alphas:
-            row = rows[rows["train_alpha"] == alpha].iloc[0]
+            row = rows[rows["train_alpha"].isna() if pd.isna(alpha) else rows["train_alpha"] == alpha].iloc[0]
             text = f"{row['mean']:.3f} [{format_number(row['ci_low'], 3)}, {format_number(row['ci_high'], 3)}]"
             cells.append(f"**{text}**" if row["best"] else (f"= {text}" if row["tied"] else text))
         lines.append(f"| {variant.removeprefix('unet_skips_')} | " + " | ".join(cells) + " |")
