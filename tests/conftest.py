@@ -52,8 +52,15 @@ def kill_all(pids: list[int]) -> None:
 
 RAY_TOKEN = secrets.token_hex(32)  # one per test session: every node, driver and client of a test shares it
 # Inherited by every process this test session starts (Ray workers inherit it from their raylet), so the
-# clean-up below touches this session's processes only, never those of another test run on the machine.
-SESSION_MARK = ("SKIPSWEEP_TEST_SESSION", os.environ.setdefault("SKIPSWEEP_TEST_SESSION", secrets.token_hex(8)))
+# clean-up below touches this session's processes only, never those of another test run on the machine. Under
+# pytest-xdist each worker is a session of its own: the workers inherit the controller's mark, and each adds its
+# name, so that one worker's check never takes the other's clusters for leaks.
+SESSION_MARK = (
+    "SKIPSWEEP_TEST_SESSION",
+    os.environ.setdefault("SKIPSWEEP_TEST_SESSION", secrets.token_hex(8)).split("/")[0]
+    + (f"/{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else ""),
+)
+os.environ[SESSION_MARK[0]] = SESSION_MARK[1]
 LOOPBACK_HEAD, LOOPBACK_WORKER = "127.0.0.2", "127.0.0.3"  # Ray rewrites 127.0.0.1 to the host's own address
 CLUSTER_MARKERS = (
     "ray::",
@@ -323,3 +330,9 @@ def mlflow_server_postgres(tmp_path: Path, postgres):
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort: file order otherwise), so that under pytest-xdist the long ones start early
+    and no worker is left alone with them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
