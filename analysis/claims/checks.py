@@ -614,14 +614,20 @@ SUBSET_BEST_RULE = (
 )
 
 
-def best_subset_changes(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
-    """UDTransNet's "optimal combinations ... are different", read across difficulty levels of one data set."""
+def _on_subsets(evidence: Evidence, decide, dataset: str = "all") -> Finding:
+    """A UDTransNet verdict: ``decide(scores, level)`` on the skip subsets' seed-level scores (of one data set)."""
     scores = subset_scores(evidence.images)
-    scores = scores[scores["dataset"] == dataset]
+    if dataset != "all":
+        scores = scores[scores["dataset"] == dataset]
     if scores["variant"].nunique() < 2:
         return inconclusive("the study has fewer than two skip-subset variants (unet_skips_*)")
-    verdict, measured = best_changes(scores, evidence.level)
+    verdict, measured = decide(scores, evidence.level)[:2]
     return Finding(verdict, np.nan, measured)
+
+
+def best_subset_changes(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
+    """UDTransNet's "optimal combinations ... are different", read across difficulty levels of one data set."""
+    return _on_subsets(evidence, best_changes, dataset)
 
 
 SUBSET_DATASETS_RULE = (
@@ -635,11 +641,7 @@ SUBSET_DATASETS_RULE = (
 
 def best_subset_between_datasets(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     """UDTransNet's "optimal combinations ... are different, relying on the specific datasets", between data sets."""
-    scores = subset_scores(evidence.images)
-    if scores["variant"].nunique() < 2:
-        return inconclusive("the study has fewer than two skip-subset variants (unet_skips_*)")
-    verdict, measured = best_between_datasets(scores, evidence.level)
-    return Finding(verdict, np.nan, measured)
+    return _on_subsets(evidence, best_between_datasets)
 
 
 CONTRIBUTION_RULE = (
@@ -652,12 +654,7 @@ CONTRIBUTION_RULE = (
 
 def skips_contribute_differently(claim: Claim, evidence: Evidence, dataset: str) -> Finding:
     """UDTransNet's "each skip connection has different contribution", on one data set's skip subsets."""
-    scores = subset_scores(evidence.images)
-    scores = scores[scores["dataset"] == dataset]
-    if scores["variant"].nunique() < 2:
-        return inconclusive("the study has fewer than two skip-subset variants (unet_skips_*)")
-    verdict, measured, _ = contributions_differ(scores, evidence.level)
-    return Finding(verdict, np.nan, measured)
+    return _on_subsets(evidence, contributions_differ, dataset)
 
 
 KINDS: dict[str, Kind] = {
