@@ -24,7 +24,7 @@ from analysis.claims.subsets import (
 )
 from analysis.frames import image_scores
 from analysis.report import build_report
-from analysis.report.subsets import drop_table, subset_table
+from analysis.report.subsets import drop_table, learned_table, subset_table
 
 SUBSETS = ("noskip_unet", "unet_skips_01", "unet_skips_10", "unet_skips_11")
 NOISE = {"unet_skips_01": 0.004, "unet_skips_10": -0.003, "unet_skips_11": 0.002}  # seeds differ, pairs stay clear
@@ -228,3 +228,29 @@ def test_the_best_subset_between_data_sets_is_decided_three_ways() -> None:
     )
     assert same[0] == CONTRADICTS and same[1].startswith("unet_skips_11 is best at every data set")
     assert best_between_datasets(subset_scores(image_scores(*_with_glas({}, {}, alphas))))[0] == INCONCLUSIVE
+
+
+def test_learned_skips_are_set_against_the_best_fixed_subset_of_each_alpha(tmp_path) -> None:
+    alphas = ClaimScenario().alphas
+    gains = {
+        "unet_skips_11": dict.fromkeys(alphas, 0.08),
+        "udtransnet": {a: (0.15 if a <= 0.3 else 0.0) for a in alphas},  # ahead of 11 where hard, behind it where easy
+    }
+    variants = (*FULL, "udtransnet")
+    scores = subset_scores(_images(variants, gains), also=("udtransnet",))
+    table = learned_table(scores).set_index("train_alpha")
+    assert set(table["best_subset"]) == {"unet_skips_11"} and len(table) == len(alphas)
+    assert table.loc[alphas[0], "difference"] == pytest.approx(0.07, abs=0.005)
+    assert table.loc[alphas[0], "verdict"] == "better" and table.loc[alphas[-1], "verdict"] == "worse"
+    assert table.loc[alphas[-1], "difference"] == pytest.approx(-0.08, abs=0.005)
+    assert (table["ci_low"] <= table["difference"]).all() and (table["difference"] <= table["ci_high"]).all()
+    scenario = ClaimScenario(variants=variants, gains=gains, seed_noise=NOISE, jagged={}, ood_loss={})
+    folder = write_export(tmp_path / "export", *scenario_frames(scenario), study="learned")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = build_report(folder, baseline="unet_skips_00", n_resamples=100).report.read_text()
+    assert "### Learned skips against the best fixed subset" in report
+    hard = sum(a <= 0.3 for a in alphas)
+    assert f"Of {len(alphas)} cases: {hard} better, {len(alphas) - hard} worse, 0 not distinguishable." in report
+    assert (folder / "tables" / "learned_skips_vs_best_subset.csv").is_file()
+    assert learned_table(subset_scores(_images(FULL, {}))).empty  # no learned skips: no part

@@ -36,13 +36,14 @@ from trainables.schema import SKIP_SUBSET_PREFIX, is_skip_subset
 CONTRIBUTION_MARGIN = 0.02  # absolute Dice: two skips whose contributions differ by less contribute alike
 
 
-def subset_scores(images: pd.DataFrame) -> pd.DataFrame:
+def subset_scores(images: pd.DataFrame, also: tuple[str, ...] = ()) -> pd.DataFrame:
     """In-domain Dice per (dataset, skip-subset variant, train_alpha, seed): the mean over the model's test images.
 
     A medical data set has no training alpha (NaN): its in-domain Dice is the mean over its ``in_domain`` test level.
+    ``also`` adds other variants (``udtransnet``) to compare with the subsets.
     """
     columns = ["dataset", "variant", "train_alpha", "seed", "dice"]
-    subsets = images[images["variant"].map(is_skip_subset).astype(bool)]
+    subsets = images[images["variant"].map(is_skip_subset).astype(bool) | images["variant"].isin(also)]
     frames = []
     if subsets["train_alpha"].notna().any():
         scores = seed_level_scores(subsets[subsets["train_alpha"].notna()])
@@ -77,7 +78,7 @@ def best_changes(scores: pd.DataFrame, level: float = 0.05) -> tuple[str, str]:
     alphas = sorted(scores["train_alpha"].dropna().unique())
     if scores["train_alpha"].isna().all() and not scores.empty:
         return INCONCLUSIVE, "a medical data set has one difficulty level (no training alpha) to compare subsets across"
-    wide = {f"alpha {a:g}": _wide(scores[scores["train_alpha"] == a]) for a in alphas}
+    wide = {f"alpha {a:g}": by_seed(scores[scores["train_alpha"] == a]) for a in alphas}
     if len(alphas) < 2 or min(len(w.dropna()) for w in wide.values()) < MIN_SEEDS:
         return INCONCLUSIVE, f"needs 2+ alphas and {MIN_SEEDS}+ seeds per subset"
     return _best_across(wide, list(itertools.combinations(wide, 2)), level, "alpha", "alphas")
@@ -90,7 +91,7 @@ def best_between_datasets(scores: pd.DataFrame, level: float = 0.05) -> tuple[st
     tasks, owner = {}, {}
     for (dataset, alpha), cell in scores.groupby(["dataset", "train_alpha"], dropna=False, sort=True):
         label = dataset_label(str(dataset), alpha)
-        tasks[label], owner[label] = _wide(cell), dataset
+        tasks[label], owner[label] = by_seed(cell), dataset
     if len(set(owner.values())) < 2:
         return INCONCLUSIVE, "needs skip subsets trained on 2+ data sets"
     if min(len(w.dropna()) for w in tasks.values()) < MIN_SEEDS:
@@ -99,7 +100,7 @@ def best_between_datasets(scores: pd.DataFrame, level: float = 0.05) -> tuple[st
     return _best_across(tasks, pairs, level, "data set", "data sets")
 
 
-def _wide(cell: pd.DataFrame) -> pd.DataFrame:
+def by_seed(cell: pd.DataFrame) -> pd.DataFrame:
     """Seeds x subsets of one task's in-domain Dice."""
     return cell.pivot(index="seed", columns="variant", values="dice")
 

@@ -23,14 +23,19 @@ from matplotlib.figure import Figure
 from analysis.claims.subsets import (
     best_between_datasets,
     best_changes,
+    by_seed,
     contributions_differ,
     paired_p,
     subset_drops,
     subset_scores,
 )
+from analysis.frames import dataset_label
 from analysis.report.formatting import format_number
 from analysis.statistics.paired import holm
 from analysis.statistics.seeds import seed_effect
+from trainables.schema import SKIP_SUBSET_PREFIX, is_skip_subset
+
+LEARNED_SKIPS = ("udtransnet",)  # variants whose skips are learned: compared with the best fixed subset
 
 
 def drop_table(drops: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
@@ -48,7 +53,7 @@ def subset_table(scores: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
     """
     rows = []
     for alpha, cell in scores.groupby("train_alpha", dropna=False):
-        wide = cell.pivot(index="seed", columns="variant", values="dice")
+        wide = by_seed(cell)
         means = wide.mean()
         best = means.idxmax()
         others = [v for v in wide.columns if v != best]
@@ -137,6 +142,7 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
         writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
         parts.append(writer.sections.pop())
         parts += _drops_part(writer, drops[drops["dataset"] == dataset], str(dataset), level)
+    parts += _learned_part(writer, subset_scores(images, also=LEARNED_SKIPS), level)
     if scores["dataset"].nunique() > 1:
         verdict, measured = best_between_datasets(scores, level)
         parts.append("### Between data sets\n")
@@ -144,6 +150,71 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
             f"**The best subset differs between data sets (UDTransNet's own reading): {verdict}.** {measured}.\n"
         )
     return "\n".join(parts) + "\n"
+
+
+def learned_table(scores: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Each learned-skip variant (:data:`LEARNED_SKIPS`) against the best fixed subset of each data set and alpha:
+    per seed, its in-domain Dice minus the best subset's (same seed); mean, 95% t interval, t-test p and Holm over
+    the rows of one variant. The best subset is picked on the same scores, which favours it."""
+    rows = []
+    for (dataset, alpha), cell in scores.groupby(["dataset", "train_alpha"], dropna=False, sort=True):
+        wide = by_seed(cell)
+        fixed = [variant for variant in wide.columns if is_skip_subset(variant)]
+        for learned in (variant for variant in LEARNED_SKIPS if variant in wide.columns and fixed):
+            best = wide[fixed].mean().idxmax()
+            effect = seed_effect((wide[learned] - wide[best]).to_numpy())
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "variant": learned,
+                    "train_alpha": alpha,
+                    "dice": wide[learned].mean(),
+                    "best_subset": best,
+                    "best_subset_dice": wide[best].mean(),
+                    "difference": effect.mean,
+                    "ci_low": effect.ci_low,
+                    "ci_high": effect.ci_high,
+                    "n_seeds": effect.n_seeds,
+                    "p": effect.p_value,
+                }
+            )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_holm"] = table.groupby("variant")["p"].transform(lambda p: holm(p.tolist()))
+        table["verdict"] = [
+            ("better" if row.difference > 0 else "worse") if row.p_holm <= level else "not distinguishable"
+            for row in table.itertuples()
+        ]
+    return table
+
+
+def _learned_part(writer, scores: pd.DataFrame, level: float) -> list[str]:
+    """Learned skips (UDTransNet) against the best fixed subset per data set and alpha ([] without them)."""
+    table = learned_table(scores, level)
+    if table.empty:
+        return []
+    link = writer.csv("learned_skips_vs_best_subset.csv", table)
+    lines = [
+        "| variant | data set | best fixed subset | its Dice | learned skips' Dice | difference [95% CI] | Holm p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+        interval = f"{row.difference:+.3f} [{format_number(row.ci_low, 3)}, {format_number(row.ci_high, 3)}]"
+        lines.append(
+            f"| {row.variant} | {dataset_label(str(row.dataset), row.train_alpha)} | "
+            f"{row.best_subset.removeprefix(SKIP_SUBSET_PREFIX)} | {row.best_subset_dice:.3f} | {row.dice:.3f} | "
+            f"{interval} | {format_number(row.p_holm, 3)} |"
+        )
+    counts = table["verdict"].value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "not distinguishable"))
+    return [
+        "### Learned skips against the best fixed subset\n",
+        "UDTransNet replaces the fixed skips with learned ones (attention across every encoder level). Per seed, its "
+        "in-domain Dice minus that of the best fixed subset of the same data set and alpha; mean and 95% t interval "
+        "over seeds, Holm over the rows of a variant. The best subset is chosen on these same scores, which favours "
+        f"it. Of {len(table)} cases: {summary}.\n",
+        "\n".join(lines) + f"\n\n([CSV]({link}))\n",
+    ]
 
 
 def _contributions_part(writer, scores: pd.DataFrame, dataset: str, level: float) -> list[str]:
