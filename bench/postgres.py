@@ -18,11 +18,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from bench.ports import free_port
 
 PROGRAMS = ("initdb", "pg_ctl", "psql")
 SERVICE_USER = "postgres"  # Debian's package creates it
@@ -49,19 +50,13 @@ def postgres_bin() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ThrowawayPostgres:
     """One PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only; :meth:`stop` removes nothing,
     :meth:`close` stops it and removes the folder."""
 
     def __init__(self, port: int | None = None) -> None:
         self.bin = postgres_bin()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="skipsweep-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.ports import free_port
 from trainables.tracking import TrialRun, ensure_experiment
 
 
@@ -53,12 +53,6 @@ def measure(uri: str, background: bool, epochs: int, epoch_seconds: float) -> di
         "flush_ms": 1000 * flush,
         "wall_s": wall,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
