@@ -36,7 +36,7 @@ from trainables.tracking import (
     only_our_retries,
     trial_summaries,
 )
-from trainables.tracking.view import TUNING_VIEW_TAG, VIEW_TAG, study_view, tuning_view, view_address
+from trainables.tracking.view import TUNING_VIEW_TAG, VIEW_TAG, study_view, tuning_view, ui_lines, view_address
 
 DISK_FULL = 74  # sysexits' EX_IOERR: free space, then run the same command
 
@@ -132,11 +132,7 @@ def _print_summary(uri: str, experiment: str, policy: RetryPolicy) -> list[dict]
         best = "-" if row["best_val_dice"] is None else f"{row['best_val_dice']:.4f}"
         test = "-" if row["test_dice_in_domain"] is None else f"{row['test_dice_in_domain']:.4f}"
         print(f"{row['run_name']:<{width}} {row['status']:<9} {best:>13} {test:>22}")
-    local = uri.startswith("sqlite")
-    print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
-    if rows:  # MLflow 3.17's UI opens in its GenAI mode unless the link asks for model training
-        server = "http://127.0.0.1:5000" if local else uri.rstrip("/")
-        print(f"             then open {server}/{runs_page(rows[0]['experiment_id'])}")
+    print("\n" + "\n".join(ui_lines(uri, rows[0]["experiment_id"] if rows else None)))
     export, report = report_commands(uri, experiment)
     print(f"next:        {export}")
     print(f"             {report}")

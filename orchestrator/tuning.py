@@ -375,12 +375,9 @@ def _print_tuned(study: StudyConfig, groups: list[TuningGroup], tuned: dict) -> 
 
 def _print_view(uri: str, experiment_id: str) -> None:
     """Where MLflow's UI shows the tuning: the configurations against each searched field."""
-    from trainables.tracking.view import TUNING_VIEW_KEY, view_address
+    from trainables.tracking.view import TUNING_VIEW_KEY, ui_lines
 
-    local = uri.startswith("sqlite")
-    server = "http://127.0.0.1:5000" if local else uri.rstrip("/")
-    print(f"\nMLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"\nMLflow:      {uri}")
-    print(f"             then open {server}/{view_address(experiment_id, TUNING_VIEW_KEY)}")
+    print("\n" + "\n".join(ui_lines(uri, experiment_id, TUNING_VIEW_KEY)))
 
 
 def check_tunable(study: StudyConfig, source: str) -> None:

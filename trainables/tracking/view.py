@@ -23,6 +23,7 @@ MLflow's default page back. Standard library only: the value is built by the dri
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 
 from trainables.schema import (
@@ -63,6 +64,17 @@ def view_address(experiment_id: str, key: str = VIEW_KEY) -> str:
     """
     query = f"viewStateShareKey={key}&workflowType=machine_learning&compareRunsMode=CHART"
     return f"#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_lines(uri: str, experiment_id: str | None, key: str = VIEW_KEY) -> list[str]:
+    """How to open the view of ``key`` for a store: the ``mlflow ui`` command (a local store) or the server's
+    address, then the page to open (none without an experiment)."""
+    local = uri.startswith("sqlite")
+    lines = [f"MLflow UI:   mlflow ui --backend-store-uri {shlex.quote(uri)}" if local else f"MLflow:      {uri}"]
+    if experiment_id is not None:  # MLflow 3.17's UI opens in its GenAI mode unless the link asks for model training
+        server = "http://127.0.0.1:5000" if local else uri.rstrip("/")
+        lines.append(f"             then open {server}/{view_address(experiment_id, key)}")
+    return lines
 
 
 def study_view(test_levels: Sequence[str], synthetic: bool, datasets: Sequence[str], axes: Sequence[str] = ()) -> str:
