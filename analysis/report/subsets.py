@@ -121,7 +121,8 @@ def plot_subsets(table: pd.DataFrame, dataset: str, drops: bool = False) -> Figu
 
 def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | None:
     """The report's "Skip subsets" section (tables, figure, verdict per data set); None without 2+ subsets."""
-    scores = subset_scores(images)
+    with_learned = subset_scores(images, also=LEARNED_SKIPS)
+    scores = with_learned[with_learned["variant"].map(is_skip_subset).astype(bool)]
     if scores["variant"].nunique() < 2:
         return None
     drops = subset_drops(images)
@@ -142,7 +143,7 @@ def subsets_section(writer, images: pd.DataFrame, level: float = 0.05) -> str | 
         writer.figure(plot_subsets(table, str(dataset)), f"skip_subsets_{dataset}", f"{dataset}: skip subsets x alpha")
         parts.append(writer.sections.pop())
         parts += _drops_part(writer, drops[drops["dataset"] == dataset], str(dataset), level)
-    parts += _learned_part(writer, subset_scores(images, also=LEARNED_SKIPS), level)
+    parts += _learned_part(writer, with_learned, level)
     if scores["dataset"].nunique() > 1:
         verdict, measured = best_between_datasets(scores, level)
         parts.append("### Between data sets\n")
