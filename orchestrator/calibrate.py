@@ -156,11 +156,26 @@ def measure_groups(
     return costs, "/".join(sorted(devices))
 
 
-def calibrate(args: argparse.Namespace, study: StudyConfig, specs: list[TrialSpec]) -> tuple[Forecast, Path | None]:
-    """Measure on the connected cluster, forecast the study (on ``--cluster`` when given), save the forecast.
+def finished_before(uri: str, study: StudyConfig) -> set[str]:
+    """Trial ids already FINISHED in the study's store: a run skips them, so the forecast leaves them out. None
+    where a SQLite store does not exist yet (a dry run never creates one)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return set()
+    from trainables.tracking import RetryPolicy, finished_trial_ids, only_our_retries
+
+    only_our_retries()  # before the first MLflow call, as a run
+    return finished_trial_ids(uri, study.experiment_name, RetryPolicy.from_config(study.tracking))
+
+
+def calibrate(
+    args: argparse.Namespace, study: StudyConfig, specs: list[TrialSpec], uri: str
+) -> tuple[Forecast | None, Path | None]:
+    """Measure on the connected cluster, forecast the study's trials not yet finished in MLflow (on ``--cluster``
+    when given), save the forecast.
 
     Returns:
-        The forecast, and the file it was saved to (None where the storage is not a folder).
+        The forecast (None when every trial has finished: nothing is measured), and the file it was saved to (None
+        where the storage is not a folder).
     """
     from orchestrator.cluster import check_local_fit, check_ray_address
     from orchestrator.driver import _absolute, _connect, prepare_data, trial_gpu
@@ -171,6 +186,13 @@ def calibrate(args: argparse.Namespace, study: StudyConfig, specs: list[TrialSpe
     storage, cache = _absolute(args.storage or study.storage.results), _absolute(args.cache or study.storage.cache)
     check_ray_address(args.address)
     check_local_fit(study.resources.cpu, args.address, args.config)
+    finished = finished_before(uri, study)
+    todo = [spec for spec in specs if spec.trial_id not in finished]
+    if finished:
+        print(f"[{study.study}] {len(specs) - len(todo)} of {len(specs)} trials already finished in MLflow")
+    if not todo:
+        return None, None
+    done, specs = len(specs) - len(todo), todo
     prepare_data(study, args.config, cache)
     groups, per_spec = trial_groups(study, specs)
     sizes = {
@@ -211,6 +233,7 @@ def calibrate(args: argparse.Namespace, study: StudyConfig, specs: list[TrialSpe
         measured_on=measured_on,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    result.finished_before = done
     path = forecast_path(storage, study.study)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

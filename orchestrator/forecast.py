@@ -191,6 +191,7 @@ class Forecast:
     per_variant: dict[str, dict] = field(default_factory=dict)  # variant -> trials, seconds per trial, parts
     assumptions: str = ""
     created: str = ""  # ISO time
+    finished_before: int = 0  # the study's trials already finished in MLflow when it was made: not in it
 
     def to_json(self) -> dict:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -277,4 +278,6 @@ def forecast_text(result: Forecast) -> str:
         f"{result.trial_hours:.2f} trial-hours, {device}"
     )
     lines.append(f"  assumes: {result.assumptions}")
+    if result.finished_before:
+        lines.append(f"  not in it: the {result.finished_before} trial(s) already finished in MLflow")
     return "\n".join(lines)

@@ -156,7 +156,10 @@ def _calibrated(args: argparse.Namespace, study, specs: list) -> int:
     """``--dry-run --calibrate``: measure, forecast, print, say where the forecast is kept."""
     from orchestrator.calibrate import calibrate
 
-    result, path = calibrate(args, study, specs)
+    result, path = calibrate(args, study, specs, resolve_tracking_uri(args.tracking_uri or study.tracking.uri))
+    if result is None:
+        print(f"[{study.study}] every trial has finished in MLflow: nothing to forecast")
+        return 0
     print(forecast_text(result))
     where = f"saved: {path} (the run's report sets it against what the run took)" if path else "not saved"
     print(f"  {where}")

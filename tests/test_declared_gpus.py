@@ -34,6 +34,7 @@ def test_quarter_gpu_trials_go_to_the_gpu_node_share_its_gpu_at_once_and_record_
         nodes.append(start_ray_node(worker, num_cpus=2, num_gpus=1, address=address))  # declares one GPU
         calibrated = orchestrate(study, tmp_path, "--address", address, "--dry-run", "--calibrate")
         result = orchestrate(study, tmp_path, "--address", address)
+        again = orchestrate(study, tmp_path, "--address", address, "--dry-run", "--calibrate")
     finally:
         for node in nodes:
             kill_group(node)
@@ -58,6 +59,9 @@ def test_quarter_gpu_trials_go_to_the_gpu_node_share_its_gpu_at_once_and_record_
     assert "running on CPU instead" not in result.stdout + result.stderr  # the cluster has a GPU: it was asked for
     experiment = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_experiment_by_name("quarters")
     assert json.loads(experiment.tags[FORECAST_TAG]) == forecast  # the run keeps the forecast for its report
+    # calibrated again once every trial has finished: nothing left to forecast, the saved forecast kept
+    assert again.returncode == 0 and "every trial has finished in MLflow: nothing to forecast" in again.stdout
+    assert json.loads((tmp_path / "results" / "quarters" / "forecast.json").read_text()) == forecast
     runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "quarters")
     assert len(runs) == 4 and {run.info.status for run in runs} == {"FINISHED"}
     latest_start = max(run.info.start_time for run in runs)

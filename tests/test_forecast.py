@@ -225,3 +225,47 @@ def test_the_report_section_shows_the_ratios_device_hours_and_a_changed_study(tm
     assert forecast_section(Writer(tmp_path), runs, None) == ""  # not calibrated: no section
     partial = forecast_section(Writer(tmp_path), runs, {"per_variant": {}})  # a forecast missing its figures
     assert "| all (wall time) | 0 | 4 | - | 55.0 | - |" in partial and "workers' start: unknown." in partial
+
+
+def test_a_calibration_leaves_out_the_trials_already_finished_in_mlflow(tmp_path: Path, capsys, monkeypatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.calibrate import finished_before
+    from orchestrator.expand import expand
+    from trainables.config import load_study
+    from trainables.schema import KIND_TAG, TRIAL_ID_TAG, TRIAL_KIND
+
+    monkeypatch.chdir(tmp_path)
+    path = _study(tmp_path)
+    study, uri = load_study(path), f"sqlite:///{tmp_path}/mlflow.db"
+    specs = expand(study)
+    assert finished_before(uri, study) == set() and not (tmp_path / "mlflow.db").exists()  # never made by a dry run
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(study.experiment_name)
+    for spec, status in zip(specs, ("FINISHED", "FAILED"), strict=True):
+        run = client.create_run(experiment, tags={KIND_TAG: TRIAL_KIND, TRIAL_ID_TAG: spec.trial_id})
+        client.set_terminated(run.info.run_id, status)
+    assert finished_before(uri, study) == {specs[0].trial_id}  # the failed one runs again: it is forecast
+    for spec in specs[1:]:
+        client.set_terminated(
+            client.create_run(experiment, tags={KIND_TAG: TRIAL_KIND, TRIAL_ID_TAG: spec.trial_id}).info.run_id
+        )
+    # every trial finished: nothing is measured (no Ray, no data prepared), nothing saved
+    assert main(["--config", path, "--dry-run", "--calibrate", "--tracking-uri", uri]) == 0
+    assert "[s] every trial has finished in MLflow: nothing to forecast" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_report_compares_only_the_runs_that_ended_after_the_forecast(tmp_path: Path) -> None:
+    from analysis.report.writer import Writer
+
+    runs = _runs({"noskip_unet": [20.0, 30.0], "unet": [30.0, 45.0]})
+    # runs end at 10:00:20 and 10:00:40 (noskip_unet), 10:00:30 and 10:00:55 (unet); the forecast was made at 10:00:25
+    forecast = {**FORECAST, "created": "2026-12-05T10:00:25+00:00", "finished_before": 1}
+    text = forecast_section(Writer(tmp_path), runs, forecast)
+    assert "| noskip_unet | 2 | 1 | 20.0 | 30.0 | x1.50 |" in text
+    assert "| unet | 2 | 2 | 30.0 | 37.5 (30.0 to 45.0) | x1.25 |" in text
+    assert "The 1 run(s) that had finished before the forecast are not compared" in text
+    assert "| all (wall time) | 4 | 3 | 50.0 | 55.0 | x1.10 |" in text
+    late = {**FORECAST, "created": "2026-12-05T11:00:00+00:00"}  # every run ended before it: nothing to compare
+    assert forecast_section(Writer(tmp_path), runs, late) == ""

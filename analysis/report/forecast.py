@@ -81,9 +81,23 @@ def _device_hours(runs: pd.DataFrame, forecast: dict) -> str:
     )
 
 
+def covered_runs(runs: pd.DataFrame, forecast: dict) -> pd.DataFrame:
+    """The runs the forecast was made for: those that ended after it (a trial already finished then was left out of
+    it, and a run skips it); all of them when the forecast is undated."""
+    created = pd.to_datetime(forecast.get("created") or None, utc=True, errors="coerce")
+    if pd.isna(created) or "end_time" not in runs:
+        return runs
+    return runs[pd.to_datetime(runs["end_time"], utc=True) > created]
+
+
 def forecast_section(writer, runs: pd.DataFrame, forecast: dict | None) -> str:
     """The section and ``tables/forecast_vs_actual.csv``; "" when the study was not calibrated before it ran."""
     if not forecast or runs.empty:
+        return ""
+    earlier = len(runs)
+    runs = covered_runs(runs, forecast)
+    earlier -= len(runs)
+    if runs.empty:
         return ""
     table = forecast_table(runs, forecast)
     link = writer.csv("forecast_vs_actual.csv", table)
@@ -122,6 +136,11 @@ def forecast_section(writer, runs: pd.DataFrame, forecast: dict | None) -> str:
         "start or the workers'. Forecast wall time including the workers' start: "
         f"{duration_text(float(forecast.get('wall_seconds', np.nan)))}.",
     ]
+    if earlier:
+        lines.append(
+            f"The {earlier} run(s) that had finished before the forecast are not compared (the forecast left "
+            f"{forecast.get('finished_before', 'them')} finished trial(s) out)."
+        )
     hours = _device_hours(runs, forecast)
     if hours:
         lines.append(hours)
