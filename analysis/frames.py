@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.files import plain_mode
-from trainables.schema import ALPHA_CONDITION_PREFIX
+from trainables.schema import ALPHA_CONDITION_PREFIX, SKIP_SUBSET_PREFIX, is_skip_subset
 from trainables.schema import VARIANT_ORDER as VARIANT_ORDER  # the papers' order, shared with the trials
 from trainables.schema import format_alpha as format_alpha  # alphas print as the run names and tags write them
 
@@ -317,7 +317,12 @@ def ordered_levels(levels) -> list[str]:
 
 
 def variant_group(variant: str) -> str | None:
-    """The journal's architecture group (No-Skip / Standard / Enhanced) of a variant, or None."""
+    """The journal's architecture group (No-Skip / Standard / Enhanced) of a variant, or None. The two ends of the
+    skip subsets are the networks they equal: ``unet_skips_0000`` is No-Skip, ``unet_skips_1111`` Standard; a
+    partial subset belongs to no group."""
+    if is_skip_subset(variant):
+        flags = set(variant.removeprefix(SKIP_SUBSET_PREFIX))
+        return {frozenset("0"): "No-Skip", frozenset("1"): "Standard"}.get(frozenset(flags))
     return next((group for group, members in VARIANT_GROUPS.items() if variant in members), None)
 
 

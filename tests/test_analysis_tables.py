@@ -11,7 +11,7 @@ from analysis_fixtures import busi_images
 from numpy.testing import assert_allclose
 from scipy import stats as scipy_stats
 
-from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, image_scores
+from analysis.frames import TESTED_ON, TRAINED_ON, MissingDataWarning, image_scores, variant_group
 from analysis.report.formatting import ood_latex, ood_markdown
 from analysis.tables.ood import ood_table, rank_groups, rank_variants, robustness_cov
 from analysis.tables.relative import dice_matrix, relative_improvement, relative_matrix, seed_level_scores
@@ -210,6 +210,23 @@ def test_cov_ranking_by_hand():
     assert_allclose(groups.loc["Standard", "busi"], (0.1020621 + 0.2020305) / 2, rtol=1e-6)
     assert_allclose(groups.loc["Standard", "mean CoV"], 0.1260232, rtol=1e-6)
     assert list(groups.sort_values("rank").index) == ["No-Skip", "Enhanced", "Standard"]
+
+
+def test_the_ends_of_the_skip_subsets_rank_in_the_groups_of_the_networks_they_equal():
+    names = {"noskip_unet": "unet_skips_0000", "unet": "unet_skips_1111", "vnet": "unet_skips_0110"}
+    renamed = hand_dice_table().replace({"variant": names})
+    groups = rank_groups(robustness_cov(renamed))
+    # No-Skip = unet_skips_0000 (0.102062), Standard = unet_skips_1111 alone (0.151031: the partial subset in place
+    # of vnet belongs to no group), Enhanced 0.125.
+    assert list(groups.sort_values("rank").index) == ["No-Skip", "Enhanced", "Standard"]
+    assert_allclose(groups.loc["No-Skip", "mean CoV"], 0.1020621, rtol=1e-5)
+    assert_allclose(groups.loc["Standard", "mean CoV"], 0.1510310, rtol=1e-6)
+    assert [variant_group(v) for v in ("unet_skips_000", "unet_skips_111", "unet_skips_0110", "udtransnet")] == [
+        "No-Skip",
+        "Standard",
+        None,
+        "Enhanced",
+    ]
 
 
 def test_image_scores_matches_alphas_up_to_float_noise():

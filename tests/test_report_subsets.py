@@ -125,6 +125,11 @@ def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) ->
     table = pd.read_csv(committed / "tables" / "skip_subsets_synthetic.csv")
     assert len(table) == 16 * 5 and (~table["tied"]).sum() == 1  # the README's one distinguishable cell
     assert table.loc[~table["tied"], ["variant", "train_alpha"]].values.tolist() == [["unet_skips_0100", 0.7]]
+    learned = pd.read_csv(committed / "tables" / "learned_skips_vs_best_subset.csv")  # the README's UDTransNet lines
+    assert learned["verdict"].eq("not distinguishable").all() and len(learned) == 5
+    assert learned["p_holm"].min() == pytest.approx(0.82, abs=0.005)
+    groups = pd.read_csv(committed / "tables" / "robustness_ranking_groups.csv", index_col="group")
+    assert groups["rank"].sort_values().index.tolist() == ["No-Skip", "Enhanced", "Standard"]
 
 
 UDTRANSNET_CLAIMS = tuple(claim for claim in CLAIMS if claim.paper == UDTRANSNET)

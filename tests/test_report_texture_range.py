@@ -93,3 +93,8 @@ def test_the_report_header_lists_the_resource_shapes_the_trials_ran_with() -> No
     )
     assert resource_shapes(runs) == "0.5 CPU + 0 GPU, on cpu (1 runs); 1 CPU + 0.25 GPU, on cuda (2 runs)"
     assert resource_shapes(runs.drop(columns="param.device")) == ""  # runs from before these params
+    older = pd.concat([runs, pd.DataFrame({"param.resources.cpu": [None], "param.device": [None]})])
+    assert resource_shapes(older) == (  # a study resumed across that change: no "nan CPU"
+        "0.5 CPU + 0 GPU, on cpu (1 runs); 1 CPU + 0.25 GPU, on cuda (2 runs); not recorded (1 runs, older than these "
+        "params)"
+    )

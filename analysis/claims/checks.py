@@ -514,7 +514,7 @@ def group_best_on_levels(claim: Claim, evidence: Evidence, dataset: str) -> Find
     for name in evidence.level_datasets(medical=True):
         table = evidence.level_table(name, claim.metric)
         present = set(table.index.get_level_values("variant"))
-        groups = {g: [v for v in members if v in present] for g, members in VARIANT_GROUPS.items()}
+        groups = {g: [v for v in sorted(present) if variant_group(v) == g] for g in VARIANT_GROUPS}
         groups = {g: members for g, members in groups.items() if members}
         if "No-Skip" not in groups or len(groups) < 2 or evidence.n_seeds(name, sorted(present)) < MIN_SEEDS:
             continue

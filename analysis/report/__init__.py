@@ -247,9 +247,13 @@ def resource_shapes(runs: pd.DataFrame) -> str:
     columns = ["param.resources.cpu", "param.resources.gpu", "param.device"]
     if not all(column in runs for column in columns):
         return ""
-    shown = runs[columns].map(lambda value: f"{value:g}" if isinstance(value, int | float) else str(value))
+    recorded = runs[columns].notna().all(axis=1)
+    shown = runs.loc[recorded, columns].map(lambda value: f"{value:g}" if isinstance(value, int | float) else str(value))
     counts = shown.value_counts(sort=False).sort_index()
-    return "; ".join(f"{cpu} CPU + {gpu} GPU, on {device} ({n} runs)" for (cpu, gpu, device), n in counts.items())
+    shapes = [f"{cpu} CPU + {gpu} GPU, on {device} ({n} runs)" for (cpu, gpu, device), n in counts.items()]
+    if not recorded.all():
+        shapes.append(f"not recorded ({(~recorded).sum()} runs, older than these params)")
+    return "; ".join(shapes)
 
 
 def _header(study, baseline: str, messages: list[str], up: str = "") -> str:
