@@ -132,6 +132,28 @@ def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) ->
     assert groups["rank"].sort_values().index.tolist() == ["No-Skip", "Enhanced", "Standard"]
 
 
+@pytest.mark.slow
+def test_the_committed_glas_subsets_report_rebuilds_with_the_verdicts_its_readme_quotes(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).parents[1] / "docs" / "skip_subsets_glas_cpu"
+    shutil.copytree(committed, tmp_path / "s", ignore=shutil.ignore_patterns("figures", "tables", "report.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_report(tmp_path / "s", baseline="unet_skips_0000").report.read_text()
+    assert text == (committed / "report.md").read_text()
+    claims = pd.read_csv(committed / "tables" / "claims.csv")
+    verdicts = {(row.claim, row.dataset): row.verdict for row in claims.itertuples()}
+    assert verdicts[("best_subset_differs_by_dataset", "all")] == "INCONCLUSIVE"
+    assert verdicts[("skips_contribute_differently", "glas")] == "CONTRADICTS"
+    assert verdicts[("skips_contribute_differently", "synthetic")] == "CONTRADICTS"
+    assert verdicts[("journal_noskip_best_harder_dsc", "all")] == "SUPPORTS"
+    for dataset in ("glas", "synthetic"):  # the best subset is every skip, on both
+        table = pd.read_csv(committed / "tables" / f"skip_subsets_{dataset}.csv")
+        assert table.loc[table["best"], "variant"].tolist() == ["unet_skips_1111"] and table["tied"].all()
+
+
 UDTRANSNET_CLAIMS = tuple(claim for claim in CLAIMS if claim.paper == UDTRANSNET)
 
 
