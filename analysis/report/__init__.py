@@ -248,7 +248,7 @@ def resource_shapes(runs: pd.DataFrame) -> str:
     if not all(column in runs for column in columns):
         return ""
     recorded = runs[columns].notna().all(axis=1)
-    shown = runs.loc[recorded, columns].map(lambda value: f"{value:g}" if isinstance(value, int | float) else str(value))
+    shown = runs.loc[recorded, columns].map(lambda v: f"{v:g}" if isinstance(v, int | float) else str(v))
     counts = shown.value_counts(sort=False).sort_index()
     shapes = [f"{cpu} CPU + {gpu} GPU, on {device} ({n} runs)" for (cpu, gpu, device), n in counts.items()]
     if not recorded.all():
