@@ -46,6 +46,7 @@ from typing import TypeVar
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from orchestrator import interrupts
 from trainables.config import StudyConfigError
 from trainables.guard import DRIVER_LOCK, DRIVER_OWNER, LockBusyError, OwnedLock, describe_owner, owner_record
 from trainables.schema import LEASE_TAG
@@ -114,7 +115,7 @@ class StudyLease:
             self.release()
             raise
         self._heartbeat = threading.Thread(target=self._beat, name=f"lease-{self.study}", daemon=True)
-        self._heartbeat.start()
+        interrupts.start_quiet(self._heartbeat)  # a stop signal never lands in it
 
     def __enter__(self) -> StudyLease:
         return self

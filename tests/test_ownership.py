@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -117,6 +118,24 @@ def test_storage_uri_relies_on_the_mlflow_lease_until_it_expires(tmp_path: Path)
         assert lease_tag(uri, "owned") is None
     finally:
         kill_group(holder.pid)
+
+
+def blocked_signals(thread_id: int) -> set[int]:
+    """The signals a thread of this process blocks, from /proc."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+def test_the_lease_heartbeat_blocks_stop_signals_so_they_reach_the_main_thread(tmp_path: Path) -> None:
+    # A SIGTERM the kernel gave the heartbeat while ray.init had Ray's failure handler in place aborted the driver.
+    lease = StudyLease("quiet", str(tmp_path / "results"), f"sqlite:///{tmp_path}/mlflow.db", "quiet", ttl=30, settle=0)
+    lease.claim()
+    try:
+        assert {signal.SIGINT, signal.SIGTERM} <= blocked_signals(lease._heartbeat.native_id)
+        assert not {signal.SIGINT, signal.SIGTERM} & blocked_signals(threading.main_thread().native_id)
+    finally:
+        lease.release()
 
 
 def tiny_study(folder: Path, name: str, epochs: int = 3, levels=(1.0,)) -> Path:
