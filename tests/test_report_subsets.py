@@ -110,16 +110,22 @@ def test_contributions_need_every_subset() -> None:
     assert verdict == INCONCLUSIVE and measured.startswith("needs every subset") and table is None
 
 
-@pytest.mark.slow
-def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) -> None:
+def _rebuilt_committed(name: str, tmp_path) -> tuple:
+    """The committed docs/<name> folder and the report rebuilt from its Parquet files alone (baseline 0000)."""
     import shutil
     from pathlib import Path
 
-    committed = Path(__file__).parents[1] / "docs" / "skip_subsets_cpu"
+    committed = Path(__file__).parents[1] / "docs" / name
     shutil.copytree(committed, tmp_path / "s", ignore=shutil.ignore_patterns("figures", "tables", "report.md"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         text = build_report(tmp_path / "s", baseline="unet_skips_0000").report.read_text()
+    return committed, text
+
+
+@pytest.mark.slow
+def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) -> None:
+    committed, text = _rebuilt_committed("skip_subsets_cpu", tmp_path)
     assert text == (committed / "report.md").read_text()
     assert "**The best subset changes with difficulty: INCONCLUSIVE.**" in text
     table = pd.read_csv(committed / "tables" / "skip_subsets_synthetic.csv")
@@ -134,14 +140,7 @@ def test_the_committed_skip_subset_report_rebuilds_from_its_parquet(tmp_path) ->
 
 @pytest.mark.slow
 def test_the_committed_glas_subsets_report_rebuilds_with_the_verdicts_its_readme_quotes(tmp_path) -> None:
-    import shutil
-    from pathlib import Path
-
-    committed = Path(__file__).parents[1] / "docs" / "skip_subsets_glas_cpu"
-    shutil.copytree(committed, tmp_path / "s", ignore=shutil.ignore_patterns("figures", "tables", "report.md"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        text = build_report(tmp_path / "s", baseline="unet_skips_0000").report.read_text()
+    committed, text = _rebuilt_committed("skip_subsets_glas_cpu", tmp_path)
     assert text == (committed / "report.md").read_text()
     claims = pd.read_csv(committed / "tables" / "claims.csv")
     verdicts = {(row.claim, row.dataset): row.verdict for row in claims.itertuples()}
