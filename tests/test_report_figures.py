@@ -125,6 +125,20 @@ def test_learning_curves_have_one_panel_per_dataset_and_alpha_with_bands_inside_
     ]
 
 
+@pytest.mark.parametrize(("width", "columns"), [(3.6, 2), (7.2, 4), (1.5, 1)])
+def test_the_figure_legend_stays_inside_the_figure_for_sixteen_skip_subsets(width, columns):
+    figure, axes = figures.new_figure(1, width=width, height=4.0)
+    for flags in range(16):
+        axes[0].plot([0, 1], [flags, flags], label=f"unet_skips_{flags:04b}")
+    figures.figure_legend(figure, axes)
+    figure.canvas.draw()
+    legend = figure.legends[0]
+    assert len({round(text.get_window_extent().x0) for text in legend.get_texts()}) == columns
+    box = legend.get_window_extent()
+    if columns > 1:  # a single column wider than the figure has nowhere to go
+        assert box.x0 >= 0 and box.x1 <= figure.bbox.x1, (box, figure.bbox)
+
+
 def test_learning_curves_without_alpha_or_seed_columns_pool_a_data_set_in_one_panel():
     epochs, runs = learning_frames(with_alpha=False)
     figure = figures.plot_learning_curves(epochs, runs)

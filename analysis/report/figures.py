@@ -103,17 +103,22 @@ def new_grid(
     return figure, [grid[row, column] for row, column in cells]
 
 
+LEGEND_ENTRY_INCHES = (0.55, 0.065)  # at fontsize 8: marker, padding, and about this much per character
+
+
 def figure_legend(figure: Figure, axes: list) -> None:
-    """One legend for the whole figure below the panels, one entry per label found in ``axes``."""
+    """One legend for the whole figure below the panels, one entry per label found in ``axes``; at most 4 columns,
+    and no more than the figure's width holds (16 skip subsets on a one-panel-wide figure: 2)."""
     entries: dict[str, object] = {}
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
         for handle, label in zip(handles, labels, strict=True):
             entries.setdefault(label, handle)
     if entries:
-        figure.legend(
-            list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=8
-        )
+        fixed, per_character = LEGEND_ENTRY_INCHES
+        entry = fixed + per_character * max(len(label) for label in entries)
+        columns = max(1, min(len(entries), 4, int(figure.get_figwidth() // entry)))
+        figure.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=columns, fontsize=8)
 
 
 def save_figure(figure: Figure, directory: str | Path, stem: str) -> list[Path]:
