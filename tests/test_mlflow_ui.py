@@ -135,9 +135,13 @@ def test_a_trial_samples_its_own_process_several_times_paced_to_its_length(tmp_p
     result = run(study, store, work="sampled")
     seconds = time.monotonic() - started
     client = MlflowClient(store["uri"])
-    cpu = [m.value for m in client.get_metric_history(result.run_id, "system/process_cpu_percent")]
+    history = client.get_metric_history(result.run_id, "system/process_cpu_percent")
+    cpu = [m.value for m in history]
     rss = [m.value for m in client.get_metric_history(result.run_id, "system/process_rss_megabytes")]
-    assert len(rss) >= len(cpu) >= 3, (len(cpu), seconds)  # ~1 s apart at this length
+    # ~1 s apart at this length, so 2 or more however fast the machine trains (a fast one gave 2 in 6 s of run)
+    assert len(rss) >= len(cpu) >= 2, (len(cpu), seconds)
+    stamps = sorted(m.timestamp for m in history)
+    assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 5000, (stamps, seconds)  # not 15 s
     assert max(cpu) > 30  # training keeps (at least part of) a core busy
     assert max(cpu) <= 100 * psutil.cpu_count() * 1.1  # no reading over a window of a few 10 ms ticks (1000%)
     assert min(rss) > 100  # torch alone holds more than 100 MB
