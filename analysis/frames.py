@@ -321,8 +321,8 @@ def variant_group(variant: str) -> str | None:
     skip subsets are the networks they equal: ``unet_skips_0000`` is No-Skip, ``unet_skips_1111`` Standard; a
     partial subset belongs to no group."""
     if is_skip_subset(variant):
-        flags = set(variant.removeprefix(SKIP_SUBSET_PREFIX))
-        return {frozenset("0"): "No-Skip", frozenset("1"): "Standard"}.get(frozenset(flags))
+        kept = set(variant.removeprefix(SKIP_SUBSET_PREFIX))
+        return "No-Skip" if kept == {"0"} else "Standard" if kept == {"1"} else None
     return next((group for group, members in VARIANT_GROUPS.items() if variant in members), None)
 
 

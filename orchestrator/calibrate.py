@@ -144,25 +144,23 @@ def measure_groups(
         devices.update(entry["device"] for entry in measured)
         numbers = [name for name, value in measured[0].items() if isinstance(value, float)]
         parts = {name: statistics.median(entry[name] for entry in measured) for name in numbers}
-        costs[key] = TrialCost(parts["epoch"], parts["validation"], parts["test"], parts["setup"], startup)
         print(
             f"  {group.label} in {measured[0]['precision']}: {parts['epoch']:.2f} s an epoch "
             f"({parts['steps_per_epoch']:.0f} steps), {parts['validation']:.2f} s a validation, "
             f"{parts['test']:.2f} s the test",
             flush=True,
         )
-        return costs[key]
+        return TrialCost(parts["epoch"], parts["validation"], parts["test"], parts["setup"], startup)
 
     try:
         for key in groups:
-            measure(key)
+            costs[key] = measure(key)
         # The first group ran while Ray's own processes were still starting: measured again, the lower kept. On 2
         # cores a UDTransNet epoch read 8.1 s first and 6.2 s again; two of its trials then took 266 s against 256 s
         # forecast from the second measurement (336 s from the first).
         first = next(iter(groups))
-        before = costs[first]
         print("  (the first again, now that Ray has settled)", flush=True)
-        costs[first] = min(before, measure(first), key=lambda cost: cost.trial_seconds(1, 1))
+        costs[first] = min(costs[first], measure(first), key=lambda cost: cost.trial_seconds(1, 1))
     finally:
         for actor in actors:
             ray.kill(actor)
